@@ -1,0 +1,109 @@
+"""Configuration options of the OpenVZ driver (the ``[openvz]`` group)."""
+
+from oslo_config import cfg
+
+openvz_group = cfg.OptGroup(
+    'openvz',
+    title='OpenVZ driver options',
+    help='Where the OpenVZ host tools and configuration live, and how Nova '
+         'flavors map onto container limits.')
+
+host_opts = [
+    cfg.StrOpt('tools_dir',
+               default='/usr/sbin',
+               help='Directory holding vzctl, vzlist, ploop and vzmigrate. '
+                    'A simulated host created with "nova-openvz simulate '
+                    'init DIR" keeps them in DIR/usr/sbin.'),
+    cfg.StrOpt('vz_conf',
+               default='/etc/vz/vz.conf',
+               help='Global vzctl configuration file. The driver reads '
+                    'TEMPLATE, VE_PRIVATE, VE_ROOT, LOCKDIR and DUMPDIR from '
+                    'it; container configs are read from the "conf" '
+                    'directory next to it.'),
+    cfg.StrOpt('host_root',
+               default='/',
+               help='Root of the host filesystem the tools work on. "/" on a '
+                    'real OpenVZ host; the host tree on a simulated one. '
+                    'Used to find kernel interfaces such as /proc/vz.'),
+    cfg.StrOpt('libvirt_uri',
+               default='openvz:///system',
+               help='libvirt URI used only to read host facts (CPU model, '
+                    'topology, memory) through an in-process connection. '
+                    'A simulated host uses libvirt\'s test driver fed with '
+                    'DIR/libvirt-host.xml ("simulate init" writes it).'),
+    cfg.StrOpt('image_staging_dir',
+               default='$state_path/openvz-staging',
+               help='Directory, writable by nova-compute, where Glance '
+                    'images are downloaded before the privileged helper '
+                    'moves them into the OS template cache.'),
+]
+
+container_opts = [
+    cfg.StrOpt('layout',
+               default='ploop',
+               choices=[('ploop', 'Container disk is a ploop image.'),
+                        ('simfs', 'Container disk is a directory tree.')],
+               help='Disk layout of new containers.'),
+    cfg.IntOpt('min_ctid',
+               default=101,
+               min=101,
+               max=2147483644,
+               help='Lowest container ID the driver allocates. IDs up to '
+                    '100 are reserved by OpenVZ.'),
+    cfg.IntOpt('default_root_gb',
+               default=10,
+               min=1,
+               help='Disk size in GB for flavors whose root_gb is 0.'),
+    cfg.IntOpt('cpuunits_per_vcpu',
+               default=1000,
+               min=8,
+               max=500000,
+               help='CPU weight (CPUUNITS) given per flavor vCPU unless the '
+                    'flavor sets quota:cpu_shares or openvz:cpuunits.'),
+    cfg.IntOpt('stop_timeout',
+               default=120,
+               min=1,
+               help='Seconds a graceful stop may take before the container '
+                    'is killed, when Nova gives no timeout of its own.'),
+    cfg.FloatOpt('state_cache_seconds',
+                 default=5.0,
+                 min=0,
+                 help='How long one vzlist listing of all containers may '
+                      'answer power-state queries. One listing then serves a '
+                      'whole periodic task cycle; every change the driver '
+                      'makes discards it.'),
+]
+
+tool_opts = [
+    cfg.IntOpt('lock_retries',
+               default=5,
+               min=0,
+               help='How many times a tool call that found the container '
+                    'locked by another vzctl (exit code 9) is retried.'),
+    cfg.FloatOpt('lock_retry_interval',
+                 default=0.5,
+                 min=0,
+                 help='First wait in seconds before retrying a locked '
+                      'container; doubled at each retry.'),
+    cfg.IntOpt('tool_timeout',
+               default=900,
+               min=1,
+               help='Seconds any single host tool call may run before it is '
+                    'killed and reported as failed.'),
+]
+
+ALL_OPTS = host_opts + container_opts + tool_opts
+
+
+def register_opts(conf):
+    conf.register_group(openvz_group)
+    conf.register_opts(ALL_OPTS, group=openvz_group)
+
+
+def list_opts():
+    """Entry point for oslo-config-generator."""
+    return [(openvz_group, ALL_OPTS)]
+
+
+CONF = cfg.CONF
+register_opts(CONF)

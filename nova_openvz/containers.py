@@ -1,0 +1,200 @@
+"""Which containers belong to Nova, and what state they are in.
+
+A container made by this driver carries its instance UUID twice: as its
+vzctl NAME and inside its DESCRIPTION (a small JSON object).  That is how the
+driver recognises its containers after any restart, without a database.
+
+State comes from ``vzlist -a -j``: one call lists every container, and the
+result answers every query of a periodic cycle until it expires or the
+driver changes something.
+"""
+
+import json
+import os
+import re
+import threading
+import time
+
+from oslo_log import log as logging
+from oslo_utils import uuidutils
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import exception
+from nova_openvz import hosttools
+
+LOG = logging.getLogger(__name__)
+CONF = openvz_conf.CONF
+
+#: vzlist fields the driver reads; all are valid in JSON output.
+LIST_FIELDS = ('ctid', 'name', 'description', 'status', 'cpus', 'physpages',
+               'swappages', 'diskspace', 'uptime', 'layout')
+
+_CTID_FILE_RE = re.compile(r'^([0-9]+)(\.conf.*)?$')
+
+
+class Container(object):
+    """One container as vzlist reported it."""
+
+    def __init__(self, record):
+        self.ctid = int(record['ctid'])
+        self.name = record.get('name')
+        self.status = record.get('status') or 'stopped'
+        self.cpus = record.get('cpus') or 0
+        self.physpages = record.get('physpages') or {}
+        self.diskspace = record.get('diskspace') or {}
+        self.uptime = record.get('uptime') or 0.0
+        self.instance_uuid = owner_uuid(record)
+
+    @property
+    def memory_limit_kb(self):
+        limit = self.physpages.get('limit') or 0
+        return limit * 4 if limit < 2 ** 62 else 0
+
+    @property
+    def memory_used_kb(self):
+        return (self.physpages.get('held') or 0) * 4
+
+    @property
+    def disk_limit_kb(self):
+        return self.diskspace.get('hardlimit') or 0
+
+
+def describe(instance_uuid):
+    """The DESCRIPTION a Nova container carries (plain ASCII JSON)."""
+    return json.dumps({'nova_instance': instance_uuid, 'host': CONF.host},
+                      sort_keys=True)
+
+
+def owner_uuid(record):
+    """Instance UUID of a vzlist record, or None if Nova did not make it."""
+    name = record.get('name')
+    if not name or not uuidutils.is_uuid_like(name):
+        return None
+    try:
+        description = json.loads(record.get('description') or '')
+    except ValueError:
+        return None
+    if (isinstance(description, dict) and
+            description.get('nova_instance') == name):
+        return name
+    return None
+
+
+def _parse_listing(stdout):
+    try:
+        records = json.loads(stdout or '[]')
+    except ValueError as e:
+        raise exception.HostToolError(
+            tool='vzlist', command='-j', exit_code=0,
+            message='unreadable JSON output: %s' % e)
+    return [Container(record) for record in records]
+
+
+class ContainerListing(object):
+    """A short-lived view of every container on the host.
+
+    Thread-safe; at most one vzlist call is in flight for the whole view.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._by_uuid = None
+        self._ctids = None
+        self._taken_at = 0.0
+
+    def invalidate(self):
+        with self._lock:
+            self._by_uuid = None
+
+    def _refresh_locked(self):
+        call = hosttools.vzlist('-a', '-j', '-o', ','.join(LIST_FIELDS))
+        containers = _parse_listing(call.stdout)
+        self._ctids = {c.ctid for c in containers}
+        self._by_uuid = {c.instance_uuid: c for c in containers
+                         if c.instance_uuid}
+        self._taken_at = time.monotonic()
+
+    def _current(self, fresh=False):
+        with self._lock:
+            expired = (time.monotonic() - self._taken_at >
+                       CONF.openvz.state_cache_seconds)
+            if fresh or self._by_uuid is None or expired:
+                self._refresh_locked()
+            return self._by_uuid, self._ctids
+
+    def all(self, fresh=False):
+        """Nova's containers as ``{instance_uuid: Container}``."""
+        return dict(self._current(fresh)[0])
+
+    def used_ctids(self):
+        return set(self._current(fresh=True)[1])
+
+    def find(self, instance_uuid, fresh=False):
+        """The container of an instance, or None.
+
+        With ``fresh`` only that container is asked about when its CTID is
+        already known, so one instance's query stays one short call.
+        """
+        known = self._current()[0].get(instance_uuid)
+        if not fresh:
+            return known
+        if known is None:
+            return self._current(fresh=True)[0].get(instance_uuid)
+        call = hosttools.vzlist('-j', '-o', ','.join(LIST_FIELDS),
+                                str(known.ctid), ok_codes=(0, 1))
+        found = [c for c in _parse_listing(call.stdout)
+                 if c.instance_uuid == instance_uuid]
+        with self._lock:
+            if self._by_uuid is not None:
+                if found:
+                    self._by_uuid[instance_uuid] = found[0]
+                else:
+                    self._by_uuid.pop(instance_uuid, None)
+        return found[0] if found else None
+
+
+class CtidAllocator(object):
+    """Hands out free container IDs without races.
+
+    An ID is free when no container config, destroyed config or private
+    area uses it and no spawn in this process holds it.  vzctl's own
+    per-container lock and its "private area exists" check (exit 44) guard
+    against other processes; the caller retries with a new ID then.
+    """
+
+    def __init__(self, listing, host_config):
+        self._listing = listing
+        self._host_config = host_config
+        self._lock = threading.Lock()
+        self._reserved = set()
+
+    def _ids_on_disk(self):
+        found = set()
+        for directory in (self._host_config.conf_dir,
+                          self._host_config.private_parent()):
+            try:
+                names = os.listdir(directory)
+            except OSError as e:
+                LOG.debug('Cannot list %s for CT IDs: %s', directory, e)
+                continue
+            for name in names:
+                match = _CTID_FILE_RE.match(name)
+                if match:
+                    found.add(int(match.group(1)))
+        return found
+
+    def reserve(self):
+        used = self._listing.used_ctids() | self._ids_on_disk()
+        with self._lock:
+            ctid = CONF.openvz.min_ctid
+            while ctid in used or ctid in self._reserved:
+                ctid += 1
+            if ctid > 2147483644:
+                raise exception.ContainerIdExhausted(
+                    start=CONF.openvz.min_ctid)
+            self._reserved.add(ctid)
+            return ctid
+
+    def release(self, ctid):
+        with self._lock:
+            self._reserved.discard(ctid)

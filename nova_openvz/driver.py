@@ -1,0 +1,320 @@
+"""Nova compute driver for OpenVZ containers.
+
+Load it with ``compute_driver = openvz.OpenVZDriver``.  This module only
+orchestrates; each concern lives in its own module (see
+doc/source/contributor/design.rst).
+"""
+
+import os
+import re
+
+from nova.compute import power_state
+from nova import exception as nova_exception
+from nova.objects import fields
+from nova.virt import driver
+from nova.virt import hardware
+from oslo_concurrency import processutils
+from oslo_log import log as logging
+from oslo_utils import excutils
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import containers
+from nova_openvz import exception
+from nova_openvz import hostconfig
+from nova_openvz import hostinfo
+from nova_openvz import hosttools
+from nova_openvz import images
+from nova_openvz import power
+from nova_openvz import privsep
+from nova_openvz import resources
+
+LOG = logging.getLogger(__name__)
+CONF = openvz_conf.CONF
+
+TOOLS = ('vzctl', 'vzlist')
+_VERSION_RE = re.compile(r'vzctl version (\d+)\.(\d+)(?:\.(\d+))?')
+_HOSTNAME_RE = re.compile(
+    r'^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)'
+    r'(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$', re.IGNORECASE)
+# How often spawn retries with a new CT ID when another vzctl user took
+# the one it picked (exit 9 or 44).
+CTID_ATTEMPTS = 3
+
+
+class OpenVZDriver(driver.ComputeDriver):
+    """Runs Nova instances as OpenVZ containers."""
+
+    capabilities = dict(driver.ComputeDriver.capabilities)
+    capabilities.update({
+        # OS template tarballs are uploaded to Glance as raw/bare images.
+        'supports_image_type_raw': True,
+    })
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi)
+        self.host_config = hostconfig.HostConfig()
+        self.facts = hostinfo.HostFacts()
+        self.listing = containers.ContainerListing()
+        self.allocator = containers.CtidAllocator(self.listing,
+                                                  self.host_config)
+        self.templates = images.TemplateCache(self.host_config)
+        self.hypervisor_version = 0
+
+    # Host ------------------------------------------------------------------
+
+    def init_host(self, host):
+        """Check the tools, their version and vz.conf; fail loudly."""
+        self.host_config = hostconfig.HostConfig()
+        self.allocator = containers.CtidAllocator(self.listing,
+                                                  self.host_config)
+        self.templates = images.TemplateCache(self.host_config)
+        problems = self.host_config.problems()
+        for tool in TOOLS:
+            path = '%s/%s' % (CONF.openvz.tools_dir, tool)
+            if not _is_executable(path):
+                problems.append('%s is missing or not executable' % path)
+        if not problems:
+            try:
+                version = hosttools.vzctl('--version').stdout
+                self.hypervisor_version = _version_number(version)
+            except (exception.HostToolError, ValueError) as e:
+                problems.append('vzctl --version failed: %s' % e)
+        if not problems:
+            try:
+                self.facts.get()
+            except exception.HostNotReady as e:
+                problems.append(str(e))
+        if problems:
+            raise exception.HostNotReady(reason='; '.join(problems))
+        LOG.info('OpenVZ host ready: vzctl %s, %d containers of Nova',
+                 self.hypervisor_version, len(self.listing.all(fresh=True)))
+
+    def get_available_nodes(self, refresh=False):
+        return [CONF.host]
+
+    def get_host_ip_addr(self):
+        return CONF.my_ip
+
+    def get_host_uptime(self):
+        return processutils.execute('env', 'LANG=C', 'uptime')[0]
+
+    def get_available_resource(self, nodename):
+        facts = self.facts.get()
+        total_gb, free_gb = resources.disk_gb(
+            self.host_config.private_parent())
+        owned = self.listing.all().values()
+        return {
+            'vcpus': facts['vcpus'],
+            'memory_mb': facts['memory_mb'],
+            'local_gb': total_gb,
+            'vcpus_used': sum(c.cpus for c in owned),
+            'memory_mb_used': sum(c.memory_limit_kb for c in owned) // 1024,
+            'local_gb_used': total_gb - free_gb,
+            'hypervisor_type': fields.HVType.OPENVZ,
+            'hypervisor_version': self.hypervisor_version,
+            'hypervisor_hostname': nodename,
+            'cpu_info': self.facts.cpu_info_json(),
+            'disk_available_least': free_gb,
+            'supported_instances': [(facts['arch'], fields.HVType.OPENVZ,
+                                     fields.VMMode.EXE)],
+            'numa_topology': None,
+        }
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        facts = self.facts.get()
+        total_gb, _free = resources.disk_gb(self.host_config.private_parent())
+        ratios = self._get_allocation_ratios(
+            provider_tree.data(nodename).inventory)
+        provider_tree.update_inventory(nodename, resources.inventory(
+            facts['vcpus'], facts['memory_mb'], total_gb, ratios,
+            self._get_reserved_host_disk_gb_from_config()))
+
+    # Inventory of containers -------------------------------------------------
+
+    def list_instances(self):
+        """Names of Nova's containers; a container's name is its UUID."""
+        return list(self.listing.all())
+
+    def list_instance_uuids(self):
+        return list(self.listing.all())
+
+    def instance_exists(self, instance):
+        return self.listing.find(instance.uuid) is not None
+
+    def get_num_instances(self):
+        return len(self.listing.all())
+
+    def get_info(self, instance, use_cache=True):
+        container = self.listing.find(instance.uuid, fresh=not use_cache)
+        if container is None:
+            raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        return hardware.InstanceInfo(state=power.from_vzlist(container.status))
+
+    # Lifecycle -------------------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        if driver.block_device_info_get_mapping(block_device_info):
+            raise exception.VolumesNotSupported()
+        hostname = _checked_hostname(instance)
+        template = self.templates.ensure(context, instance, image_meta)
+        for attempt in range(CTID_ATTEMPTS):
+            ctid = self.allocator.reserve()
+            try:
+                self._create(ctid, instance, template, hostname)
+                break
+            except (exception.ContainerLocked,
+                    exception.PrivateAreaExists) as e:
+                # Someone else took this ID between our look and create.
+                LOG.warning('CT ID %d was taken (%s), picking another',
+                            ctid, e.format_message(), instance=instance)
+                if attempt == CTID_ATTEMPTS - 1:
+                    raise
+            except Exception:
+                with excutils.save_and_reraise_exception():
+                    self._remove_quietly(ctid, instance)
+            finally:
+                self.allocator.release(ctid)
+                self.listing.invalidate()
+        try:
+            hosttools.vzctl('set', ctid, '--save', '--onboot', 'no',
+                            '--stop-timeout', CONF.openvz.stop_timeout,
+                            *resources.flavor_settings(instance.flavor))
+            if power_on:
+                hosttools.vzctl('start', ctid, '--wait')
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                self._remove_quietly(ctid, instance)
+        finally:
+            self.listing.invalidate()
+        LOG.info('Container %d created%s', ctid,
+                 ' and running' if power_on else '', instance=instance)
+
+    def _create(self, ctid, instance, template, hostname):
+        args = ['create', ctid, '--ostemplate', template,
+                '--layout', resources.layout(instance.flavor),
+                '--diskspace', resources.diskspace_arg(instance.flavor),
+                '--name', instance.uuid,
+                '--description', containers.describe(instance.uuid)]
+        if hostname:
+            args += ['--hostname', hostname]
+        hosttools.vzctl(*args)
+
+    def _remove(self, ctid):
+        """Stop and destroy a container and vzctl's leftover files."""
+        hosttools.vzctl('stop', ctid, '--fast', ok_codes=(0, 14))
+        hosttools.vzctl('destroy', ctid, ok_codes=(0, 14))
+        privsep.remove_destroyed_configs(ctid)
+
+    def _remove_quietly(self, ctid, instance):
+        """Clean up after a failed spawn without hiding its error."""
+        try:
+            self._remove(ctid)
+        except Exception:
+            LOG.exception('Could not remove container %d after a failed '
+                          'spawn', ctid, instance=instance)
+
+    def _container(self, instance):
+        container = self.listing.find(instance.uuid)
+        if container is None:
+            raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        return container
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        """Remove the container; a container already gone is no error.
+
+        With ``destroy_disks=False`` the container is only stopped, so its
+        disk and config stay for a later start on this host.
+        """
+        container = self.listing.find(instance.uuid, fresh=True)
+        if container is None:
+            LOG.info('Container already gone', instance=instance)
+            return
+        try:
+            if destroy_disks:
+                self._remove(container.ctid)
+            else:
+                hosttools.vzctl('stop', container.ctid, '--fast')
+        finally:
+            self.listing.invalidate()
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        self.destroy(context, instance, network_info, block_device_info,
+                     destroy_disks)
+
+    def reboot(self, context, instance, network_info, reboot_type,
+               block_device_info=None, bad_volumes_callback=None,
+               accel_info=None, share_info=None):
+        """Restart the container.
+
+        Soft: halt inside the container, killed after its STOP_TIMEOUT,
+        then start.  Hard: kill, then start.
+        """
+        ctid = self._container(instance).ctid
+        args = ['restart', ctid, '--wait']
+        if reboot_type == 'HARD':
+            args.append('--fast')
+        try:
+            hosttools.vzctl(*args)
+        finally:
+            self.listing.invalidate()
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        """Graceful halt within ``timeout`` seconds, else killed.
+
+        vzctl sends the halt once and kills the container when its
+        STOP_TIMEOUT expires, so ``retry_interval`` has nothing to repeat.
+        """
+        ctid = self._container(instance).ctid
+        try:
+            if not timeout:
+                hosttools.vzctl('stop', ctid, '--fast')
+                return
+            saved = self.host_config.container_config(ctid)
+            if saved.get('STOP_TIMEOUT') != str(timeout):
+                hosttools.vzctl('set', ctid, '--save',
+                                '--stop-timeout', timeout)
+            hosttools.vzctl('stop', ctid)
+        finally:
+            self.listing.invalidate()
+
+    def power_on(self, context, instance, network_info,
+                 block_device_info=None, accel_info=None, share_info=None):
+        ctid = self._container(instance).ctid
+        try:
+            # Exit 32: already running, which is what was asked.
+            hosttools.vzctl('start', ctid, '--wait', ok_codes=(0, 32))
+        finally:
+            self.listing.invalidate()
+
+    def resume_state_on_host_boot(self, context, instance, network_info,
+                                  share_info, block_device_info=None):
+        container = self._container(instance)
+        if power.from_vzlist(container.status) != power_state.RUNNING:
+            self.power_on(context, instance, network_info, block_device_info)
+
+
+def _is_executable(path):
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _version_number(text):
+    """``vzctl version 4.11.1`` -> 4011001, Nova's integer form."""
+    match = _VERSION_RE.search(text)
+    if not match:
+        raise ValueError('unexpected version output %r' % text.strip())
+    major, minor, micro = (int(part or 0) for part in match.groups())
+    return major * 1000000 + minor * 1000 + micro
+
+
+def _checked_hostname(instance):
+    """The instance hostname, refused if it could not be a hostname."""
+    hostname = instance.hostname or ''
+    if hostname and not _HOSTNAME_RE.match(hostname):
+        raise nova_exception.InvalidInput(
+            reason='hostname %r is not a valid host name' % hostname)
+    return hostname

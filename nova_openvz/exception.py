@@ -1,0 +1,89 @@
+"""One Nova exception class per failure of the OpenVZ driver.
+
+Every host tool failure becomes a :class:`HostToolError` subclass carrying the
+tool's own message and exit code, so a server fault tells the operator what
+vzctl said.
+"""
+
+from nova import exception
+from nova.i18n import _
+
+
+class HostToolError(exception.NovaException):
+    msg_fmt = _("%(tool)s %(command)s failed with exit code %(exit_code)s: "
+                "%(message)s")
+
+    def __init__(self, message=None, **kwargs):
+        self.tool = kwargs.get('tool')
+        self.command = kwargs.get('command')
+        self.exit_code = kwargs.get('exit_code')
+        self.stderr = kwargs.get('stderr', '')
+        self.stdout = kwargs.get('stdout', '')
+        super().__init__(message, **kwargs)
+
+
+class ContainerLocked(HostToolError):
+    """Exit 9: another vzctl holds the container lock, even after retries."""
+
+
+class ContainerConfigMissing(HostToolError):
+    """Exit 14: the container's config file does not exist."""
+
+
+class ContainerNotRunning(HostToolError):
+    """Exit 31: the operation needs a running container."""
+
+
+class ContainerRunning(HostToolError):
+    """Exit 32: the operation needs a stopped container."""
+
+
+class ContainerStopFailed(HostToolError):
+    """Exit 33: the container did not stop within the timeout."""
+
+
+class PrivateAreaMissing(HostToolError):
+    """Exit 43: the container's private area does not exist."""
+
+
+class PrivateAreaExists(HostToolError):
+    """Exit 44: a private area already exists for that container ID."""
+
+
+class TemplateNotFound(HostToolError):
+    """Exit 29 or 91: no OS template given or found in the cache."""
+
+
+class TemplateUnpackFailed(HostToolError):
+    """Exit 46 or 48: the template could not be unpacked."""
+
+
+class InvalidToolArgument(HostToolError):
+    """Exit 20 or 21: the tool rejected an argument."""
+
+
+class BadKernel(HostToolError):
+    """Exit 5: not an OpenVZ kernel, or its modules are not loaded."""
+
+
+class ToolTimeout(HostToolError):
+    msg_fmt = _("%(tool)s %(command)s did not finish within %(timeout)s "
+                "seconds and was killed")
+
+
+class HostNotReady(exception.NovaException):
+    msg_fmt = _("OpenVZ host is not usable: %(reason)s")
+
+
+class InvalidFlavorLimit(exception.Invalid):
+    msg_fmt = _("Flavor setting %(key)s=%(value)s cannot be applied to an "
+                "OpenVZ container: %(reason)s")
+
+
+class ContainerIdExhausted(exception.NovaException):
+    msg_fmt = _("No free container ID at or above %(start)s")
+
+
+class VolumesNotSupported(exception.NovaException):
+    msg_fmt = _("The OpenVZ driver cannot attach Cinder volumes yet; boot "
+                "this server without volumes")

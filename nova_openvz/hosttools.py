@@ -1,0 +1,121 @@
+"""The one place that runs OpenVZ host tools.
+
+Every vzctl and vzlist call goes through :func:`run`: it hands the argv to
+the privileged helper, logs the call with its duration, retries a container
+locked by another vzctl (exit code 9) with a growing wait, and turns any
+other failure into a typed exception that carries the tool's own message and
+exit code.
+"""
+
+import collections
+import time
+
+from oslo_log import log as logging
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import exception
+from nova_openvz import privsep
+
+LOG = logging.getLogger(__name__)
+CONF = openvz_conf.CONF
+
+EXIT_LOCKED = 9
+
+#: vzctl exit codes (doc/source/reference) and the exceptions they become.
+VZCTL_ERRORS = {
+    5: exception.BadKernel,
+    9: exception.ContainerLocked,
+    14: exception.ContainerConfigMissing,
+    20: exception.InvalidToolArgument,
+    21: exception.InvalidToolArgument,
+    29: exception.TemplateNotFound,
+    31: exception.ContainerNotRunning,
+    32: exception.ContainerRunning,
+    33: exception.ContainerStopFailed,
+    43: exception.PrivateAreaMissing,
+    44: exception.PrivateAreaExists,
+    46: exception.TemplateUnpackFailed,
+    48: exception.TemplateUnpackFailed,
+    91: exception.TemplateNotFound,
+}
+
+ToolCall = collections.namedtuple(
+    'ToolCall', 'tool argv exit_code stdout stderr seconds')
+
+_listeners = []
+
+
+def add_listener(callback):
+    """Call ``callback(ToolCall)`` after every tool invocation.
+
+    The sandbox and the benchmark use it to show and count host commands.
+    """
+    _listeners.append(callback)
+
+
+def remove_listener(callback):
+    _listeners.remove(callback)
+
+
+def _tool_message(stdout, stderr):
+    """What the tool said about its failure: stderr, else stdout's tail."""
+    text = stderr.strip() or stdout.strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return ' '.join(lines[-5:]) or '(no output)'
+
+
+def _error_for(call):
+    command = ' '.join(call.argv[:1])
+    kwargs = dict(tool=call.tool, command=command, exit_code=call.exit_code,
+                  stdout=call.stdout, stderr=call.stderr,
+                  message=_tool_message(call.stdout, call.stderr))
+    if call.exit_code is None:
+        return exception.ToolTimeout(tool=call.tool, command=command,
+                                     timeout=CONF.openvz.tool_timeout)
+    error_class = (VZCTL_ERRORS.get(call.exit_code, exception.HostToolError)
+                   if call.tool == 'vzctl' else exception.HostToolError)
+    return error_class(**kwargs)
+
+
+def _invoke(tool, argv):
+    started = time.monotonic()
+    exit_code, stdout, stderr = privsep.run_host_tool(
+        tool, argv, CONF.openvz.tool_timeout)
+    call = ToolCall(tool, tuple(argv), exit_code, stdout, stderr,
+                    time.monotonic() - started)
+    LOG.debug('%(tool)s %(argv)s exited %(code)s in %(secs).3fs',
+              {'tool': tool, 'argv': ' '.join(argv), 'code': exit_code,
+               'secs': call.seconds})
+    for listener in list(_listeners):
+        listener(call)
+    return call
+
+
+def run(tool, *argv, ok_codes=(0,)):
+    """Run a host tool and return its :class:`ToolCall`.
+
+    :param ok_codes: exit codes that count as success for this call.
+    :raises: a :class:`nova_openvz.exception.HostToolError` subclass.
+    """
+    argv = [str(word) for word in argv]
+    wait = CONF.openvz.lock_retry_interval
+    for attempt in range(CONF.openvz.lock_retries + 1):
+        call = _invoke(tool, argv)
+        last = attempt == CONF.openvz.lock_retries
+        if call.exit_code != EXIT_LOCKED or last:
+            break
+        LOG.info('Container locked by another vzctl (%s); retrying in '
+                 '%.1fs', _tool_message(call.stdout, call.stderr), wait)
+        time.sleep(wait)
+        wait *= 2
+    if call.exit_code in ok_codes:
+        return call
+    raise _error_for(call)
+
+
+def vzctl(*argv, ok_codes=(0,)):
+    return run('vzctl', *argv, ok_codes=ok_codes)
+
+
+def vzlist(*argv, ok_codes=(0,)):
+    return run('vzlist', *argv, ok_codes=ok_codes)

@@ -1,0 +1,239 @@
+"""Privileged entrypoints of the OpenVZ driver.
+
+Only code here runs as root, inside an oslo.privsep daemon.  Each entrypoint
+takes plain, typed arguments, checks them against what the driver is allowed
+to ask of a host tool, and runs one fixed executable from the configured
+tools directory with an argv list (never a shell).  The unprivileged side
+(:mod:`nova_openvz.hosttools`) builds the argv; this side refuses anything
+outside the grammar below, so a compromised nova-compute cannot use vzctl to
+touch the host itself (CT 0), other paths, or arbitrary options.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+
+from oslo_concurrency import processutils
+from oslo_privsep import capabilities as caps
+from oslo_privsep import priv_context
+
+from nova_openvz import conf as openvz_conf
+
+CONF = openvz_conf.CONF
+
+# vzctl mounts images, creates devices and veth pairs, enters containers and
+# signals their processes; it needs these and nothing more.
+vz_pctxt = priv_context.PrivContext(
+    'nova_openvz',
+    cfg_section='nova_openvz_privsep',
+    pypath=__name__ + '.vz_pctxt',
+    capabilities=[caps.CAP_SYS_ADMIN, caps.CAP_NET_ADMIN,
+                  caps.CAP_DAC_OVERRIDE, caps.CAP_DAC_READ_SEARCH,
+                  caps.CAP_CHOWN, caps.CAP_FOWNER, caps.CAP_FSETID,
+                  caps.CAP_MKNOD, caps.CAP_SYS_CHROOT, caps.CAP_KILL,
+                  caps.CAP_SETUID, caps.CAP_SETGID, caps.CAP_SYS_RESOURCE,
+                  caps.CAP_NET_RAW],
+)
+
+VEID_MAX = 2147483644
+MAX_ARGS = 256
+MAX_ARG_LEN = 4096
+
+#: vzctl subcommands the driver uses, with the options each may carry.
+#: ``None`` means "any words follow" (the command run inside the container).
+VZCTL_GRAMMAR = {
+    'create': {'--ostemplate', '--layout', '--diskspace', '--diskinodes',
+               '--hostname', '--name', '--description', '--config',
+               '--ipadd'},
+    'start': {'--wait', '--force', '--skip-fsck', '--skip-remount'},
+    'stop': {'--fast', '--skip-umount'},
+    'restart': {'--wait', '--fast', '--force'},
+    'status': set(),
+    'mount': set(),
+    'umount': set(),
+    'destroy': set(),
+    'set': {'--save', '--force', '--setmode', '--ram', '--swap', '--cpus',
+            '--cpuunits', '--cpulimit', '--cpumask', '--nodemask',
+            '--diskspace', '--diskinodes', '--hostname', '--nameserver',
+            '--searchdomain', '--ipadd', '--ipdel', '--netif_add',
+            '--netif_del', '--ifname', '--mac', '--host_ifname',
+            '--host_mac', '--bridge', '--name', '--description',
+            '--ostemplate', '--onboot', '--disabled', '--stop-timeout',
+            '--devices', '--devnodes', '--features', '--ioprio',
+            '--iolimit', '--iopslimit', '--numproc', '--numfile',
+            '--vm_overcommit', '--userpasswd'},
+    'exec2': None,
+    'suspend': {'--dumpfile'},
+    'resume': {'--dumpfile'},
+    'chkpnt': {'--suspend', '--resume', '--dump', '--kill'},
+    'snapshot': {'--id', '--name', '--description', '--skip-suspend',
+                 '--skip-config'},
+    'snapshot-switch': {'--id', '--skip-resume', '--must-resume',
+                        '--skip-config'},
+    'snapshot-delete': {'--id'},
+    'snapshot-list': {'-H', '-o', '--id'},
+}
+
+#: Options that take no value.
+VZCTL_FLAGS = {'--save', '--force', '--wait', '--fast', '--skip-fsck',
+               '--skip-remount', '--skip-umount', '--suspend', '--resume',
+               '--dump', '--kill', '--skip-suspend', '--skip-config',
+               '--skip-resume', '--must-resume', '-H'}
+
+VZLIST_FLAGS = {'-a', '-S', '-H', '-j', '-t'}
+VZLIST_FIELD_RE = re.compile(r'^[a-z_.]+(,[a-z_.]+)*$')
+
+# Values may hold JSON (descriptions) and lists, but never control
+# characters; paths are not accepted where the grammar has none.
+_VALUE_RE = re.compile(r'^[^\x00-\x1f\x7f]*$')
+_CTID_RE = re.compile(r'^[0-9]{1,10}$')
+
+
+class ArgumentRejected(ValueError):
+    """An argv outside the grammar the driver may use."""
+
+
+def _check_ctid(text):
+    if not _CTID_RE.match(text):
+        raise ArgumentRejected('container ID %r is not a number' % text)
+    ctid = int(text)
+    if not CONF.openvz.min_ctid <= ctid <= VEID_MAX:
+        raise ArgumentRejected('container ID %d is outside %d..%d'
+                               % (ctid, CONF.openvz.min_ctid, VEID_MAX))
+
+
+def _check_words(args):
+    if not isinstance(args, (list, tuple)) or len(args) > MAX_ARGS:
+        raise ArgumentRejected('argv must be a list of at most %d words'
+                               % MAX_ARGS)
+    for word in args:
+        if not isinstance(word, str) or len(word) > MAX_ARG_LEN:
+            raise ArgumentRejected('argv words must be short strings')
+        if not _VALUE_RE.match(word):
+            raise ArgumentRejected('control character in %r' % word)
+
+
+def validate_vzctl_argv(args):
+    """Accept ``<subcommand> <CTID> [options]`` from VZCTL_GRAMMAR only."""
+    _check_words(args)
+    if list(args) == ['--version']:
+        return
+    if len(args) < 2 or args[0] not in VZCTL_GRAMMAR:
+        raise ArgumentRejected('vzctl subcommand %r is not allowed'
+                               % (args[:1],))
+    _check_ctid(args[1])
+    allowed = VZCTL_GRAMMAR[args[0]]
+    if allowed is None:
+        if len(args) < 3:
+            raise ArgumentRejected('exec2 needs a command')
+        return
+    rest = list(args[2:])
+    while rest:
+        option = rest.pop(0)
+        if option not in allowed:
+            raise ArgumentRejected('vzctl %s option %r is not allowed'
+                                   % (args[0], option))
+        if option in VZCTL_FLAGS:
+            continue
+        if not rest or rest[0].startswith('-'):
+            raise ArgumentRejected('vzctl option %s needs a value' % option)
+        value = rest.pop(0)
+        if '/' in value and option in ('--ostemplate', '--config'):
+            raise ArgumentRejected('%s takes a name, not a path' % option)
+
+
+def validate_vzlist_argv(args):
+    """Accept flags, ``-o <fields>`` and container IDs."""
+    _check_words(args)
+    rest = list(args)
+    while rest:
+        word = rest.pop(0)
+        if word in VZLIST_FLAGS:
+            continue
+        if word == '-o':
+            if not rest or not VZLIST_FIELD_RE.match(rest[0]):
+                raise ArgumentRejected('vzlist -o needs a field list')
+            rest.pop(0)
+            continue
+        _check_ctid(word)
+
+
+_VALIDATORS = {'vzctl': validate_vzctl_argv, 'vzlist': validate_vzlist_argv}
+
+
+def _run(tool, args, timeout):
+    path = os.path.join(CONF.openvz.tools_dir, tool)
+    started = {}
+    env = {'LC_ALL': 'C', 'PATH': '/usr/sbin:/usr/bin:/sbin:/bin'}
+    try:
+        stdout, stderr = processutils.execute(
+            path, *args, check_exit_code=False, timeout=timeout,
+            env_variables=env,
+            on_execute=lambda proc: started.setdefault('proc', proc))
+    except subprocess.TimeoutExpired:
+        proc = started['proc']
+        proc.kill()
+        proc.wait()
+        return None, '', ''
+    return started['proc'].returncode, stdout, stderr
+
+
+@vz_pctxt.entrypoint
+def run_host_tool(tool, args, timeout):
+    """Run ``tool`` (vzctl or vzlist) with a validated argv.
+
+    :returns: ``(exit_code, stdout, stderr)``; exit_code is None when the
+        call was killed after ``timeout`` seconds.
+    """
+    validator = _VALIDATORS.get(tool)
+    if validator is None:
+        raise ArgumentRejected('tool %r is not allowed' % (tool,))
+    validator(args)
+    return _run(tool, list(args), int(timeout))
+
+
+_TEMPLATE_FILE_RE = re.compile(
+    r'^[a-z0-9][a-z0-9._-]*\.tar(\.gz|\.bz2|\.xz)?$')
+
+#: vzctl destroy renames a container's config and action scripts to these.
+DESTROYED_SUFFIXES = ('conf', 'mount', 'umount', 'premount', 'postumount',
+                      'start', 'stop')
+
+
+def _inside(path, directory):
+    real = os.path.realpath(path)
+    return os.path.commonpath([real, os.path.realpath(directory)]) == \
+        os.path.realpath(directory)
+
+
+@vz_pctxt.entrypoint
+def install_template(source, filename):
+    """Move a downloaded template from the staging dir into the cache."""
+    from nova_openvz import hostconfig
+
+    if not _TEMPLATE_FILE_RE.match(filename or ''):
+        raise ArgumentRejected('bad template file name %r' % (filename,))
+    if not _inside(source, CONF.openvz.image_staging_dir) or \
+            not os.path.isfile(source) or os.path.islink(source):
+        raise ArgumentRejected('%r is not a staged image' % (source,))
+    cache_dir = hostconfig.HostConfig().template_cache_dir
+    target = os.path.join(cache_dir, filename)
+    partial = os.path.join(cache_dir, '.%s.partial' % filename)
+    shutil.copyfile(source, partial)
+    os.chmod(partial, 0o644)
+    os.replace(partial, target)
+    os.unlink(source)
+
+
+@vz_pctxt.entrypoint
+def remove_destroyed_configs(ctid):
+    """Delete the ``<CTID>.*.destroyed`` files vzctl destroy leaves."""
+    from nova_openvz import hostconfig
+
+    _check_ctid(str(int(ctid)))
+    conf_dir = hostconfig.HostConfig().conf_dir
+    for suffix in DESTROYED_SUFFIXES:
+        path = os.path.join(conf_dir, '%d.%s.destroyed' % (ctid, suffix))
+        if os.path.lexists(path):
+            os.unlink(path)

@@ -1,0 +1,120 @@
+"""Flavors to container limits, and the host's resources to placement.
+
+Flavor mapping (see doc/source/admin/flavors.rst):
+
+==================================  =========================================
+flavor                              container
+==================================  =========================================
+memory_mb                           PHYSPAGES (``--ram <memory_mb>M``)
+swap (MB)                           SWAPPAGES (``--swap <swap>M``)
+vcpus                               CPUS (visible CPUs)
+root_gb (0: [openvz]default_root_gb)  DISKSPACE soft = hard = root_gb
+openvz:cpuunits, quota:cpu_shares,  CPUUNITS (weight), first one set wins
+vcpus * [openvz]cpuunits_per_vcpu
+openvz:cpulimit, or                 CPULIMIT in percent of one CPU
+quota:cpu_quota / quota:cpu_period
+(per vCPU, as libvirt applies it)
+openvz:ioprio/iolimit/iopslimit     IOPRIO / IOLIMIT (MB/s) / IOPSLIMIT
+openvz:numproc, openvz:numfile      NUMPROC / NUMFILE
+==================================  =========================================
+"""
+
+import math
+import os
+
+import os_resource_classes as orc
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import extra_specs
+
+CONF = openvz_conf.CONF
+
+CPUUNITS_MAX = 500000
+
+
+def root_gb(flavor):
+    return flavor.root_gb or CONF.openvz.default_root_gb
+
+
+def layout(flavor):
+    return extra_specs.value(flavor, 'layout', CONF.openvz.layout)
+
+
+def diskspace_arg(flavor):
+    """``--diskspace`` value: soft and hard limit both at root_gb."""
+    size = root_gb(flavor)
+    return '%dG:%dG' % (size, size)
+
+
+def _cpuunits(flavor):
+    units = extra_specs.value(flavor, 'cpuunits')
+    if units is None and 'quota:cpu_shares' in flavor.extra_specs:
+        units = extra_specs.check(
+            'quota:cpu_shares', flavor.extra_specs['quota:cpu_shares'],
+            extra_specs.SPECS['cpuunits'][1])
+    if units is None:
+        units = min(CPUUNITS_MAX,
+                    flavor.vcpus * CONF.openvz.cpuunits_per_vcpu)
+    return units
+
+
+def _cpulimit(flavor):
+    limit = extra_specs.value(flavor, 'cpulimit')
+    if limit is not None:
+        return limit
+    quota = flavor.extra_specs.get('quota:cpu_quota')
+    if quota is None:
+        return None
+    quota = extra_specs.check('quota:cpu_quota', quota, {'type': int})
+    if quota <= 0:
+        return 0
+    period = extra_specs.check(
+        'quota:cpu_period', flavor.extra_specs.get('quota:cpu_period',
+                                                   100000),
+        {'type': int, 'min': 1000, 'max': 1000000})
+    return int(math.ceil(100.0 * quota / period * flavor.vcpus))
+
+
+def flavor_settings(flavor):
+    """``vzctl set`` options that give a container its flavor's limits."""
+    args = ['--ram', '%dM' % flavor.memory_mb,
+            '--swap', '%dM' % (flavor.swap or 0),
+            '--cpus', str(flavor.vcpus),
+            '--cpuunits', str(_cpuunits(flavor))]
+    cpulimit = _cpulimit(flavor)
+    if cpulimit is not None:
+        args += ['--cpulimit', str(cpulimit)]
+    for name in ('ioprio', 'iolimit', 'iopslimit', 'numproc', 'numfile'):
+        spec = extra_specs.value(flavor, name)
+        if spec is not None:
+            args += ['--' + name, str(spec)]
+    return args
+
+
+def disk_gb(path):
+    """Total and free GB of the filesystem holding ``path``."""
+    st = os.statvfs(path)
+    total = st.f_blocks * st.f_frsize // 1024 ** 3
+    free = st.f_bavail * st.f_frsize // 1024 ** 3
+    return total, free
+
+
+def inventory(vcpus, memory_mb, local_gb, ratios, reserved_disk_gb):
+    """Placement inventory of the host's VCPU, MEMORY_MB and DISK_GB."""
+    return {
+        orc.VCPU: {
+            'total': vcpus, 'min_unit': 1, 'max_unit': vcpus,
+            'step_size': 1, 'allocation_ratio': ratios[orc.VCPU],
+            'reserved': CONF.reserved_host_cpus,
+        },
+        orc.MEMORY_MB: {
+            'total': memory_mb, 'min_unit': 1, 'max_unit': memory_mb,
+            'step_size': 1, 'allocation_ratio': ratios[orc.MEMORY_MB],
+            'reserved': CONF.reserved_host_memory_mb,
+        },
+        orc.DISK_GB: {
+            'total': local_gb, 'min_unit': 1, 'max_unit': local_gb,
+            'step_size': 1, 'allocation_ratio': ratios[orc.DISK_GB],
+            'reserved': reserved_disk_gb,
+        },
+    }
