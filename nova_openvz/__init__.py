@@ -1,0 +1,1 @@
+"""nova-openvz: OpenStack Nova compute driver for OpenVZ containers."""

@@ -1,0 +1,106 @@
+"""A fresh simulated OpenVZ host, for tests and the sandbox.
+
+The fixture lays out a host in a temporary directory with
+``nova-openvz simulate init`` and points the driver's
+``[openvz]`` options at it, exactly as DIR/nova-openvz.conf would.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import fixtures
+from oslo_config import fixture as config_fixture
+
+from nova_openvz import conf as openvz_conf
+
+
+class SimulatedHostFixture(fixtures.Fixture):
+
+    def __init__(self, conf=None):
+        super().__init__()
+        self.conf = conf or openvz_conf.CONF
+
+    def _setUp(self):
+        self.root = self.useFixture(fixtures.TempDir()).path
+        # The real command, in its own process: it inspects this machine
+        # (CPUs, memory) to describe the host, which Nova's test base
+        # forbids inside a test process.
+        subprocess.run([sys.executable, '-m', 'nova_openvz.cmd.cli',
+                        'simulate', 'init', self.root],
+                       check=True, capture_output=True)
+        self.tools_dir = os.path.join(self.root, 'usr', 'sbin')
+        options = self.useFixture(config_fixture.Config(self.conf))
+        options.config(group='openvz',
+                       tools_dir=self.tools_dir,
+                       vz_conf=os.path.join(self.root, 'etc/vz/vz.conf'),
+                       host_root=self.root,
+                       libvirt_uri='test:///' + os.path.join(
+                           self.root, 'libvirt-host.xml'),
+                       image_staging_dir=os.path.join(self.root, 'staging'),
+                       lock_retry_interval=0.05)
+
+    def sim_path(self, name):
+        return os.path.join(self.root, 'sim', name)
+
+    def run(self, tool, *args):
+        """Run a simulated tool; return ``(exit_code, stdout, stderr)``."""
+        proc = subprocess.run([os.path.join(self.tools_dir, tool)] +
+                              [str(a) for a in args],
+                              capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def inject_fault(self, tool, command=None, call=None, exit_code=1,
+                     stdout='', stderr='', ctid=None):
+        """Make a matching tool call fail (see design.rst)."""
+        path = self.sim_path('faults.json')
+        try:
+            with open(path) as f:
+                rules = json.load(f)
+        except FileNotFoundError:
+            rules = []
+        rule = {'tool': tool, 'exit_code': exit_code, 'stdout': stdout,
+                'stderr': stderr}
+        for key, value in (('command', command), ('call', call),
+                           ('ctid', ctid)):
+            if value is not None:
+                rule[key] = value
+        rules.append(rule)
+        with open(path, 'w') as f:
+            json.dump(rules, f)
+
+    def set_latency(self, key, seconds):
+        path = self.sim_path('latency.json')
+        try:
+            with open(path) as f:
+                latency = json.load(f)
+        except FileNotFoundError:
+            latency = {}
+        latency[key] = seconds
+        with open(path, 'w') as f:
+            json.dump(latency, f)
+
+    def calls(self):
+        """Every tool invocation so far, oldest first."""
+        try:
+            with open(self.sim_path('calls.log')) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def leftovers(self, ctid):
+        """Files a destroyed container ``ctid`` left on the host."""
+        patterns = ('etc/vz/conf/%d.*' % ctid, 'vz/private/%d' % ctid,
+                    'vz/private/%d.*' % ctid, 'vz/root/%d' % ctid,
+                    'vz/lock/%d.*' % ctid, 'vz/dump/Dump.%d' % ctid)
+        return sorted(path for pattern in patterns
+                      for path in glob.glob(os.path.join(self.root, pattern)))
+
+    def all_leftovers(self):
+        """Container files of any CT ID, plus staged image downloads."""
+        patterns = ('etc/vz/conf/[0-9]*', 'vz/private/*', 'vz/root/*',
+                    'vz/lock/*', 'vz/dump/*', 'etc/vz/names/*', 'staging/*')
+        return sorted(path for pattern in patterns
+                      for path in glob.glob(os.path.join(self.root, pattern)))

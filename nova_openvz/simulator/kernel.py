@@ -1,0 +1,332 @@
+"""Container kernel effects of the simulated host, behind one interface.
+
+vzctl decides *what* happens to a container (checks, messages, config
+files); a :class:`Kernel` makes it happen: it starts and stops the
+container's init, freezes and thaws it, mounts and unmounts its filesystem
+on VE_ROOT, applies live limits and venet addresses, creates veth devices,
+checkpoints and restores, and runs commands inside.
+
+Backends:
+
+``modelled`` (:class:`ModelledKernel`, the default)
+    Keeps the container state as JSON in ``DIR/var/lib/vzsim`` (see
+    :data:`hostfs.RUNTIME_DEFAULTS`) and regenerates ``DIR/proc`` from it.
+    No process runs for a container.  "Mounting" replaces the empty VE_ROOT
+    directory with a symlink to the directory holding the container's files,
+    so files written under VE_ROOT while mounted land in the private area,
+    as with a real bind or ploop mount.  ``exec`` runs the joined command
+    with ``/bin/sh -c`` (real vzctl uses bash; a minimal guest may only have
+    sh) chrooted into VE_ROOT; that needs root and a ``bin/sh`` in the
+    guest, and fails with a clear message otherwise.
+
+The backend is chosen in one place, :func:`for_host`: the name in
+``DIR/sim/kernel`` (one word), ``modelled`` when that file is absent.  A
+namespaces/cgroups backend only has to implement :class:`Kernel`.
+"""
+
+import abc
+import json
+import os
+import sys
+import time
+
+from nova_openvz.simulator import hostfs
+
+#: Environment of commands run by exec, as vzctl sets it.
+EXEC_ENV = {'HOME': '/', 'TERM': 'linux',
+            'PATH': '/bin:/sbin:/usr/bin:/usr/sbin:.'}
+
+
+class KernelError(hostfs.ToolError):
+    """A kernel operation failed; ``code`` is the vzctl exit code."""
+
+
+class Kernel(abc.ABC):
+    """What vzctl needs from the kernel, per container.
+
+    Callers (vzctl) have already checked preconditions such as "not already
+    running"; methods raise :class:`KernelError` for failures the kernel
+    itself reports (address in use, bad dump, ...).
+    """
+
+    def __init__(self, host):
+        self.host = host
+
+    # -- state -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def is_running(self, ctid):
+        """True when the container's init is up (frozen or not)."""
+
+    @abc.abstractmethod
+    def is_frozen(self, ctid):
+        """True after :meth:`freeze` until :meth:`thaw` or stop."""
+
+    @abc.abstractmethod
+    def is_mounted(self, ctid):
+        """True when VE_ROOT shows the container's filesystem."""
+
+    # -- filesystem --------------------------------------------------------
+
+    @abc.abstractmethod
+    def mount(self, ctid, source, target):
+        """Show the directory tree ``source`` at VE_ROOT ``target``."""
+
+    @abc.abstractmethod
+    def umount(self, ctid, target):
+        """Undo :meth:`mount`, leaving ``target`` an empty directory."""
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def start(self, ctid, config):
+        """Start init of a mounted container and apply ``config``'s limits.
+
+        Addresses and veth devices are added afterwards with
+        :meth:`add_ips` and :meth:`add_veth`.
+        """
+
+    @abc.abstractmethod
+    def stop(self, ctid, fast=False):
+        """Halt (or with ``fast`` kill) the container; it stays mounted."""
+
+    @abc.abstractmethod
+    def freeze(self, ctid):
+        """Freeze every process of a running container."""
+
+    @abc.abstractmethod
+    def thaw(self, ctid):
+        """Undo :meth:`freeze`."""
+
+    @abc.abstractmethod
+    def checkpoint(self, ctid, dumpfile):
+        """Dump the running container to ``dumpfile``, then kill it."""
+
+    @abc.abstractmethod
+    def restore(self, ctid, dumpfile):
+        """Bring a mounted container back to life from ``dumpfile``."""
+
+    # -- live settings -----------------------------------------------------
+
+    @abc.abstractmethod
+    def apply_resources(self, ctid, config):
+        """Apply beancounters, CPU, I/O and device limits of ``config``."""
+
+    @abc.abstractmethod
+    def add_ips(self, ctid, ips):
+        """Add venet addresses; an address used by another CT fails (78)."""
+
+    @abc.abstractmethod
+    def del_ips(self, ctid, ips=None):
+        """Remove venet addresses (``None``: all of them)."""
+
+    @abc.abstractmethod
+    def ips(self, ctid):
+        """The container's venet addresses, in the order they were added."""
+
+    @abc.abstractmethod
+    def add_veth(self, ctid, host_ifnames):
+        """Create the host side of veth pairs."""
+
+    @abc.abstractmethod
+    def del_veth(self, ctid, host_ifnames):
+        """Remove the host side of veth pairs."""
+
+    # -- inside the container ----------------------------------------------
+
+    @abc.abstractmethod
+    def exec(self, ctid, root, command):
+        """Run ``command`` (a shell string; None: read from stdin) inside.
+
+        Returns the command's exit status; stdio is inherited.
+        """
+
+
+class ModelledKernel(Kernel):
+    """The state-on-disk backend; see the module docstring."""
+
+    def _state(self, ctid):
+        return self.host.runtime(ctid)
+
+    def _save(self, ctid, state, refresh=True):
+        self.host.save_runtime(ctid, state)
+        if refresh:
+            self.host.refresh_proc()
+
+    def is_running(self, ctid):
+        return self._state(ctid)['running']
+
+    def is_frozen(self, ctid):
+        state = self._state(ctid)
+        return state['running'] and state['frozen']
+
+    def is_mounted(self, ctid):
+        return self._state(ctid)['mounted']
+
+    def mount(self, ctid, source, target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.islink(target):
+            os.unlink(target)
+        elif os.path.isdir(target):
+            if os.listdir(target):
+                raise KernelError(50, 'Unable to mount %s: mount point is '
+                                      'not empty' % target)
+            os.rmdir(target)
+        os.symlink(source, target)
+        state = self._state(ctid)
+        state['mounted'] = True
+        self._save(ctid, state, refresh=False)
+
+    def umount(self, ctid, target):
+        if os.path.islink(target):
+            os.unlink(target)
+        os.makedirs(target, 0o755, exist_ok=True)
+        state = self._state(ctid)
+        state['mounted'] = False
+        self._save(ctid, state, refresh=False)
+
+    @staticmethod
+    def _initial_processes(root):
+        """init plus one process per service script of the guest."""
+        try:
+            return 1 + len(os.listdir(os.path.join(root, 'etc', 'init.d')))
+        except OSError:
+            return 1
+
+    def start(self, ctid, config):
+        state = self._state(ctid)
+        root = self.host.ve_root(ctid, config) or ''
+        state.update(running=True, frozen=False, start_time=time.time(),
+                     numproc=self._initial_processes(root), ips=[],
+                     veth=[])
+        self._set_resources(state, config)
+        self._save(ctid, state)
+
+    def stop(self, ctid, fast=False):
+        state = self._state(ctid)
+        state.update(running=False, frozen=False, start_time=None,
+                     numproc=0, ips=[], veth=[], ubc={}, cpu={})
+        self._save(ctid, state)
+
+    def freeze(self, ctid):
+        state = self._state(ctid)
+        state['frozen'] = True
+        self._save(ctid, state, refresh=False)
+
+    def thaw(self, ctid):
+        state = self._state(ctid)
+        state['frozen'] = False
+        self._save(ctid, state, refresh=False)
+
+    def checkpoint(self, ctid, dumpfile):
+        state = self._state(ctid)
+        os.makedirs(os.path.dirname(dumpfile), exist_ok=True)
+        hostfs.write_atomic(dumpfile, json.dumps(
+            {'vzsim-dump': 1, 'ctid': ctid, 'state': state}))
+        self.stop(ctid)
+
+    def restore(self, ctid, dumpfile):
+        try:
+            with open(dumpfile, encoding='utf-8') as f:
+                dump = json.load(f)
+            saved = dump['state']
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise KernelError(17, 'Unable to restore container from %s: %s'
+                              % (dumpfile, exc))
+        self._check_ips_free(ctid, saved.get('ips', []))
+        state = self._state(ctid)
+        state.update(saved, running=True, frozen=False,
+                     mounted=state['mounted'])
+        self._save(ctid, state)
+
+    @staticmethod
+    def _set_resources(state, config):
+        state['ubc'] = {name: list(pair) for name, pair in
+                        hostfs.effective_ubc(config).items()}
+        state['cpu'] = {key: config[key] for key in
+                        ('CPUUNITS', 'CPULIMIT', 'CPUS', 'CPUMASK',
+                         'NODEMASK', 'IOPRIO', 'IOLIMIT', 'IOPSLIMIT',
+                         'DEVICES', 'DEVNODES') if config.get(key)}
+
+    def apply_resources(self, ctid, config):
+        state = self._state(ctid)
+        self._set_resources(state, config)
+        self._save(ctid, state)
+
+    def _check_ips_free(self, ctid, ips):
+        for other, state in self.host.running_states():
+            if other == ctid:
+                continue
+            taken = set(state['ips']) & set(ips)
+            if taken:
+                raise KernelError(78, 'Unable to add IP %s: Address already '
+                                      'in use' % sorted(taken)[0])
+
+    def add_ips(self, ctid, ips):
+        self._check_ips_free(ctid, ips)
+        state = self._state(ctid)
+        state['ips'] += [ip for ip in ips if ip not in state['ips']]
+        self._save(ctid, state)
+
+    def del_ips(self, ctid, ips=None):
+        state = self._state(ctid)
+        state['ips'] = ([] if ips is None else
+                        [ip for ip in state['ips'] if ip not in ips])
+        self._save(ctid, state)
+
+    def ips(self, ctid):
+        return list(self._state(ctid)['ips'])
+
+    def add_veth(self, ctid, host_ifnames):
+        state = self._state(ctid)
+        state['veth'] += [n for n in host_ifnames if n not in state['veth']]
+        self._save(ctid, state, refresh=False)
+
+    def del_veth(self, ctid, host_ifnames):
+        state = self._state(ctid)
+        state['veth'] = [n for n in state['veth'] if n not in host_ifnames]
+        self._save(ctid, state, refresh=False)
+
+    def exec(self, ctid, root, command):
+        if os.geteuid() != 0:
+            raise KernelError(3, 'Unable to run a command in CT %s: the '
+                                 'modelled kernel needs root to chroot' % ctid)
+        if not os.path.lexists(os.path.join(root, 'bin', 'sh')):
+            raise KernelError(3, 'Unable to run a command in CT %s: %s/bin/sh '
+                                 'does not exist' % (ctid, root))
+
+        def enter():
+            os.chroot(root)
+            os.chdir('/')
+
+        import subprocess
+        argv = ['/bin/sh'] if command is None else ['/bin/sh', '-c', command]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            proc = subprocess.run(argv, env=EXEC_ENV, preexec_fn=enter,
+                                  check=False)
+        except OSError as exc:
+            raise KernelError(3, 'Unable to run a command in CT %s: %s'
+                              % (ctid, exc))
+        code = proc.returncode
+        return 128 - code if code < 0 else code
+
+
+#: Backend name -> class; the only place that knows the backends.
+BACKENDS = {'modelled': ModelledKernel}
+DEFAULT_BACKEND = 'modelled'
+
+
+def for_host(host):
+    """The kernel backend of ``host`` (``DIR/sim/kernel``, else modelled)."""
+    try:
+        with open(os.path.join(host.sim_dir, 'kernel')) as f:
+            name = f.read().strip() or DEFAULT_BACKEND
+    except FileNotFoundError:
+        name = DEFAULT_BACKEND
+    try:
+        return BACKENDS[name](host)
+    except KeyError:
+        raise hostfs.ToolError(5, 'Unknown simulated kernel backend %r in %s'
+                               % (name, os.path.join(host.sim_dir, 'kernel')))

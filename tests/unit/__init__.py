@@ -1,0 +1,1 @@
+"""Unit tests: no OpenVZ host needed; the simulated host stands in."""
