@@ -1,0 +1,31 @@
+# Sphinx configuration of the nova-openvz release notes.
+# Build them with "tox -e releasenotes"; add a note with "reno new SLUG".
+
+extensions = [
+    'openstackdocstheme',
+    'reno.sphinxext',
+]
+
+openstackdocs_repo_name = 'openstack/nova-openvz'
+openstackdocs_auto_name = False
+openstackdocs_use_storyboard = False
+
+source_suffix = '.rst'
+master_doc = 'index'
+
+project = 'nova-openvz Release Notes'
+copyright = 'nova-openvz contributors'
+
+# Release notes are versioned by git tags; no version on the pages.
+version = ''
+release = ''
+
+exclude_patterns = []
+
+pygments_style = 'native'
+
+html_theme = 'openstackdocs'
+html_static_path = []
+
+# Internationalization output: no translations for now.
+locale_dirs = ['locale/']
