@@ -60,11 +60,6 @@ container_opts = [
                max=500000,
                help='CPU weight (CPUUNITS) given per flavor vCPU unless the '
                     'flavor sets quota:cpu_shares or openvz:cpuunits.'),
-    cfg.IntOpt('stop_timeout',
-               default=120,
-               min=1,
-               help='Seconds a graceful stop may take before the container '
-                    'is killed, when Nova gives no timeout of its own.'),
     cfg.FloatOpt('state_cache_seconds',
                  default=5.0,
                  min=0,

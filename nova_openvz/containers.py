@@ -30,6 +30,7 @@ LIST_FIELDS = ('ctid', 'name', 'description', 'status', 'cpus', 'physpages',
                'swappages', 'diskspace', 'uptime', 'layout')
 
 _CTID_FILE_RE = re.compile(r'^([0-9]+)(\.conf.*)?$')
+_UNSAFE_RE = re.compile(r'[^A-Za-z0-9._-]')
 
 
 class Container(object):
@@ -60,9 +61,14 @@ class Container(object):
 
 
 def describe(instance_uuid):
-    """The DESCRIPTION a Nova container carries (plain ASCII JSON)."""
-    return json.dumps({'nova_instance': instance_uuid, 'host': CONF.host},
-                      sort_keys=True)
+    """The DESCRIPTION a Nova container carries.
+
+    Plain ``key=value`` words, never quotes or backslashes: vzctl strips
+    backslashes when it reads a config, and ``vzlist -j`` prints strings
+    without escaping them, so a JSON description would break the listing.
+    """
+    host = _UNSAFE_RE.sub('-', CONF.host)
+    return 'nova-instance=%s nova-host=%s' % (instance_uuid, host)
 
 
 def owner_uuid(record):
@@ -70,14 +76,9 @@ def owner_uuid(record):
     name = record.get('name')
     if not name or not uuidutils.is_uuid_like(name):
         return None
-    try:
-        description = json.loads(record.get('description') or '')
-    except ValueError:
-        return None
-    if (isinstance(description, dict) and
-            description.get('nova_instance') == name):
-        return name
-    return None
+    words = dict(word.partition('=')[::2]
+                 for word in (record.get('description') or '').split())
+    return name if words.get('nova-instance') == name else None
 
 
 def _parse_listing(stdout):
@@ -86,40 +87,80 @@ def _parse_listing(stdout):
     except ValueError as e:
         raise exception.HostToolError(
             tool='vzlist', command='-j', exit_code=0,
-            message='unreadable JSON output: %s' % e)
+            detail='unreadable JSON output: %s' % e)
     return [Container(record) for record in records]
 
 
 class ContainerListing(object):
     """A short-lived view of every container on the host.
 
-    Thread-safe; at most one vzlist call is in flight for the whole view.
+    A full ``vzlist -a -j`` is taken when the view is older than
+    ``[openvz] state_cache_seconds``.  Containers the driver itself changed
+    are marked stale and re-read together in one ``vzlist -j <CTID>...``
+    call at the next query, so an operation never costs a listing of the
+    whole host.  Thread-safe; one vzlist call at a time.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._by_uuid = None
-        self._ctids = None
+        self._ctids = set()
+        self._stale = {}
         self._taken_at = 0.0
 
     def invalidate(self):
+        """Drop the whole view; the next query lists every container."""
         with self._lock:
             self._by_uuid = None
+            self._stale.clear()
 
-    def _refresh_locked(self):
+    def changed(self, instance_uuid, ctid):
+        """Note that the driver changed (or created) this container."""
+        with self._lock:
+            self._stale[instance_uuid] = ctid
+
+    def forget(self, instance_uuid):
+        """Note that the driver removed this container."""
+        with self._lock:
+            self._stale.pop(instance_uuid, None)
+            if self._by_uuid is not None:
+                gone = self._by_uuid.pop(instance_uuid, None)
+                if gone is not None:
+                    self._ctids.discard(gone.ctid)
+
+    def _list_all_locked(self):
         call = hosttools.vzlist('-a', '-j', '-o', ','.join(LIST_FIELDS))
         containers = _parse_listing(call.stdout)
         self._ctids = {c.ctid for c in containers}
         self._by_uuid = {c.instance_uuid: c for c in containers
                          if c.instance_uuid}
+        self._stale.clear()
         self._taken_at = time.monotonic()
+
+    def _reread_stale_locked(self):
+        ctids = sorted(set(self._stale.values()))
+        call = hosttools.vzlist('-j', '-o', ','.join(LIST_FIELDS),
+                                *[str(ctid) for ctid in ctids],
+                                ok_codes=(0, 1))
+        found = {c.instance_uuid: c for c in _parse_listing(call.stdout)
+                 if c.instance_uuid}
+        for instance_uuid in self._stale:
+            old = self._by_uuid.pop(instance_uuid, None)
+            if old is not None:
+                self._ctids.discard(old.ctid)
+        for instance_uuid, container in found.items():
+            self._by_uuid[instance_uuid] = container
+            self._ctids.add(container.ctid)
+        self._stale.clear()
 
     def _current(self, fresh=False):
         with self._lock:
             expired = (time.monotonic() - self._taken_at >
                        CONF.openvz.state_cache_seconds)
             if fresh or self._by_uuid is None or expired:
-                self._refresh_locked()
+                self._list_all_locked()
+            elif self._stale:
+                self._reread_stale_locked()
             return self._by_uuid, self._ctids
 
     def all(self, fresh=False):
@@ -132,25 +173,16 @@ class ContainerListing(object):
     def find(self, instance_uuid, fresh=False):
         """The container of an instance, or None.
 
-        With ``fresh`` only that container is asked about when its CTID is
-        already known, so one instance's query stays one short call.
+        With ``fresh``, a container whose CTID is known is re-read alone,
+        so one instance's query stays one short call.
         """
         known = self._current()[0].get(instance_uuid)
         if not fresh:
             return known
         if known is None:
             return self._current(fresh=True)[0].get(instance_uuid)
-        call = hosttools.vzlist('-j', '-o', ','.join(LIST_FIELDS),
-                                str(known.ctid), ok_codes=(0, 1))
-        found = [c for c in _parse_listing(call.stdout)
-                 if c.instance_uuid == instance_uuid]
-        with self._lock:
-            if self._by_uuid is not None:
-                if found:
-                    self._by_uuid[instance_uuid] = found[0]
-                else:
-                    self._by_uuid.pop(instance_uuid, None)
-        return found[0] if found else None
+        self.changed(instance_uuid, known.ctid)
+        return self._current()[0].get(instance_uuid)
 
 
 class CtidAllocator(object):

@@ -34,8 +34,8 @@ CONF = openvz_conf.CONF
 TOOLS = ('vzctl', 'vzlist')
 _VERSION_RE = re.compile(r'vzctl version (\d+)\.(\d+)(?:\.(\d+))?')
 _HOSTNAME_RE = re.compile(
-    r'^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)'
-    r'(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$', re.IGNORECASE)
+    r'^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)'
+    r'(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z', re.IGNORECASE)
 # How often spawn retries with a new CT ID when another vzctl user took
 # the one it picked (exit 9 or 44).
 CTID_ATTEMPTS = 3
@@ -176,10 +176,12 @@ class OpenVZDriver(driver.ComputeDriver):
                     self._remove_quietly(ctid, instance)
             finally:
                 self.allocator.release(ctid)
-                self.listing.invalidate()
         try:
+            # Nova's own shutdown_timeout becomes the graceful stop window,
+            # so a normal power off needs no extra call (0 means vzctl's
+            # default there, hence at least 1).
             hosttools.vzctl('set', ctid, '--save', '--onboot', 'no',
-                            '--stop-timeout', CONF.openvz.stop_timeout,
+                            '--stop-timeout', max(1, CONF.shutdown_timeout),
                             *resources.flavor_settings(instance.flavor))
             if power_on:
                 hosttools.vzctl('start', ctid, '--wait')
@@ -187,7 +189,7 @@ class OpenVZDriver(driver.ComputeDriver):
             with excutils.save_and_reraise_exception():
                 self._remove_quietly(ctid, instance)
         finally:
-            self.listing.invalidate()
+            self.listing.changed(instance.uuid, ctid)
         LOG.info('Container %d created%s', ctid,
                  ' and running' if power_on else '', instance=instance)
 
@@ -215,6 +217,13 @@ class OpenVZDriver(driver.ComputeDriver):
             LOG.exception('Could not remove container %d after a failed '
                           'spawn', ctid, instance=instance)
 
+    def _changing(self, instance, *argv, ok_codes=(0,)):
+        """Run a vzctl command that changes the instance's container."""
+        try:
+            return hosttools.vzctl(*argv, ok_codes=ok_codes)
+        finally:
+            self.listing.changed(instance.uuid, argv[1])
+
     def _container(self, instance):
         container = self.listing.find(instance.uuid)
         if container is None:
@@ -232,13 +241,13 @@ class OpenVZDriver(driver.ComputeDriver):
         if container is None:
             LOG.info('Container already gone', instance=instance)
             return
-        try:
-            if destroy_disks:
+        if destroy_disks:
+            try:
                 self._remove(container.ctid)
-            else:
-                hosttools.vzctl('stop', container.ctid, '--fast')
-        finally:
-            self.listing.invalidate()
+            finally:
+                self.listing.forget(instance.uuid)
+        else:
+            self._changing(instance, 'stop', container.ctid, '--fast')
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
@@ -258,10 +267,7 @@ class OpenVZDriver(driver.ComputeDriver):
         args = ['restart', ctid, '--wait']
         if reboot_type == 'HARD':
             args.append('--fast')
-        try:
-            hosttools.vzctl(*args)
-        finally:
-            self.listing.invalidate()
+        self._changing(instance, *args)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         """Graceful halt within ``timeout`` seconds, else killed.
@@ -270,26 +276,19 @@ class OpenVZDriver(driver.ComputeDriver):
         STOP_TIMEOUT expires, so ``retry_interval`` has nothing to repeat.
         """
         ctid = self._container(instance).ctid
-        try:
-            if not timeout:
-                hosttools.vzctl('stop', ctid, '--fast')
-                return
-            saved = self.host_config.container_config(ctid)
-            if saved.get('STOP_TIMEOUT') != str(timeout):
-                hosttools.vzctl('set', ctid, '--save',
-                                '--stop-timeout', timeout)
-            hosttools.vzctl('stop', ctid)
-        finally:
-            self.listing.invalidate()
+        if not timeout:
+            self._changing(instance, 'stop', ctid, '--fast')
+            return
+        saved = self.host_config.container_config(ctid)
+        if saved.get('STOP_TIMEOUT') != str(timeout):
+            hosttools.vzctl('set', ctid, '--save', '--stop-timeout', timeout)
+        self._changing(instance, 'stop', ctid)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
         ctid = self._container(instance).ctid
-        try:
-            # Exit 32: already running, which is what was asked.
-            hosttools.vzctl('start', ctid, '--wait', ok_codes=(0, 32))
-        finally:
-            self.listing.invalidate()
+        # Exit 32: already running, which is what was asked.
+        self._changing(instance, 'start', ctid, '--wait', ok_codes=(0, 32))
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):

@@ -11,7 +11,7 @@ from nova.i18n import _
 
 class HostToolError(exception.NovaException):
     msg_fmt = _("%(tool)s %(command)s failed with exit code %(exit_code)s: "
-                "%(message)s")
+                "%(detail)s")
 
     def __init__(self, message=None, **kwargs):
         self.tool = kwargs.get('tool')

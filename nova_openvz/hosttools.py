@@ -68,7 +68,7 @@ def _error_for(call):
     command = ' '.join(call.argv[:1])
     kwargs = dict(tool=call.tool, command=command, exit_code=call.exit_code,
                   stdout=call.stdout, stderr=call.stderr,
-                  message=_tool_message(call.stdout, call.stderr))
+                  detail=_tool_message(call.stdout, call.stderr))
     if call.exit_code is None:
         return exception.ToolTimeout(tool=call.tool, command=command,
                                      timeout=CONF.openvz.tool_timeout)

@@ -27,20 +27,21 @@ _MAGIC = ((b'\x1f\x8b', '.tar.gz'),
           (b'\xfd7zXZ\x00', '.tar.xz'),
           (b'BZh', '.tar.bz2'))
 _TAR_MAGIC_OFFSET = 257
-_PROPERTY_RE = re.compile(r'^[a-z0-9][a-z0-9._]*$')
+_PROPERTY_RE = re.compile(r'^[a-z0-9][a-z0-9._]*\Z')
 SUFFIXES = ('.tar', '.tar.gz', '.tar.bz2', '.tar.xz')
 
 
 def template_name(image_meta):
-    """OSTEMPLATE for an image: ``[distro-version-arch-]nova-<image id>``.
+    """OSTEMPLATE for an image: ``[distro[-arch]-]nova-<image id>``.
 
     vzctl picks distribution scripts by stripping ``-parts`` from the end
-    of OSTEMPLATE, so ``ubuntu-22.04-x86_64-nova-<id>`` finds the Ubuntu
-    scripts; an image without valid ``os_distro`` gets vzctl's defaults.
+    of OSTEMPLATE, so ``ubuntu-x86_64-nova-<id>`` finds the Ubuntu scripts;
+    an image without a valid ``os_distro`` gets vzctl's defaults.  (Nova's
+    image model has no ``os_version``, so the version is not part of it.)
     """
     props = image_meta.properties
     parts = []
-    for field in ('os_distro', 'os_version', 'hw_architecture'):
+    for field in ('os_distro', 'hw_architecture'):
         value = str(props.get(field, '') or '').lower()
         if not value:
             break

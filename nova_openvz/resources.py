@@ -30,6 +30,7 @@ from nova_openvz import extra_specs
 CONF = openvz_conf.CONF
 
 CPUUNITS_MAX = 500000
+DEFAULT_CPU_PERIOD = 100000
 
 
 def root_gb(flavor):
@@ -68,10 +69,10 @@ def _cpulimit(flavor):
     quota = extra_specs.check('quota:cpu_quota', quota, {'type': int})
     if quota <= 0:
         return 0
+    # Nova documents a period of 0 as "no value": the kernel's default.
     period = extra_specs.check(
-        'quota:cpu_period', flavor.extra_specs.get('quota:cpu_period',
-                                                   100000),
-        {'type': int, 'min': 1000, 'max': 1000000})
+        'quota:cpu_period', flavor.extra_specs.get('quota:cpu_period', 0),
+        {'type': int, 'min': 0, 'max': 1000000}) or DEFAULT_CPU_PERIOD
     return int(math.ceil(100.0 * quota / period * flavor.vcpus))
 
 

@@ -1,0 +1,55 @@
+"""The ``nova-openvz`` command.
+
+``nova-openvz simulate init DIR``  lay out a simulated OpenVZ host in DIR
+``nova-openvz sandbox``            all-in-one Nova tour on a simulated host
+
+Subcommands import what they need only when they run, so ``simulate``
+stays quick and does not load Nova.
+"""
+
+import argparse
+import sys
+
+
+def _simulate_init(args):
+    from nova_openvz.simulator import hostinit
+    paths = hostinit.init_host(args.directory)
+    print('Simulated OpenVZ host ready in %s' % args.directory)
+    print('Driver options: %s' % paths['nova_conf'])
+    return 0
+
+
+def _sandbox(args):
+    from nova_openvz import sandbox
+    return sandbox.main()
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='nova-openvz',
+        description='Tools of the OpenStack Nova driver for OpenVZ.')
+    commands = parser.add_subparsers(dest='command', required=True)
+
+    simulate = commands.add_parser(
+        'simulate', help='manage a simulated OpenVZ host')
+    actions = simulate.add_subparsers(dest='action', required=True)
+    init = actions.add_parser(
+        'init', help='lay out a host tree with vzctl, vzlist, ploop and '
+                     'vzmigrate in DIR/usr/sbin')
+    init.add_argument('directory', metavar='DIR')
+    init.set_defaults(func=_simulate_init)
+
+    sandbox = commands.add_parser(
+        'sandbox', help='boot, reboot, stop, start and delete a server '
+                        'through an all-in-one Nova on a simulated host')
+    sandbox.set_defaults(func=_sandbox)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

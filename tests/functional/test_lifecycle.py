@@ -1,0 +1,103 @@
+"""Server lifecycle through Nova's real API on a simulated OpenVZ host."""
+
+import os
+
+from nova_openvz import allinone
+from nova_openvz import vzconf
+
+
+class TestLifecycle(allinone.OpenVZCloudTestCase):
+
+    def _config(self, record):
+        return vzconf.read(os.path.join(
+            self.vzhost.root, 'etc/vz/conf/%d.conf' % record['ctid']))
+
+    def test_boot_gives_a_running_container_with_the_flavor(self):
+        server = self.boot(flavor_id='2')   # m1.small: 2048 MB, 1 vCPU, 20 GB
+        record = self.container(server)
+        self.assertIsNotNone(record, 'no container named %s' % server['id'])
+        self.assertEqual('running', record['status'])
+        config = self._config(record)
+        self.assertEqual('0:%d' % (2048 * 256), config['PHYSPAGES'])
+        self.assertEqual('1', config['CPUS'])
+        self.assertEqual('%d:%d' % (20 * 1024 ** 2, 20 * 1024 ** 2),
+                         config['DISKSPACE'])
+        self.assertEqual('ploop', config['VE_LAYOUT'])
+        self.assertIn(server['id'], config['DESCRIPTION'])
+        self.assertTrue(config['OSTEMPLATE'].startswith('debian-nova-'))
+
+    def test_spawn_uses_create_one_set_and_start(self):
+        before = len(self.vzhost.calls())
+        self.boot()
+        mutating = [c['argv'][0] for c in self.vzhost.calls()[before:]
+                    if c['tool'] == 'vzctl']
+        self.assertEqual(['create', 'set', 'start'], mutating)
+
+    def test_reboot_soft_and_hard_keep_the_container_running(self):
+        server = self.boot()
+        ctid = self.container(server)['ctid']
+        for hard in (False, True):
+            before = len(self.vzhost.calls())
+            self._reboot_server(server, hard=hard)
+            restarts = [c['argv'] for c in self.vzhost.calls()[before:]
+                        if c['tool'] == 'vzctl' and c['argv'][0] == 'restart']
+            self.assertEqual(1, len(restarts))
+            self.assertEqual(hard, '--fast' in restarts[0])
+            record = self.container(server)
+            self.assertEqual('running', record['status'])
+            self.assertEqual(ctid, record['ctid'])
+
+    def test_stop_and_start(self):
+        server = self.boot()
+        server = self._stop_server(server)
+        self.assertEqual('SHUTOFF', server['status'])
+        self.assertEqual('stopped', self.container(server)['status'])
+        server = self._start_server(server)
+        self.assertEqual('ACTIVE', server['status'])
+        self.assertEqual('running', self.container(server)['status'])
+
+    def test_delete_leaves_nothing_on_the_host(self):
+        server = self.boot()
+        ctid = self.container(server)['ctid']
+        self._delete_server(server)
+        self.assertIsNone(self.container(server))
+        self.assertEqual([], self.vzhost.leftovers(ctid))
+
+    def test_failed_create_shows_the_tool_message_and_cleans_up(self):
+        self.flags(max_attempts=1, group='scheduler')
+        self.vzhost.inject_fault(
+            'vzctl', command='create', exit_code=48,
+            stderr='tar: Unexpected EOF in archive')
+        server = self.boot(expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('tar: Unexpected EOF in archive', fault)
+        self.assertIn('exit code 48', fault)
+        self.assertEqual([], self.vzlist())
+        self.assertEqual([], self.vzhost.all_leftovers())
+
+    def test_failed_start_removes_the_created_container(self):
+        self.flags(max_attempts=1, group='scheduler')
+        self.vzhost.inject_fault(
+            'vzctl', command='start', exit_code=133,
+            stderr='Container start failed: init did not start')
+        server = self.boot(expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('init did not start', fault)
+        self.assertEqual([], self.vzlist())
+        self.assertEqual([], self.vzhost.all_leftovers())
+
+    def test_compute_restart_keeps_every_server_state(self):
+        running = self.boot(name='running')
+        stopped = self._stop_server(self.boot(name='stopped'))
+        self.compute = self.restart_compute_service(
+            self.compute, keep_hypervisor_state=False)
+        self.assertEqual('ACTIVE',
+                         self.api.get_server(running['id'])['status'])
+        self.assertEqual('SHUTOFF',
+                         self.api.get_server(stopped['id'])['status'])
+        self.assertEqual('running', self.container(running)['status'])
+        self.assertEqual('stopped', self.container(stopped)['status'])
+        # The new driver instance still manages the old containers.
+        self._reboot_server(running, hard=True)
+        self._start_server(stopped)
+        self.assertEqual('running', self.container(stopped)['status'])

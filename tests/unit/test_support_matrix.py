@@ -1,0 +1,49 @@
+"""The support matrix must say what the driver really implements."""
+
+import configparser
+import os
+
+import testtools
+from nova.virt import driver as nova_driver
+
+from nova_openvz import driver
+
+MATRIX = os.path.join(os.path.dirname(__file__), '..', '..', 'doc',
+                      'source', 'user', 'support-matrix.ini')
+
+
+def _implemented(method):
+    ours = getattr(driver.OpenVZDriver, method, None)
+    base = getattr(nova_driver.ComputeDriver, method, None)
+    return ours is not None and ours is not base
+
+
+class TestSupportMatrix(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.matrix = configparser.ConfigParser()
+        self.assertEqual([MATRIX], self.matrix.read(MATRIX))
+        self.operations = [s for s in self.matrix.sections()
+                           if s.startswith('operation.')]
+
+    def test_every_operation_names_methods_and_a_status(self):
+        self.assertGreater(len(self.operations), 20)
+        for section in self.operations:
+            self.assertIn(self.matrix[section]['driver.openvz'],
+                          ('complete', 'partial', 'missing'), section)
+            self.assertTrue(self.matrix[section]['methods'], section)
+
+    def test_statuses_match_the_driver(self):
+        for section in self.operations:
+            status = self.matrix[section]['driver.openvz']
+            methods = self.matrix[section]['methods'].split(',')
+            done = [m for m in methods if _implemented(m)]
+            if status in ('complete', 'partial'):
+                self.assertEqual(methods, done,
+                                 '%s is %s but lacks methods' %
+                                 (section, status))
+            elif set(methods) - {'spawn'}:
+                self.assertEqual(
+                    [], [m for m in done if m != 'spawn'],
+                    '%s is missing but the driver implements it' % section)
