@@ -82,12 +82,12 @@ VZCTL_FLAGS = {'--save', '--force', '--wait', '--fast', '--skip-fsck',
                '--skip-resume', '--must-resume', '-H'}
 
 VZLIST_FLAGS = {'-a', '-S', '-H', '-j', '-t'}
-VZLIST_FIELD_RE = re.compile(r'^[a-z_.]+(,[a-z_.]+)*$')
+VZLIST_FIELD_RE = re.compile(r'^[a-z_.]+(,[a-z_.]+)*\Z')
 
 # Values may hold JSON (descriptions) and lists, but never control
 # characters; paths are not accepted where the grammar has none.
-_VALUE_RE = re.compile(r'^[^\x00-\x1f\x7f]*$')
-_CTID_RE = re.compile(r'^[0-9]{1,10}$')
+_VALUE_RE = re.compile(r'^[^\x00-\x1f\x7f]*\Z')
+_CTID_RE = re.compile(r'^[0-9]{1,10}\Z')
 
 
 class ArgumentRejected(ValueError):
@@ -194,7 +194,7 @@ def run_host_tool(tool, args, timeout):
 
 
 _TEMPLATE_FILE_RE = re.compile(
-    r'^[a-z0-9][a-z0-9._-]*\.tar(\.gz|\.bz2|\.xz)?$')
+    r'^[a-z0-9][a-z0-9._-]*\.tar(\.gz|\.bz2|\.xz)?\Z')
 
 #: vzctl destroy renames a container's config and action scripts to these.
 DESTROYED_SUFFIXES = ('conf', 'mount', 'umount', 'premount', 'postumount',
