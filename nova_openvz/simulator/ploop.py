@@ -1,0 +1,1315 @@
+"""Simulated ploop: disk image descriptors, snapshots and the ``ploop`` tool.
+
+Note for the simulator's maintainers: hostfs has no registry of ploop
+devices, so this module keeps one itself in ``DIR/var/lib/vzsim/ploop.json``
+(see :func:`attach`).
+
+The on-disk layout is ploop's own (reference 4.8, 6.3)::
+
+  root.hdd/DiskDescriptor.xml     the descriptor, written as ploop writes it
+  root.hdd/root.hdd               base delta: a sparse file of the disk size
+  root.hdd/root.hdd.{uuid}        deltas added by snapshots
+  root.hdd/DiskDescriptor.xml.lck lock file of descriptor updates
+  root.hdd/.statfs                cached filesystem usage (JSON here)
+
+The simulated kernel has no block devices, so the *contents* of the
+filesystem inside an image are modelled by plain directories next to it:
+``root.hdd/.vzsim/fs`` is the live filesystem (what a mount shows; see
+:func:`content_dir`) and ``root.hdd/.vzsim/{guid}`` is the frozen copy taken
+by the snapshot of that GUID.  Filesystem statistics are measured on the
+live directory (``ploop info``) or read from ``.statfs`` (vzlist
+``diskspace``; see :func:`image_fs_stats`).
+
+Library API (vzctl uses these; every failure raises :class:`PloopError`,
+a :class:`hostfs.ToolError` carrying ploop's exit code and message; ``log``
+arguments take a callable that receives ploop's informational lines):
+
+* ``create_image(directory, size_kb, fmt='expanded', ...)`` -- a new image
+  and descriptor in ``directory``; returns a :class:`Descriptor`.
+* ``read_descriptor(path)`` -- parse ``DiskDescriptor.xml`` (or the
+  directory holding it) into a :class:`Descriptor`.
+* ``snapshot(descriptor, uuid=None)`` -- take a snapshot; returns its UUID.
+* ``switch(descriptor, uuid, mounted=False)`` -- revert to a snapshot.
+* ``delete(descriptor, uuid, mounted=False)`` -- delete a snapshot (merging
+  it into its child when it has one).
+* ``merge(descriptor, uuid=None, merge_all=False)`` -- merge a delta into
+  its parent.
+* ``list_snapshots(descriptor)`` -- the snapshot tree as
+  :class:`SnapshotInfo` records.
+* ``resize(descriptor, size_kb)`` -- grow or shrink the disk.
+* ``content_dir(descriptor)`` / ``fs_stats(descriptor)`` /
+  ``image_fs_stats(image_dir)`` -- the modelled filesystem and its usage.
+* ``normalize_guid(text)`` -- ``{uuid}`` form of a UUID, or None.
+* ``attach(host, path, target)`` / ``detach(host, path)`` /
+  ``device_of(host, path)`` / ``devices(host)`` -- the simulated ploop
+  devices (vzctl mount/umount of a ploop CT use them).
+* ``owner_ctid(host, path)`` -- the container a descriptor belongs to.
+"""
+
+import collections
+import fcntl
+import getopt
+import json
+import os
+import re
+import shutil
+import sys
+import uuid as uuid_module
+import xml.etree.ElementTree as ElementTree
+
+from nova_openvz.simulator import hostfs
+from nova_openvz.simulator import kernel
+
+TOPDELTA_UUID = '{5fbaabe3-6958-40ff-92a7-860e329aab41}'
+NONE_UUID = '{00000000-0000-0000-0000-000000000000}'
+DESCRIPTOR_NAME = 'DiskDescriptor.xml'
+BASE_IMAGE_NAME = 'root.hdd'
+SECTOR_SIZE = 512
+#: Default cluster size in sectors (1 MiB).
+DEFAULT_BLOCKSIZE = 2048
+#: 128 images per device, minus the base and one reserved.
+MAX_SNAPSHOTS = 126
+FORMATS = ('raw', 'ploop1', 'expanded', 'preallocated')
+#: Where the modelled filesystem contents live, inside the image directory.
+CONTENT_DIR = '.vzsim'
+LIVE_TREE = 'fs'
+#: ext4 as mkfs makes it for ploop: one inode per 16 KiB.
+BYTES_PER_INODE = 16384
+
+# Exit codes (reference 6.2).
+SYSEXIT_MOUNT = 21
+SYSEXIT_RESIZE_FS = 26
+SYSEXIT_DEV_INUSE = 37
+SYSEXIT_PARAM = 38
+SYSEXIT_DISKDESCR = 39
+SYSEXIT_DEV_NOT_MOUNTED = 40
+SYSEXIT_NOSNAP = 43
+
+_GUID_RE = re.compile(r'^\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
+                      r'[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}$')
+
+
+class PloopError(hostfs.ToolError):
+    """A ploop failure: ``code`` is ploop's exit code."""
+
+
+Image = collections.namedtuple('Image', 'guid file')
+Shot = collections.namedtuple('Shot', 'guid parent')
+SnapshotInfo = collections.namedtuple(
+    'SnapshotInfo', 'guid parent_guid file current')
+FsStats = collections.namedtuple(
+    'FsStats', 'total_kb used_kb inodes inodes_used')
+
+
+def _quiet(message):
+    pass
+
+
+def normalize_guid(text):
+    """``{uuid}`` form of ``text`` (braces added if missing), else None."""
+    if text and len(text) == 36 and not text.startswith('{'):
+        text = '{%s}' % text
+    return text if text and _GUID_RE.match(text) else None
+
+
+def new_guid():
+    return '{%s}' % uuid_module.uuid4()
+
+
+def _chs(size):
+    """Cylinders, heads of a disk of ``size`` sectors, as ploop computes.
+
+    Disks between 504 MB and 8 GB get the classic 16 heads x 63 sectors;
+    others the largest sectors/heads that divide the size, else pure LBA.
+    """
+    if 1032192 < size < 16777216:
+        return size // (63 * 16), 16
+    sectors = next((n for n in (63, 32, 16, 8) if size % n == 0), None)
+    if sectors is None:
+        return size, 1
+    rest = size // sectors
+    heads = next((n for n in (16, 8, 4, 2) if rest % n == 0), None)
+    if heads is None:
+        return size, 1
+    return rest // heads, heads
+
+
+class Descriptor:
+    """A parsed ``DiskDescriptor.xml``.
+
+    ``size`` and ``blocksize`` are in 512-byte sectors; ``images`` holds
+    :class:`Image` (GUID, file name relative to the descriptor's directory)
+    and ``shots`` holds :class:`Shot` (GUID, parent GUID), both in file
+    order; ``top_guid`` is the writable delta's GUID (always TOPDELTA).
+    """
+
+    def __init__(self, path, size, blocksize=DEFAULT_BLOCKSIZE,
+                 mode='expanded', images=(), shots=(),
+                 top_guid=TOPDELTA_UUID):
+        self.path = os.path.abspath(path)
+        self.size = size
+        self.blocksize = blocksize
+        self.mode = mode
+        self.images = list(images)
+        self.shots = list(shots)
+        self.top_guid = top_guid
+
+    @property
+    def directory(self):
+        return os.path.dirname(self.path)
+
+    @property
+    def size_kb(self):
+        return self.size * SECTOR_SIZE // 1024
+
+    def image_path(self, guid):
+        """Absolute path of the delta of ``guid`` (None when unknown)."""
+        for image in self.images:
+            if image.guid == guid:
+                return os.path.join(self.directory, image.file)
+        return None
+
+    def shot(self, guid):
+        return next((s for s in self.shots if s.guid == guid), None)
+
+    def children(self, guid):
+        return [s for s in self.shots if s.parent == guid]
+
+    def chain(self, guid):
+        """GUIDs from ``guid`` down to the base, ``guid`` first."""
+        found = []
+        while guid != NONE_UUID:
+            shot = self.shot(guid)
+            if shot is None or guid in found:
+                raise PloopError(SYSEXIT_DISKDESCR,
+                                 'Inconsistency detected, base image not '
+                                 'found')
+            found.append(guid)
+            guid = shot.parent
+        return found
+
+    def rename_guid(self, old, new):
+        """Give the image and snapshot of ``old`` the GUID ``new``."""
+        self.images = [i._replace(guid=new) if i.guid == old else i
+                       for i in self.images]
+        self.shots = [s._replace(guid=new) if s.guid == old else
+                      s._replace(parent=new) if s.parent == old else s
+                      for s in self.shots]
+
+    def remove(self, guid):
+        """Drop the image and snapshot of ``guid``; return the file path."""
+        path = self.image_path(guid)
+        self.images = [i for i in self.images if i.guid != guid]
+        self.shots = [s for s in self.shots if s.guid != guid]
+        return path
+
+    def to_xml(self):
+        """The descriptor text, laid out as libxml2 formats ploop's."""
+        cylinders, heads = _chs(self.size)
+        sectors = self.size // (cylinders * heads)
+        lines = ['<?xml version="1.0"?>', '<Parallels_disk_image>',
+                 '  <Disk_Parameters>',
+                 '    <Disk_size>%d</Disk_size>' % self.size,
+                 '    <Cylinders>%d</Cylinders>' % cylinders,
+                 '    <Heads>%d</Heads>' % heads,
+                 '    <Sectors>%d</Sectors>' % sectors,
+                 '    <Padding>0</Padding>',
+                 '  </Disk_Parameters>',
+                 '  <StorageData>',
+                 '    <Storage>',
+                 '      <Start>0</Start>',
+                 '      <End>%d</End>' % self.size,
+                 '      <Blocksize>%d</Blocksize>' % self.blocksize]
+        if self.mode == 'preallocated':
+            lines.append('      <Preallocated>1</Preallocated>')
+        image_type = 'Plain' if self.mode == 'raw' else 'Compressed'
+        for image in self.images:
+            lines += ['      <Image>',
+                      '        <GUID>%s</GUID>' % image.guid,
+                      '        <Type>%s</Type>' % image_type,
+                      '        <File>%s</File>' % image.file,
+                      '      </Image>']
+        lines += ['    </Storage>', '  </StorageData>', '  <Snapshots>',
+                  '    <TopGUID>%s</TopGUID>' % self.top_guid]
+        for shot in self.shots:
+            lines += ['    <Shot>',
+                      '      <GUID>%s</GUID>' % shot.guid,
+                      '      <ParentGUID>%s</ParentGUID>' % shot.parent,
+                      '    </Shot>']
+        lines += ['  </Snapshots>', '</Parallels_disk_image>']
+        return '\n'.join(lines) + '\n'
+
+    def save(self, log=_quiet):
+        """Write the descriptor atomically (``Storing ...``, as ploop)."""
+        log('Storing %s' % self.path)
+        hostfs.write_atomic(self.path, self.to_xml())
+
+
+def _descriptor_path(path):
+    if os.path.isdir(path):
+        return os.path.join(path, DESCRIPTOR_NAME)
+    return path
+
+
+def _text(element, tag, default=None):
+    node = element.find(tag)
+    if node is None or node.text is None:
+        return default
+    return node.text.strip()
+
+
+def read_descriptor(path):
+    """Parse ``path`` (a DiskDescriptor.xml or its directory).
+
+    :raises PloopError: 39 when it is missing, unreadable or inconsistent.
+    """
+    path = _descriptor_path(path)
+    try:
+        root = ElementTree.parse(path).getroot()
+        size = int(_text(root, 'Disk_Parameters/Disk_size'))
+        storage = root.find('StorageData/Storage')
+        blocksize = int(_text(storage, 'Blocksize', DEFAULT_BLOCKSIZE))
+        images = [Image(_text(node, 'GUID'), _text(node, 'File'))
+                  for node in storage.findall('Image')]
+        shots = [Shot(_text(node, 'GUID'), _text(node, 'ParentGUID'))
+                 for node in root.findall('Snapshots/Shot')]
+        top_guid = _text(root, 'Snapshots/TopGUID')
+        plain = any(_text(node, 'Type') == 'Plain'
+                    for node in storage.findall('Image'))
+        preallocated = _text(storage, 'Preallocated') == '1'
+    except (OSError, ElementTree.ParseError, AttributeError, TypeError,
+            ValueError) as exc:
+        raise PloopError(SYSEXIT_DISKDESCR,
+                         "Can't parse %s: %s" % (path, exc))
+    mode = 'raw' if plain else 'preallocated' if preallocated else 'expanded'
+    descriptor = Descriptor(path, size, blocksize, mode, images, shots,
+                            top_guid)
+    if (not images or len(images) != len(shots) or
+            top_guid is None or descriptor.shot(top_guid) is None or
+            any(descriptor.image_path(s.guid) is None for s in shots)):
+        raise PloopError(SYSEXIT_DISKDESCR,
+                         'Invalid disk descriptor %s: images and snapshots '
+                         'do not match' % path)
+    return descriptor
+
+
+def _allocate(path, size_bytes):
+    """Create a delta file: sparse, of the virtual disk's size."""
+    with open(path, 'xb') as f:
+        f.truncate(size_bytes)
+
+
+def _round_size(sectors, blocksize):
+    """``sectors`` rounded up to whole clusters, as ploop sizes a disk."""
+    return -(-int(sectors) // blocksize) * blocksize
+
+
+def create_image(directory, size_kb, fmt='expanded', image=BASE_IMAGE_NAME,
+                 blocksize=DEFAULT_BLOCKSIZE, log=_quiet):
+    """Create ``directory/image`` and ``directory/DiskDescriptor.xml``.
+
+    ``size_kb`` is the virtual disk size in KiB (rounded up to whole
+    clusters of ``blocksize`` sectors); ``fmt`` is ``expanded`` (alias
+    ``ploop1``), ``preallocated`` or ``raw``.  ``directory`` is created
+    (mode 0700) when missing, and so is the empty modelled filesystem
+    (:func:`content_dir`).  Returns the new :class:`Descriptor`.
+
+    :raises PloopError: 38 for a bad size or format, or when the image or
+        the descriptor already exists.
+    """
+    return _create_image(directory, int(size_kb) * 2, fmt, image, blocksize,
+                         log)
+
+
+def _create_image(directory, sectors, fmt, image, blocksize, log,
+                  version=2):
+    if fmt == 'ploop1':
+        fmt = 'expanded'
+    if fmt not in FORMATS:
+        raise PloopError(SYSEXIT_PARAM, 'Bad -f argument: %s' % fmt)
+    size = _round_size(sectors, blocksize)
+    if size == 0:
+        raise PloopError(SYSEXIT_PARAM, 'Incorrect block device size '
+                                        'specified: 0 sectors')
+    os.makedirs(directory, 0o700, exist_ok=True)
+    descriptor = Descriptor(os.path.join(directory, DESCRIPTOR_NAME), size,
+                            blocksize, fmt, [Image(TOPDELTA_UUID, image)],
+                            [Shot(TOPDELTA_UUID, NONE_UUID)])
+    image_path = os.path.join(directory, image)
+    for existing in (image_path, descriptor.path):
+        if os.path.exists(existing):
+            raise PloopError(SYSEXIT_PARAM, "Can't create %s: File exists"
+                             % existing)
+    log('Creating delta %s bs=%d size=%d sectors v%d'
+        % (image_path, blocksize, size, version))
+    _allocate(image_path, size * SECTOR_SIZE)
+    os.makedirs(content_dir(descriptor), 0o755, exist_ok=True)
+    descriptor.save(log)
+    return descriptor
+
+
+# -- the modelled filesystem ----------------------------------------------
+
+def _trees_dir(descriptor):
+    return os.path.join(descriptor.directory, CONTENT_DIR)
+
+
+def content_dir(descriptor):
+    """Directory holding the files of the image's live filesystem.
+
+    This is what mounting the image shows: vzctl unpacks a template into
+    it and mounts it on VE_ROOT.  ``descriptor`` may be a
+    :class:`Descriptor` or the path of the image directory.
+    """
+    directory = getattr(descriptor, 'directory', descriptor)
+    return os.path.join(directory, CONTENT_DIR, LIVE_TREE)
+
+
+def _frozen_dir(descriptor, guid):
+    return os.path.join(_trees_dir(descriptor), guid)
+
+
+def _copy_tree(source, destination):
+    if os.path.isdir(source):
+        shutil.copytree(source, destination, symlinks=True)
+    else:
+        os.makedirs(destination)
+
+
+def _drop_tree(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def fs_stats(descriptor):
+    """:class:`FsStats` of the modelled ext4 inside the image, measured now.
+
+    The filesystem spans the whole virtual disk; used space is the size of
+    the files in :func:`content_dir` rounded up to 4 KiB blocks, plus one
+    block per directory, and every entry takes an inode.  The measure is
+    kept in ``.statfs`` for :func:`image_fs_stats`.
+    """
+    used = _measure(descriptor.directory)
+    return _stats(descriptor.size, *used)
+
+
+_DISK_SIZE_RE = re.compile(r'<Disk_size>\s*([0-9]+)\s*</Disk_size>')
+#: ploop's cache of filesystem statistics, next to the images.
+STATFS_NAME = '.statfs'
+
+
+def image_fs_stats(image_dir):
+    """:class:`FsStats` of the image in ``image_dir``, cheaply; or None.
+
+    vzlist calls this for every ploop container it lists, so it reads only
+    the disk size from the descriptor and takes the usage from the
+    ``.statfs`` cache, as ploop does for an unmounted image.  The cache is
+    refreshed whenever the simulator mounts, unmounts or replaces the
+    filesystem (snapshot switch or delete) and by ``ploop info``; without
+    a cache the filesystem is measured (not cached: vzlist never writes).
+    Files written inside a running container count from the next refresh.
+    """
+    try:
+        with open(os.path.join(image_dir, DESCRIPTOR_NAME),
+                  encoding='utf-8') as f:
+            match = _DISK_SIZE_RE.search(f.read())
+    except OSError:
+        return None
+    if not match:
+        return None
+    try:
+        with open(os.path.join(image_dir, STATFS_NAME)) as f:
+            used = json.load(f)
+        used = (int(used['used_kb']), int(used['inodes_used']))
+    except (OSError, ValueError, KeyError, TypeError):
+        used = _measure(image_dir, store=False)
+    return _stats(int(match.group(1)), *used)
+
+
+def _stats(size, used_kb, inodes_used):
+    total_kb = size * SECTOR_SIZE // 1024
+    return FsStats(total_kb, min(used_kb, total_kb),
+                   size * SECTOR_SIZE // BYTES_PER_INODE, inodes_used)
+
+
+def _measure(image_dir, store=True):
+    """Walk the live filesystem: ``(used KiB, inodes used)``.
+
+    With ``store`` the result goes to the ``.statfs`` cache.
+    """
+    used_blocks = 0
+    entries = 0
+    pending = [content_dir(image_dir)]
+    while pending:
+        try:
+            scanner = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with scanner:
+            for entry in scanner:
+                entries += 1
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    used_blocks += 1
+                else:
+                    size_bytes = entry.stat(follow_symlinks=False).st_size
+                    used_blocks += -(-size_bytes // 4096)
+    used = (used_blocks * 4, entries + 1)
+    if not store:
+        return used
+    try:
+        hostfs.write_atomic(os.path.join(image_dir, STATFS_NAME), json.dumps(
+            {'used_kb': used[0], 'inodes_used': used[1]}))
+    except OSError:
+        pass   # a read-only image still reports its usage
+    return used
+
+
+# -- snapshots ------------------------------------------------------------
+
+class _DescriptorLock:
+    """ploop's lock of a descriptor: ``DiskDescriptor.xml.lck``.
+
+    Taking it reloads ``descriptor`` from disk, so that a change made by
+    another process meanwhile is not lost.
+    """
+
+    def __init__(self, descriptor):
+        self.descriptor = descriptor
+        self.path = descriptor.path + '.lck'
+        self.file = None
+
+    def __enter__(self):
+        self.file = open(self.path, 'a')
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        try:
+            current = read_descriptor(self.descriptor.path)
+        except PloopError:
+            self.file.close()
+            raise
+        self.descriptor.__dict__.update(current.__dict__)
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def _new_delta(descriptor, parent, log):
+    """Add an empty top delta ``<base file>.{uuid}`` on top of ``parent``."""
+    name = '%s.%s' % (descriptor.images[0].file, new_guid())
+    path = os.path.join(descriptor.directory, name)
+    log('Creating delta %s bs=%d size=%d sectors v2'
+        % (path, descriptor.blocksize, descriptor.size))
+    _allocate(path, descriptor.size * SECTOR_SIZE)
+    descriptor.images.append(Image(TOPDELTA_UUID, name))
+    descriptor.shots.append(Shot(TOPDELTA_UUID, parent))
+    descriptor.top_guid = TOPDELTA_UUID
+
+
+def _unlink(path, log):
+    log('Removing %s' % path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _require_snapshot(descriptor, guid):
+    if descriptor.shot(guid) is None:
+        raise PloopError(SYSEXIT_NOSNAP,
+                         "Can't find snapshot by uuid %s" % guid)
+
+
+def snapshot(descriptor, uuid=None, log=_quiet):
+    """Take a snapshot; return its GUID.
+
+    As ploop does: the current top delta becomes the read-only snapshot
+    ``uuid`` (generated when None) and a new empty top delta
+    ``<base file>.{another uuid}`` with GUID TOPDELTA, child of the
+    snapshot, takes the writes.  The live modelled filesystem is copied as
+    the snapshot's frozen state.  Works mounted or not.
+
+    :raises PloopError: 38 for a malformed or existing UUID, or when the
+        snapshot limit is reached.
+    """
+    if uuid is not None and not _GUID_RE.match(uuid):
+        raise PloopError(SYSEXIT_PARAM, 'Incorrect guid %s' % uuid)
+    with _DescriptorLock(descriptor):
+        if uuid is not None and descriptor.shot(uuid) is not None:
+            raise PloopError(SYSEXIT_PARAM,
+                             'The snapshot %s already exist' % uuid)
+        depth = len(descriptor.chain(descriptor.top_guid))
+        if depth > MAX_SNAPSHOTS:
+            raise PloopError(SYSEXIT_PARAM, (
+                'Unable to create a snapshot. The maximum number of '
+                'snapshots (%d) has been reached' % (depth - 1)))
+        guid = uuid or new_guid()
+        descriptor.rename_guid(descriptor.top_guid, guid)
+        _new_delta(descriptor, guid, log)
+        _copy_tree(content_dir(descriptor), _frozen_dir(descriptor, guid))
+        descriptor.save(log)
+    log('ploop snapshot %s has been successfully created' % guid)
+    return guid
+
+
+def switch(descriptor, uuid, mounted=False, log=_quiet):
+    """Revert the disk to snapshot ``uuid``; the current state is lost.
+
+    The top delta is removed and a new empty one is created on top of
+    ``uuid``, which stays a snapshot; the live filesystem becomes a copy of
+    the snapshot's.  Only for an unmounted image: ``mounted`` is false or
+    names the device (or mount point) holding the image.
+
+    :raises PloopError: 43 for an unknown snapshot; 38 for the current top
+        or a mounted image.
+    """
+    with _DescriptorLock(descriptor):
+        if uuid == descriptor.top_guid:
+            raise PloopError(SYSEXIT_PARAM,
+                             'Nothing to do, already on %s snapshot' % uuid)
+        _require_snapshot(descriptor, uuid)
+        if mounted:
+            raise PloopError(SYSEXIT_PARAM, (
+                'Unable to perform switch to snapshot operation on running '
+                'device (%s)' % mounted))
+        old_top = descriptor.remove(descriptor.top_guid)
+        _new_delta(descriptor, uuid, log)
+        live = content_dir(descriptor)
+        _drop_tree(live)
+        _copy_tree(_frozen_dir(descriptor, uuid), live)
+        _measure(descriptor.directory)
+        descriptor.save(log)
+        _unlink(old_top, log)
+    log('ploop snapshot has been successfully switched')
+
+
+def _merge_into_parent(descriptor, guid, log):
+    """Merge delta ``guid`` into its parent's file, as ploop merges.
+
+    The parent's image and snapshot entries take ``guid`` (so the merged
+    state keeps its identity and children), the delta file of ``guid`` is
+    removed, and the parent's frozen state is dropped.
+    """
+    parent = descriptor.shot(guid).parent
+    if parent == NONE_UUID:
+        raise PloopError(SYSEXIT_PARAM, 'Unable to merge image %s: it is a '
+                                        'base image' % guid)
+    siblings = len(descriptor.children(parent))
+    if siblings > 1:
+        raise PloopError(SYSEXIT_PARAM, 'Unable to merge snapshot %s: it has '
+                                        '%d children' % (parent, siblings))
+    merged = descriptor.remove(guid)
+    log('Merging image: %s' % merged)
+    descriptor.rename_guid(parent, guid)
+    _drop_tree(_frozen_dir(descriptor, parent))
+    return merged
+
+
+def delete(descriptor, uuid, mounted=False, log=_quiet):
+    """Delete snapshot ``uuid`` as ``ploop snapshot-delete`` does.
+
+    A snapshot without children loses its delta (deleting the top delta
+    makes its parent the top again); one with a single child is merged
+    into that child, which keeps its GUID; more children are refused.  The
+    base image, and the top delta of a mounted image, cannot be deleted.
+
+    :raises PloopError: 43 for an unknown snapshot, 38 when refused.
+    """
+    with _DescriptorLock(descriptor):
+        _require_snapshot(descriptor, uuid)
+        if mounted and uuid == descriptor.top_guid:
+            raise PloopError(SYSEXIT_PARAM, 'Unable to delete active '
+                                            'snapshot %s' % uuid)
+        children = descriptor.children(uuid)
+        if len(children) > 1:
+            raise PloopError(SYSEXIT_PARAM, (
+                'Unable to delete snapshot %s: it has %d children'
+                % (uuid, len(children))))
+        if children:
+            removed = _merge_into_parent(descriptor, children[0].guid, log)
+        else:
+            parent = descriptor.shot(uuid).parent
+            if parent == NONE_UUID:
+                raise PloopError(SYSEXIT_PARAM, 'Unable to delete base image')
+            removed = descriptor.remove(uuid)
+            if uuid == descriptor.top_guid:
+                # The parent becomes the writable top, with its state.
+                descriptor.rename_guid(parent, TOPDELTA_UUID)
+                _drop_tree(content_dir(descriptor))
+                _copy_tree(_frozen_dir(descriptor, parent),
+                           content_dir(descriptor))
+                _drop_tree(_frozen_dir(descriptor, parent))
+                _measure(descriptor.directory)
+            else:
+                _drop_tree(_frozen_dir(descriptor, uuid))
+        descriptor.save(log)
+        _unlink(removed, log)
+    log('ploop snapshot %s has been successfully deleted' % uuid)
+
+
+def merge(descriptor, uuid=None, merge_all=False, log=_quiet):
+    """Merge delta ``uuid`` (default: the top delta) into its parent.
+
+    With ``merge_all`` every delta from the top down is merged into the
+    base image.  Works mounted or not.
+
+    :raises PloopError: 43 for an unknown snapshot; 38 for the base image
+        or a parent with several children.
+    """
+    with _DescriptorLock(descriptor):
+        guid = uuid or descriptor.top_guid
+        _require_snapshot(descriptor, guid)
+        removed = [_merge_into_parent(descriptor, guid, log)]
+        while merge_all and descriptor.shot(guid).parent != NONE_UUID:
+            removed.append(_merge_into_parent(descriptor, guid, log))
+        descriptor.save(log)
+        for path in removed:
+            _unlink(path, log)
+    log('ploop image has been successfully merged')
+
+
+def list_snapshots(descriptor):
+    """The snapshots in descriptor order, as :class:`SnapshotInfo`.
+
+    ``file`` is the absolute delta path; ``current`` marks the top delta.
+    """
+    return [SnapshotInfo(shot.guid, shot.parent,
+                         descriptor.image_path(shot.guid),
+                         shot.guid == descriptor.top_guid)
+            for shot in descriptor.shots]
+
+
+def resize(descriptor, size_kb, log=_quiet):
+    """Grow or shrink the disk to ``size_kb`` KiB (rounded to clusters).
+
+    The top delta is resized; shrinking below the space the filesystem
+    uses fails (the balloon cannot be inflated).
+
+    :raises PloopError: 38 for a zero size, 26 when the data does not fit.
+    """
+    _resize(descriptor, int(size_kb) * 2, log)
+
+
+def _resize(descriptor, sectors, log):
+    size = _round_size(sectors, descriptor.blocksize)
+    if size == 0:
+        raise PloopError(SYSEXIT_PARAM, 'Incorrect block device size '
+                                        'specified: 0 sectors')
+    with _DescriptorLock(descriptor):
+        used_kb = fs_stats(descriptor).used_kb
+        if size * SECTOR_SIZE // 1024 < used_kb:
+            raise PloopError(SYSEXIT_RESIZE_FS, (
+                'Unable to resize: %d KB are in use, more than the new size '
+                'of %d KB' % (used_kb, size * SECTOR_SIZE // 1024)))
+        verb = 'Growing' if size >= descriptor.size else 'Shrinking'
+        log('%s image %s size=%d sectors (new size=%d)'
+            % (verb, descriptor.image_path(descriptor.top_guid),
+               descriptor.size, size))
+        with open(descriptor.image_path(descriptor.top_guid), 'r+b') as f:
+            f.truncate(size * SECTOR_SIZE)
+        descriptor.size = size
+        descriptor.save(log)
+
+
+# -- simulated ploop devices ----------------------------------------------
+
+class _DeviceTable:
+    """``DIR/var/lib/vzsim/ploop.json``: device -> what it holds.
+
+    Each entry is ``{"descriptor", "target", "guid", "readonly"}``; the
+    table is read and written under an exclusive lock.
+    """
+
+    def __init__(self, host):
+        self.path = os.path.join(host.state_dir, 'ploop.json')
+        self.file = None
+        self.devices = {}
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.file = open(self.path, 'a+', encoding='utf-8')
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        self.file.seek(0)
+        text = self.file.read()
+        self.devices = json.loads(text) if text.strip() else {}
+        return self
+
+    def save(self):
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(json.dumps(self.devices, sort_keys=True))
+        self.file.flush()
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def find(self, descriptor_path, guid=None):
+        """Device holding the image's top (or snapshot ``guid``), or None."""
+        key = os.path.realpath(descriptor_path)
+        return next((name for name, entry in self.devices.items()
+                     if entry['descriptor'] == key and
+                     entry['guid'] == guid), None)
+
+    def next_free(self):
+        number = 0
+        while 'ploop%d' % number in self.devices:
+            number += 1
+        return number
+
+
+def attach(host, descriptor_path, target=None, guid=None, readonly=False,
+           device=None):
+    """Register ``descriptor_path`` on a free simulated ploop device.
+
+    ``target`` is the mount point (None: device only), ``guid`` the
+    snapshot mounted (None: the top delta; a snapshot can be mounted
+    read-only while the top is in use).  Returns the device, e.g.
+    ``/dev/ploop0``.
+
+    :raises PloopError: 37 when the image or the device is in use.
+    """
+    with _DeviceTable(host) as table:
+        used = table.find(descriptor_path, guid)
+        if used:
+            raise PloopError(SYSEXIT_DEV_INUSE, 'Image %s already used by '
+                             'device /dev/%s' % (descriptor_path, used))
+        name = (os.path.basename(device) if device else
+                'ploop%d' % table.next_free())
+        if name in table.devices:
+            raise PloopError(SYSEXIT_DEV_INUSE,
+                             'Device /dev/%s is busy' % name)
+        table.devices[name] = {'descriptor': os.path.realpath(
+            descriptor_path), 'target': target, 'guid': guid,
+            'readonly': readonly}
+        table.save()
+    if guid is None:
+        _measure(os.path.dirname(descriptor_path))
+    return '/dev/' + name
+
+
+def detach(host, descriptor_path=None, device=None):
+    """Free the device of ``descriptor_path`` (or ``device``).
+
+    Returns ``(device, entry)``.
+
+    :raises PloopError: 40 when nothing is attached.
+    """
+    with _DeviceTable(host) as table:
+        name = (os.path.basename(device) if device else
+                table.find(descriptor_path))
+        if name not in table.devices:
+            raise PloopError(SYSEXIT_DEV_NOT_MOUNTED, 'Image %s is not '
+                             'mounted' % (device or descriptor_path))
+        entry = table.devices.pop(name)
+        table.save()
+    if entry['guid'] is None:
+        # ploop caches the statistics of the filesystem it unmounts.
+        _measure(os.path.dirname(entry['descriptor']))
+    return '/dev/' + name, entry
+
+
+def device_of(host, descriptor_path):
+    """The device holding ``descriptor_path``, or None."""
+    with _DeviceTable(host) as table:
+        name = table.find(descriptor_path)
+    return '/dev/' + name if name else None
+
+
+def devices(host):
+    """``[(device, entry), ...]`` of every attached device, by number."""
+    with _DeviceTable(host) as table:
+        items = table.devices.items()
+    return sorted(('/dev/' + name, entry) for name, entry in items)
+
+
+def owner_ctid(host, descriptor_path, scan=True):
+    """The container whose disk is ``descriptor_path``, or None.
+
+    Tries the CTID a default VE_PRIVATE path names first; ``scan`` also
+    checks every container config (for CTs with their own VE_PRIVATE).
+    """
+    wanted = os.path.realpath(descriptor_path)
+
+    def owns(ctid):
+        private = host.ve_private(ctid)
+        return (private is not None and os.path.realpath(
+            host.disk_descriptor(ctid)) == wanted)
+
+    template = host.vz_conf.get('VE_PRIVATE', '')
+    pattern = re.escape(template).replace(r'\$VEID', '([0-9]+)')
+    match = re.match('^%s/' % pattern, wanted)
+    if match and owns(int(match.group(1))):
+        return int(match.group(1))
+    if scan:
+        return next((ctid for ctid in host.ctids() if owns(ctid)), None)
+    return None
+
+
+# -- the ploop command ----------------------------------------------------
+
+USAGE = '''\
+Usage: ploop init -s SIZE [-f FORMAT] NEW_DELTA
+       ploop mount [-r] [-m DIR] DiskDescriptor.xml
+       ploop umount { -d DEVICE | -m DIR | DELTA | DiskDescriptor.xml }
+       ploop resize -s SIZE DiskDescriptor.xml
+       ploop snapshot DiskDescriptor.xml
+       ploop snapshot-delete -u UUID DiskDescriptor.xml
+       ploop snapshot-merge [-u UUID] DiskDescriptor.xml
+       ploop snapshot-switch -u UUID DiskDescriptor.xml
+       ploop snapshot-list [-o field[,field...]] [-u UUID] DiskDescriptor.xml
+Also:  ploop { info | list | getdev } ...
+
+       ploop <command> -- to get detailed syntax for a specific command'''
+
+COMMAND_USAGE = {
+    'init': 'Usage: ploop init -s SIZE [-f FORMAT] [-v VERSION] [-t FSTYPE]\n'
+            '                 [-b BLOCKSIZE] [-B FSBLOCKSIZE] [-n|--nolazy] '
+            'DELTA\n\n'
+            '       SIZE        := NUMBER[KMGT]\n'
+            '       FORMAT      := { raw | ploop1 | expanded | preallocated }'
+            '\n       VERSION     := { 1 | 2 } (default 2, if supported)\n'
+            '       FSTYPE      := { none | ext3 | ext4 } (create filesystem,'
+            ' default ext4)',
+    'mount': 'Usage: ploop mount [-r] [-m MOUNT_POINT] [-u UUID] '
+             'DiskDescriptor.xml',
+    'umount': 'Usage: ploop umount -d DEVICE\n'
+              '       ploop umount -m DIR\n'
+              '       ploop umount DiskDescriptor.xml\n'
+              '       ploop umount DELTA',
+    'resize': 'Usage: ploop resize -s NEW_SIZE DiskDescriptor.xml\n'
+              '       NEW_SIZE := NUMBER[KMGT]',
+    'info': 'Usage: ploop info [-s] [-d] DiskDescriptor.xml',
+    'snapshot': 'Usage: ploop snapshot [-u UUID] DiskDescriptor.xml',
+    'snapshot-merge': 'Usage: ploop snapshot-merge [-u UUID | -A] [-n DELTA] '
+                      'DiskDescriptor.xml\n'
+                      '       -u UUID       snapshot to merge (top delta if '
+                      'not specified)',
+    'snapshot-switch': 'Usage: ploop snapshot-switch -u UUID '
+                       'DiskDescriptor.xml\n       UUID := snapshot UUID',
+    'snapshot-delete': 'Usage: ploop snapshot-delete -u UUID '
+                       'DiskDescriptor.xml\n       UUID := snapshot id',
+    'snapshot-list': 'Usage: ploop snapshot-list [-H] [-o field[,field...]] '
+                     '[-s] [-u <UUID>] \\\n'
+                     '                           DiskDescriptor.xml',
+    'list': 'Usage: ploop list [-a]',
+    'getdev': 'Usage: ploop getdev\n'
+              '(ask /dev/ploop0 about first unused minor number)',
+}
+
+#: snapshot-list fields: name -> (header, width).
+LIST_FIELDS = collections.OrderedDict((
+    ('uuid', ('UUID', 38)), ('parent_uuid', ('PARENT_UUID', 38)),
+    ('current', ('C', 1)), ('fname', ('FNAME', 32))))
+DEFAULT_LIST_FIELDS = 'parent_uuid,current,uuid,fname'
+_LIST_OPTIONS = {'--no-header': 'H', '--output': 'o', '--help': 'h',
+                 '--uuid': 'u', '--id': 'u', '--snapshot': 's'}
+_SIZE_SUFFIX = {'': 1, 'k': 2, 'm': 2 * 1024, 'g': 2 * 1024 ** 2,
+                't': 2 * 1024 ** 3}
+
+
+def _say(message):
+    sys.stdout.write(message + '\n')
+
+
+def _usage_error(command, message=None):
+    text = COMMAND_USAGE.get(command, USAGE)
+    return PloopError(SYSEXIT_PARAM,
+                      '%s\n%s' % (message, text) if message else text)
+
+
+def _options(command, args, short, long=()):
+    """GNU getopt of ``args``; a bad option ends with the usage (38)."""
+    try:
+        opts, rest = getopt.gnu_getopt(args, short, list(long))
+    except getopt.GetoptError as exc:
+        raise _usage_error(command, 'ploop: %s' % exc)
+    return opts, rest
+
+
+def _parse_size(text):
+    """``-s`` value in sectors: NUMBER (sectors) or NUMBER[KMGT]."""
+    match = re.match(r'^(0x[0-9a-fA-F]+|[0-9]+)([kmgtKMGT]?)$', text)
+    if not match:
+        raise PloopError(SYSEXIT_PARAM, 'ERROR: Invalid argument for option '
+                                        '-s: %s' % text)
+    return int(match.group(1), 0) * _SIZE_SUFFIX[match.group(2).lower()]
+
+
+def _uuid_option(text):
+    guid = normalize_guid(text)
+    if guid is None:
+        raise PloopError(SYSEXIT_PARAM, 'Incorrect uuid specified: %s' % text)
+    return guid
+
+
+def _is_xml(path):
+    return path.endswith('.xml') or path.endswith('.qcow2')
+
+
+def _xml_argument(command, rest):
+    if len(rest) != 1 or not _is_xml(rest[0]):
+        raise _usage_error(command)
+    return os.path.abspath(rest[0])
+
+
+def _mounted_target(host, descriptor_path):
+    """``(device, mount point)`` of a mounted image, else ``(None, None)``.
+
+    A container vzctl mounted counts too, even without a registered device.
+    """
+    with _DeviceTable(host) as table:
+        name = table.find(descriptor_path)
+        if name:
+            return '/dev/' + name, table.devices[name]['target']
+    ctid = owner_ctid(host, descriptor_path, scan=False)
+    if ctid is not None and host.runtime(ctid)['mounted']:
+        return None, host.ve_root(ctid)
+    return None, None
+
+
+def _cmd_init(host, args):
+    opts, rest = _options('init', args, 's:b:B:f:t:v:nk:', ['nolazy'])
+    sectors, fmt, blocksize, version = 0, 'expanded', DEFAULT_BLOCKSIZE, 2
+    for opt, value in opts:
+        if opt == '-s':
+            sectors = _parse_size(value)
+        elif opt == '-f':
+            if value not in FORMATS:
+                raise _usage_error('init', 'Bad -f argument: %s' % value)
+            fmt = value
+        elif opt == '-b':
+            if not value.isdigit() or not int(value):
+                raise _usage_error('init')
+            blocksize = int(value)
+        elif opt == '-v':
+            if value not in ('1', '2'):
+                raise _usage_error('init', 'Invalid -v argument: %s' % value)
+            version = int(value)
+        elif opt == '-t' and value not in ('none', 'ext3', 'ext4'):
+            raise PloopError(SYSEXIT_PARAM, 'Incorrect file system type '
+                                            'specified: %s' % value)
+    if len(rest) != 1 or sectors == 0:
+        raise _usage_error('init')
+    delta = os.path.abspath(rest[0])
+    _create_image(os.path.dirname(delta), sectors, fmt,
+                  os.path.basename(delta), blocksize, _say, version)
+    return 0
+
+
+def _link_mount(source, target):
+    """Show ``source`` at ``target`` the way the modelled kernel mounts."""
+    if os.path.islink(target):
+        os.unlink(target)
+    elif os.path.isdir(target):
+        if os.listdir(target):
+            raise PloopError(SYSEXIT_MOUNT,
+                             'Mount point %s is not empty' % target)
+        os.rmdir(target)
+    elif os.path.exists(target):
+        raise PloopError(SYSEXIT_MOUNT, "Can't mount on %s: not a directory"
+                         % target)
+    os.symlink(source, target)
+
+
+def _cmd_mount(host, args):
+    opts, rest = _options('mount', args, 'rFf:d:m:t:u:o:b:c:')
+    options = dict(opts)
+    path = _xml_argument('mount', rest)
+    descriptor = read_descriptor(path)
+    guid = descriptor.top_guid
+    if '-u' in options:
+        guid = (descriptor.chain(descriptor.top_guid)[-1]
+                if options['-u'] == 'base' else _uuid_option(options['-u']))
+        _require_snapshot(descriptor, guid)
+    snapshot_guid = None if guid == descriptor.top_guid else guid
+    readonly = '-r' in options or snapshot_guid is not None
+    if snapshot_guid is None:
+        device, target = _mounted_target(host, path)
+        if device or target:
+            raise PloopError(SYSEXIT_DEV_INUSE, (
+                'Image %s already used by device %s'
+                % (descriptor.image_path(guid), device or target)))
+    target = options.get('-m')
+    device = attach(host, path, target and os.path.abspath(target),
+                    snapshot_guid, readonly, options.get('-d'))
+    chain = descriptor.chain(guid)
+    for level, delta in enumerate(reversed(chain)):
+        mode = 'rw' if level == len(chain) - 1 and not readonly else 'ro'
+        _say('Adding delta dev=%s img=%s (%s)'
+             % (device, descriptor.image_path(delta), mode))
+    if target:
+        target = os.path.abspath(target)
+        source = (content_dir(descriptor) if snapshot_guid is None
+                  else _frozen_dir(descriptor, snapshot_guid))
+        _say("Mounting %sp1 at %s fstype=ext4 data='balloon_ino=12,'"
+             % (device, target))
+        ctid = owner_ctid(host, path)
+        try:
+            if ctid is not None and snapshot_guid is None:
+                kernel.for_host(host).mount(ctid, source, target)
+            else:
+                _link_mount(source, target)
+        except hostfs.ToolError as exc:
+            detach(host, device=device)
+            raise PloopError(SYSEXIT_MOUNT, exc.message)
+    return 0
+
+
+def _cmd_umount(host, args):
+    opts, rest = _options('umount', args, 'd:m:c:')
+    options = dict(opts)
+    if len(rest) != 1 and '-d' not in options and '-m' not in options:
+        raise _usage_error('umount')
+    with _DeviceTable(host) as table:
+        entries = table.devices.items()
+    if '-d' in options:
+        wanted = re.sub(r'(?<=[0-9])p1$', '', options['-d'])
+        found = [(name, e) for name, e in entries
+                 if '/dev/' + name == wanted]
+        missing = 'Device %s is not mounted' % wanted
+    elif '-m' in options:
+        mount_point = os.path.abspath(options['-m'])
+        found = [(name, e) for name, e in entries
+                 if e['target'] == mount_point]
+        missing = 'Unable to find ploop device by %s' % options['-m']
+    else:
+        path = os.path.abspath(rest[0])
+        if not _is_xml(path):
+            path = os.path.join(os.path.dirname(path), DESCRIPTOR_NAME)
+        found = [(name, e) for name, e in entries
+                 if e['descriptor'] == os.path.realpath(path) and
+                 e['guid'] is None]
+        missing = 'Image %s is not mounted' % rest[0]
+        if not found:
+            # vzctl mounted the container without a registered device.
+            ctid = owner_ctid(host, path, scan=False)
+            if ctid is not None and host.runtime(ctid)['mounted']:
+                found = [(None, {'descriptor': path,
+                                 'target': host.ve_root(ctid)})]
+    if not found:
+        code = SYSEXIT_PARAM if '-m' in options else SYSEXIT_DEV_NOT_MOUNTED
+        raise PloopError(code, missing)
+    name, entry = found[0]
+    target = entry['target']
+    if target:
+        _say('Unmounting file system at %s' % target)
+        ctid = owner_ctid(host, entry['descriptor'])
+        if ctid is not None and host.ve_root(ctid) == target:
+            kernel.for_host(host).umount(ctid, target)
+        elif os.path.islink(target):
+            os.unlink(target)
+            os.makedirs(target, exist_ok=True)
+    if name:
+        _say('Unmounting device /dev/%s' % name)
+        detach(host, device=name)
+    return 0
+
+
+def _cmd_resize(host, args):
+    opts, rest = _options('resize', args, 's:b')
+    sectors = 0
+    for opt, value in opts:
+        if opt == '-s':
+            sectors = _parse_size(value)
+    path = _xml_argument('resize', rest)
+    if sectors == 0:
+        raise _usage_error('resize')
+    _resize(read_descriptor(path), sectors, _say)
+    return 0
+
+
+def _cmd_info(host, args):
+    opts, rest = _options('info', args, 'sd')
+    options = dict(opts)
+    path = _xml_argument('info', rest)
+    descriptor = read_descriptor(path)
+    if '-s' in options:
+        _say('size:\t\t%d\nblocksize:\t%d\nfmt_version:\t2'
+             % (descriptor.size, descriptor.blocksize))
+    if '-d' in options:
+        device = _mounted_target(host, path)[0] or ''
+        _say('device:\t\t%s' % device)
+    if not options:
+        stats = fs_stats(descriptor)
+        _say('%11s %14s %14s' % ('resource', 'Size', 'Used'))
+        _say('%11s %14d %14d' % ('1k-blocks', stats.total_kb, stats.used_kb))
+        _say('%11s %14d %14d' % ('inodes', stats.inodes, stats.inodes_used))
+    return 0
+
+
+def _cmd_snapshot(host, args):
+    opts, rest = _options('snapshot', args, 'Fd:u:b:')
+    guid = None
+    for opt, value in opts:
+        if opt == '-u':
+            guid = _uuid_option(value)
+    path = _xml_argument('snapshot', rest)
+    snapshot(read_descriptor(path), guid, _say)
+    return 0
+
+
+def _cmd_snapshot_switch(host, args):
+    opts, rest = _options('snapshot-switch', args, 'u:D')
+    guids = [_uuid_option(value) for opt, value in opts if opt == '-u']
+    path = _xml_argument('snapshot-switch', rest)
+    if not guids:
+        raise _usage_error('snapshot-switch')
+    descriptor = read_descriptor(path)
+    device, target = _mounted_target(host, path)
+    switch(descriptor, guids[-1], mounted=device or target, log=_say)
+    return 0
+
+
+def _cmd_snapshot_delete(host, args):
+    opts, rest = _options('snapshot-delete', args, 'u:')
+    guids = [_uuid_option(value) for opt, value in opts if opt == '-u']
+    path = _xml_argument('snapshot-delete', rest)
+    if not guids:
+        raise _usage_error('snapshot-delete')
+    descriptor = read_descriptor(path)
+    delete(descriptor, guids[-1], mounted=any(_mounted_target(host, path)),
+           log=_say)
+    return 0
+
+
+def _cmd_snapshot_merge(host, args):
+    opts, rest = _options('snapshot-merge', args, 'u:n:A')
+    options = dict(opts)
+    if '-u' in options and '-A' in options:
+        raise _usage_error('snapshot-merge',
+                           "Options -u and -A can't be used together")
+    if '-n' in options:
+        raise PloopError(SYSEXIT_PARAM, 'Merging into a new delta (-n) is '
+                                        'not supported by the simulated host')
+    guid = _uuid_option(options['-u']) if '-u' in options else None
+    if len(rest) != 1 or not _is_xml(rest[0]):
+        raise _usage_error('snapshot-merge')
+    merge(read_descriptor(os.path.abspath(rest[0])), guid,
+          merge_all='-A' in options, log=_say)
+    return 0
+
+
+def _cmd_snapshot_list(host, args):
+    """``ploop snapshot-list``; its failures all exit 1, as ploop's do."""
+    try:
+        opts, rest = getopt.gnu_getopt(
+            args, 'Hho:u:s', ['no-header', 'output=', 'help', 'uuid=', 'id=',
+                              'snapshot'])
+    except getopt.GetoptError as exc:
+        raise PloopError(1, 'ploop: %s\n%s'
+                         % (exc, COMMAND_USAGE['snapshot-list']))
+    options = {_LIST_OPTIONS.get(opt, opt[1:]): value for opt, value in opts}
+    if 'h' in options:
+        sys.stderr.write(COMMAND_USAGE['snapshot-list'] + '\n')
+        return 0
+    if not rest:
+        raise PloopError(1, COMMAND_USAGE['snapshot-list'])
+    try:
+        descriptor = read_descriptor(os.path.abspath(rest[0]))
+    except PloopError as exc:
+        raise PloopError(1, 'failed to read %s: %s' % (rest[0], exc.message))
+    fields = (options.get('o') or DEFAULT_LIST_FIELDS).split(',')
+    for name in fields:
+        if name.lower() not in LIST_FIELDS:
+            raise PloopError(1, 'Unknown field: %s' % name)
+    fields = [name.lower() for name in fields]
+    snapshots = list_snapshots(descriptor)
+    if 'u' in options:
+        guid = normalize_guid(options['u'])
+        if guid is None:
+            raise PloopError(SYSEXIT_PARAM,
+                             'Incorrect uuid specified: %s' % options['u'])
+        if descriptor.shot(guid) is None:
+            raise PloopError(1, "Can't find snapshot by uuid %s" % guid)
+        chain = descriptor.chain(guid)
+        snapshots = [s for s in snapshots if s.guid in chain]
+        snapshots.sort(key=lambda s: chain.index(s.guid))
+    current = descriptor.top_guid
+    if 's' in options:
+        # Snapshot mode: the top delta is hidden and its parent is current.
+        current = descriptor.shot(descriptor.top_guid).parent
+        snapshots = [s for s in snapshots if s.guid != descriptor.top_guid]
+    lines = []
+    if 'H' not in options:
+        lines.append(''.join('%-*s ' % (LIST_FIELDS[name][1],
+                                        LIST_FIELDS[name][0])
+                             for name in fields))
+    for item in snapshots:
+        values = {'uuid': item.guid, 'parent_uuid': item.parent_guid,
+                  'current': '*' if item.guid == current else '',
+                  'fname': item.file}
+        cells = ['%-*s ' % (LIST_FIELDS[name][1], values[name])
+                 for name in fields[:-1]]
+        lines.append(''.join(cells) + values[fields[-1]])
+    sys.stdout.write(''.join(line + '\n' for line in lines))
+    return 0
+
+
+def _cmd_list(host, args):
+    opts, rest = _options('list', args, 'a')
+    if rest:
+        raise _usage_error('list')
+    show_mounts = bool(opts)
+    for device, entry in devices(host):
+        try:
+            descriptor = read_descriptor(entry['descriptor'])
+            base = descriptor.image_path(descriptor.chain(entry['guid'] or
+                                                          TOPDELTA_UUID)[-1])
+        except PloopError:
+            base = entry['descriptor']
+        mount_point = (entry['target'] or '') if show_mounts else ''
+        _say('%-12s %s %s ' % (os.path.basename(device), base, mount_point))
+    return 0
+
+
+def _cmd_getdev(host, args):
+    if args:
+        raise _usage_error('getdev')
+    with _DeviceTable(host) as table:
+        number = table.next_free()
+    _say('Next unused minor: %d' % (number << 4))
+    return 0
+
+
+COMMANDS = {
+    'init': _cmd_init,
+    'mount': _cmd_mount,
+    'umount': _cmd_umount,
+    'resize': _cmd_resize,
+    'info': _cmd_info,
+    'snapshot': _cmd_snapshot,
+    'snapshot-switch': _cmd_snapshot_switch,
+    'snapshot-delete': _cmd_snapshot_delete,
+    'snapshot-merge': _cmd_snapshot_merge,
+    'snapshot-list': _cmd_snapshot_list,
+    'list': _cmd_list,
+    'getdev': _cmd_getdev,
+}
+
+
+def _run(host, argv):
+    args = list(argv)
+    # Global -v options (verbosity) come before the command.
+    while args and args[0].startswith('-'):
+        if not args[0].startswith('-v'):
+            raise PloopError(SYSEXIT_PARAM,
+                             'Bad option %s\n%s' % (args[0], USAGE))
+        args.pop(0)
+    if not args or args[0] not in COMMANDS:
+        raise PloopError(SYSEXIT_PARAM, USAGE)
+    return COMMANDS[args[0]](host, args[1:])
+
+
+def _ctid_of_call(host, argv):
+    """The container a call is about, for fault rules naming a ``ctid``."""
+    for arg in argv:
+        if _is_xml(arg):
+            return owner_ctid(host, os.path.abspath(arg), scan=False)
+    return None
+
+
+def main(root, argv):
+    """Run ``ploop argv`` on the simulated host in ``root``."""
+    host = hostfs.Host(root)
+    return hostfs.run_tool(host, 'ploop', argv, _run,
+                           command=hostfs.first_word(argv),
+                           ctid=_ctid_of_call(host, argv))
