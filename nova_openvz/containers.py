@@ -174,14 +174,17 @@ class ContainerListing(object):
         """The container of an instance, or None.
 
         With ``fresh``, a container whose CTID is known is re-read alone,
-        so one instance's query stays one short call.
+        so one instance's query stays one short call; only an instance
+        the view has never seen needs a full listing.
         """
-        known = self._current()[0].get(instance_uuid)
-        if not fresh:
-            return known
-        if known is None:
-            return self._current(fresh=True)[0].get(instance_uuid)
-        self.changed(instance_uuid, known.ctid)
+        if fresh:
+            with self._lock:
+                cached = (self._by_uuid or {}).get(instance_uuid)
+                if cached is not None:
+                    self._stale[instance_uuid] = cached.ctid
+                unknown = instance_uuid not in self._stale
+            if unknown:
+                return self._current(fresh=True)[0].get(instance_uuid)
         return self._current()[0].get(instance_uuid)
 
 
