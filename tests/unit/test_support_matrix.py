@@ -3,8 +3,8 @@
 import configparser
 import os
 
-import testtools
 from nova.virt import driver as nova_driver
+import testtools
 
 from nova_openvz import driver
 
