@@ -10,7 +10,6 @@ the same at scale.
 import io
 import os
 
-import fixtures
 from nova.compute import power_state
 from nova.compute import provider_tree
 from nova import context as nova_context
@@ -33,16 +32,12 @@ from nova_openvz.simulator import templates
 CONF = openvz_conf.CONF
 # Not one of the images nova's GlanceFixture already holds.
 IMAGE_ID = '7f3c6a52-2d1e-4b7e-9a0e-5b1f0c3d9e41'
-# Nova's test base poisons os.uname; the simulated host describes this
-# machine to libvirt's test driver with it.
-_UNAME = os.uname()
 
 
 class TestCallCounts(test.NoDBTestCase):
 
     def setUp(self):
         super().setUp()
-        self.useFixture(fixtures.MockPatch('os.uname', return_value=_UNAME))
         self.vzhost = self.useFixture(sim_fixture.SimulatedHostFixture())
         # The template download takes an external (file) lock.
         self.flags(lock_path=os.path.join(self.vzhost.root, 'locks'),
