@@ -10,6 +10,7 @@ import threading
 
 import libvirt
 from lxml import etree
+from nova.objects import fields
 from oslo_log import log as logging
 
 from nova_openvz import conf as openvz_conf
@@ -41,18 +42,19 @@ class HostFacts(object):
         finally:
             conn.close()
         cpu = caps.find('host/cpu')
-        vendor = cpu.findtext('vendor') if cpu is not None else None
-        cpu_model = cpu.findtext('model') if cpu is not None else None
+        # getInfo()'s model is the machine architecture (uname -m) for the
+        # OpenVZ and the test driver alike; capabilities name the CPU.
+        arch = fields.Architecture.canonicalize(model)
         return {
-            'arch': caps.findtext('host/cpu/arch') or model,
+            'arch': arch,
             'vcpus': cpus,
             'memory_mb': memory_mb,
             'mhz': mhz,
             'hostname': hostname,
             'cpu_info': {
-                'arch': caps.findtext('host/cpu/arch') or model,
-                'vendor': vendor,
-                'model': cpu_model or model,
+                'arch': arch,
+                'vendor': cpu.findtext('vendor') if cpu is not None else None,
+                'model': cpu.findtext('model') if cpu is not None else None,
                 'topology': {'sockets': sockets * nodes, 'cores': cores,
                              'threads': threads},
                 'features': sorted(f.get('name') for f in
