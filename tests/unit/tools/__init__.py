@@ -1,0 +1,1 @@
+"""Tests of the scripts in tools/, run for real."""
