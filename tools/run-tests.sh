@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run nova-openvz's checks and tests through tox, after tools/bootstrap.sh.
 #
-# With no arguments runs "tox -e pep8,py3,functional". Arguments replace
+# With no arguments runs "tox -e pep8,zuul,py3,functional". Arguments replace
 # that and go to tox as they are, for example:
 #   tools/run-tests.sh -e py3
 #   tools/run-tests.sh -e py3 -- tests.unit.test_vzconf
@@ -18,7 +18,7 @@ VENV=${NOVA_OPENVZ_VENV:-$ROOT/.venv}
 cd "$ROOT"
 
 if [[ $# == 0 ]]; then
-    set -- -e pep8,py3,functional
+    set -- -e pep8,zuul,py3,functional
 fi
 
 OUT=$(mktemp "${TMPDIR:-/tmp}/nova-openvz-tox.XXXXXX")

@@ -2,6 +2,7 @@
 
 ``nova-openvz simulate init DIR``  lay out a simulated OpenVZ host in DIR
 ``nova-openvz sandbox``            all-in-one Nova tour on a simulated host
+``nova-openvz check``              is this host ready for the driver?
 
 Subcommands import what they need only when they run, so ``simulate``
 stays quick and does not load Nova.
@@ -24,6 +25,11 @@ def _sandbox(args):
     return sandbox.main()
 
 
+def _check(args):
+    from nova_openvz import check
+    return check.main(args.config_file, args.config_dir)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='nova-openvz',
@@ -43,6 +49,19 @@ def build_parser():
         'sandbox', help='boot, reboot, stop, start and delete a server '
                         'through an all-in-one Nova on a simulated host')
     sandbox.set_defaults(func=_sandbox)
+
+    check = commands.add_parser(
+        'check', help='check that this host is ready for the driver: one '
+                      'line per check; exit 0 all passed, 1 warnings, '
+                      '2 failures')
+    check.add_argument('--config-file', action='append', default=[],
+                       metavar='PATH',
+                       help='a configuration file nova-compute reads '
+                            '(repeatable; default: Nova\'s usual search, '
+                            'e.g. /etc/nova/nova.conf)')
+    check.add_argument('--config-dir', metavar='DIR',
+                       help='a directory of *.conf files nova-compute reads')
+    check.set_defaults(func=_check)
     return parser
 
 

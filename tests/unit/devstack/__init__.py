@@ -1,0 +1,1 @@
+"""Tests of the devstack plugin (devstack/), with a stand-in for devstack."""
