@@ -1,6 +1,7 @@
 """The ``nova-openvz`` command.
 
 ``nova-openvz simulate init DIR``  lay out a simulated OpenVZ host in DIR
+``nova-openvz simulate info DIR``  which kernel backend it runs, and why
 ``nova-openvz sandbox``            all-in-one Nova tour on a simulated host
 ``nova-openvz check``              is this host ready for the driver?
 
@@ -14,9 +15,19 @@ import sys
 
 def _simulate_init(args):
     from nova_openvz.simulator import hostinit
-    paths = hostinit.init_host(args.directory)
+    paths = hostinit.init_host(args.directory, kernel=args.kernel)
     print('Simulated OpenVZ host ready in %s' % args.directory)
     print('Driver options: %s' % paths['nova_conf'])
+    return 0
+
+
+def _simulate_info(args):
+    from nova_openvz.simulator import hostfs
+    from nova_openvz.simulator import kernel
+    host = hostfs.Host(args.directory)
+    print('Simulated OpenVZ host %s' % host.root)
+    for label, text in kernel.describe(host):
+        print('%s: %s' % (label, text))
     return 0
 
 
@@ -43,7 +54,16 @@ def build_parser():
         'init', help='lay out a host tree with vzctl, vzlist, ploop and '
                      'vzmigrate in DIR/usr/sbin')
     init.add_argument('directory', metavar='DIR')
+    init.add_argument('--kernel', choices=('modelled', 'real', 'auto'),
+                      help='kernel backend written to DIR/sim/kernel: '
+                           'modelled (state on disk), real (namespaces and '
+                           'cgroups; needs root) or auto (real where '
+                           'possible); default: keep, else modelled')
     init.set_defaults(func=_simulate_init)
+    info = actions.add_parser(
+        'info', help='say which kernel backend the host in DIR runs and why')
+    info.add_argument('directory', metavar='DIR')
+    info.set_defaults(func=_simulate_info)
 
     sandbox = commands.add_parser(
         'sandbox', help='boot, reboot, stop, start and delete a server '

@@ -31,6 +31,7 @@ class SimulatedHostFixture(fixtures.Fixture):
         subprocess.run([sys.executable, '-m', 'nova_openvz.cmd.cli',
                         'simulate', 'init', self.root],
                        check=True, capture_output=True)
+        self.addCleanup(self._clean_real_containers)
         self.tools_dir = os.path.join(self.root, 'usr', 'sbin')
         options = self.useFixture(config_fixture.Config(self.conf))
         options.config(group='openvz',
@@ -41,6 +42,19 @@ class SimulatedHostFixture(fixtures.Fixture):
                            self.root, 'libvirt-host.xml'),
                        image_staging_dir=os.path.join(self.root, 'staging'),
                        lock_retry_interval=0.05)
+
+    def _clean_real_containers(self):
+        """Kill, unmount and detach what real containers still hold.
+
+        Runs before the temporary tree is removed, so a failed test cannot
+        leave processes, mounts, loop devices or cgroups on the machine.
+        """
+        from nova_openvz.simulator import hostfs
+        from nova_openvz.simulator import kernel
+        host = hostfs.Host(self.root)
+        if kernel.configured(host) != 'modelled':
+            from nova_openvz.simulator import realkernel
+            realkernel.clean(host)
 
     def sim_path(self, name):
         return os.path.join(self.root, 'sim', name)

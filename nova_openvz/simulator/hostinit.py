@@ -213,9 +213,11 @@ def _package_parent():
         nova_openvz.__file__)))
 
 
-def init_host(directory, python=sys.executable):
+def init_host(directory, python=sys.executable, kernel=None):
     """Create (or refresh) a simulated host in ``directory``.
 
+    ``kernel`` (``modelled``, ``real`` or ``auto``) is written to
+    ``DIR/sim/kernel``; None keeps what is there (else the default).
     Returns a dict of the main paths: ``root``, ``vz_conf``, ``conf_dir``,
     ``tools_dir``, ``template_cache``, ``libvirt_xml``, ``nova_conf``.
     """
@@ -247,6 +249,8 @@ def init_host(directory, python=sys.executable):
                               package_parent=package_parent), mode=0o755)
     _write(host_path('libvirt-host.xml'), libvirt_host_xml())
     _write(host_path('nova-openvz.conf'), NOVA_CONF.format(root=root))
+    if kernel is not None:
+        _write(host_path('sim/kernel'), kernel + '\n')
     hostfs.Host(root).refresh_proc()
     return {'root': root,
             'vz_conf': host_path('etc/vz/vz.conf'),

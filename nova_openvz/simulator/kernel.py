@@ -19,9 +19,17 @@ Backends:
     sh) chrooted into VE_ROOT; that needs root and a ``bin/sh`` in the
     guest, and fails with a clear message otherwise.
 
-The backend is chosen in one place, :func:`for_host`: the name in
-``DIR/sim/kernel`` (one word), ``modelled`` when that file is absent.  A
-namespaces/cgroups backend only has to implement :class:`Kernel`.
+``real`` (:class:`nova_openvz.simulator.realkernel.RealKernel`)
+    Containers are process trees in their own namespaces and cgroups on
+    this machine; see that module.  Needs root and the kernel features
+    :func:`nova_openvz.simulator.realkernel.probe` checks.
+
+``auto``
+    ``real`` when the probe passes, else ``modelled``.
+
+The backend is chosen in one place, :func:`choose`: the name in
+``DIR/sim/kernel`` (one word), :data:`DEFAULT_BACKEND` when that file is
+absent.
 """
 
 import abc
@@ -48,6 +56,11 @@ class Kernel(abc.ABC):
     running"; methods raise :class:`KernelError` for failures the kernel
     itself reports (address in use, bad dump, ...).
     """
+
+    #: True when containers are real processes: commands run in the guest
+    #: really execute there (vzctl leaves guest work such as passwords to
+    #: the guest's own tools) and images hold real filesystems.
+    real = False
 
     def __init__(self, host):
         self.host = host
@@ -82,9 +95,14 @@ class Kernel(abc.ABC):
     def start(self, ctid, config):
         """Start init of a mounted container and apply ``config``'s limits.
 
-        Addresses and veth devices are added afterwards with
-        :meth:`add_ips` and :meth:`add_veth`.
+        Addresses, veth devices and the guest's configuration are added
+        afterwards (:meth:`add_ips`, :meth:`add_veth`), then
+        :meth:`finish_start` lets init run, as vzctl holds a container's
+        init until its setup is done.
         """
+
+    def finish_start(self, ctid):
+        """Let the init of a container :meth:`start` prepared run."""
 
     @abc.abstractmethod
     def stop(self, ctid, fast=False):
@@ -99,8 +117,13 @@ class Kernel(abc.ABC):
         """Undo :meth:`freeze`."""
 
     @abc.abstractmethod
+    def dump(self, ctid, dumpfile):
+        """Write the dump of a (frozen) container; it keeps running."""
+
     def checkpoint(self, ctid, dumpfile):
         """Dump the running container to ``dumpfile``, then kill it."""
+        self.dump(ctid, dumpfile)
+        self.stop(ctid, fast=True)
 
     @abc.abstractmethod
     def restore(self, ctid, dumpfile):
@@ -125,8 +148,12 @@ class Kernel(abc.ABC):
         """The container's venet addresses, in the order they were added."""
 
     @abc.abstractmethod
-    def add_veth(self, ctid, host_ifnames):
-        """Create the host side of veth pairs."""
+    def add_veth(self, ctid, devices):
+        """Create (or update) veth pairs.
+
+        ``devices`` are dicts as :func:`netif_devices` gives them
+        (``ifname``, ``mac``, ``host_ifname``, ``host_mac``, ``bridge``).
+        """
 
     @abc.abstractmethod
     def del_veth(self, ctid, host_ifnames):
@@ -135,11 +162,38 @@ class Kernel(abc.ABC):
     # -- inside the container ----------------------------------------------
 
     @abc.abstractmethod
-    def exec(self, ctid, root, command):
+    def exec(self, ctid, root, command, stdin=None):
         """Run ``command`` (a shell string; None: read from stdin) inside.
 
-        Returns the command's exit status; stdio is inherited.
+        ``stdin`` (bytes) replaces the inherited standard input.  Returns
+        the command's exit status; stdout and stderr are inherited.
         """
+
+    def set_hostname(self, ctid, hostname):
+        """Set a running container's hostname.
+
+        Its /etc/hostname is vzctl's business.
+        """
+
+    # -- records -------------------------------------------------------------
+
+    def refresh_proc(self):
+        """Regenerate ``DIR/proc`` from the containers' state."""
+        self.host.refresh_proc()
+
+    def update_proc(self):
+        """Bring ``DIR/proc`` up to date before a reader (vzlist) looks.
+
+        The modelled state only changes through the kernel, which rewrites
+        ``DIR/proc`` each time; real processes come and go on their own.
+        """
+        if self.real:
+            self.refresh_proc()
+
+    def forget(self, ctid):
+        """Drop what the kernel keeps of a destroyed container."""
+        self.host.drop_runtime(ctid)
+        self.refresh_proc()
 
 
 class ModelledKernel(Kernel):
@@ -199,7 +253,7 @@ class ModelledKernel(Kernel):
         state.update(running=True, frozen=False, start_time=time.time(),
                      numproc=self._initial_processes(root), ips=[],
                      veth=[])
-        self._set_resources(state, config)
+        record_resources(state, config)
         self._save(ctid, state)
 
     def stop(self, ctid, fast=False):
@@ -218,39 +272,23 @@ class ModelledKernel(Kernel):
         state['frozen'] = False
         self._save(ctid, state, refresh=False)
 
-    def checkpoint(self, ctid, dumpfile):
+    def dump(self, ctid, dumpfile):
         state = self._state(ctid)
         os.makedirs(os.path.dirname(dumpfile), exist_ok=True)
         hostfs.write_atomic(dumpfile, json.dumps(
             {'vzsim-dump': 1, 'ctid': ctid, 'state': state}))
-        self.stop(ctid)
 
     def restore(self, ctid, dumpfile):
-        try:
-            with open(dumpfile, encoding='utf-8') as f:
-                dump = json.load(f)
-            saved = dump['state']
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise KernelError(17, 'Unable to restore container from %s: %s'
-                              % (dumpfile, exc))
+        saved = read_dump(ctid, dumpfile)
         self._check_ips_free(ctid, saved.get('ips', []))
         state = self._state(ctid)
         state.update(saved, running=True, frozen=False,
                      mounted=state['mounted'])
         self._save(ctid, state)
 
-    @staticmethod
-    def _set_resources(state, config):
-        state['ubc'] = {name: list(pair) for name, pair in
-                        hostfs.effective_ubc(config).items()}
-        state['cpu'] = {key: config[key] for key in
-                        ('CPUUNITS', 'CPULIMIT', 'CPUS', 'CPUMASK',
-                         'NODEMASK', 'IOPRIO', 'IOLIMIT', 'IOPSLIMIT',
-                         'DEVICES', 'DEVNODES') if config.get(key)}
-
     def apply_resources(self, ctid, config):
         state = self._state(ctid)
-        self._set_resources(state, config)
+        record_resources(state, config)
         self._save(ctid, state)
 
     def _check_ips_free(self, ctid, ips):
@@ -277,9 +315,10 @@ class ModelledKernel(Kernel):
     def ips(self, ctid):
         return list(self._state(ctid)['ips'])
 
-    def add_veth(self, ctid, host_ifnames):
+    def add_veth(self, ctid, devices):
         state = self._state(ctid)
-        state['veth'] += [n for n in host_ifnames if n not in state['veth']]
+        state['veth'] += [d['host_ifname'] for d in devices
+                          if d['host_ifname'] not in state['veth']]
         self._save(ctid, state, refresh=False)
 
     def del_veth(self, ctid, host_ifnames):
@@ -287,7 +326,7 @@ class ModelledKernel(Kernel):
         state['veth'] = [n for n in state['veth'] if n not in host_ifnames]
         self._save(ctid, state, refresh=False)
 
-    def exec(self, ctid, root, command):
+    def exec(self, ctid, root, command, stdin=None):
         if os.geteuid() != 0:
             raise KernelError(3, 'Unable to run a command in CT %s: the '
                                  'modelled kernel needs root to chroot' % ctid)
@@ -305,7 +344,7 @@ class ModelledKernel(Kernel):
         sys.stderr.flush()
         try:
             proc = subprocess.run(argv, env=EXEC_ENV, preexec_fn=enter,
-                                  check=False)
+                                  input=stdin, check=False)
         except OSError as exc:
             raise KernelError(3, 'Unable to run a command in CT %s: %s'
                               % (ctid, exc))
@@ -313,20 +352,115 @@ class ModelledKernel(Kernel):
         return 128 - code if code < 0 else code
 
 
-#: Backend name -> class; the only place that knows the backends.
-BACKENDS = {'modelled': ModelledKernel}
+def record_resources(state, config):
+    """Note in ``state`` the limits ``config`` gives (for vzlist)."""
+    state['ubc'] = {name: list(pair) for name, pair in
+                    hostfs.effective_ubc(config).items()}
+    state['cpu'] = {key: config[key] for key in
+                    ('CPUUNITS', 'CPULIMIT', 'CPUS', 'CPUMASK',
+                     'NODEMASK', 'IOPRIO', 'IOLIMIT', 'IOPSLIMIT',
+                     'DEVICES', 'DEVNODES') if config.get(key)}
+
+
+def read_dump(ctid, dumpfile):
+    """The saved state in a dump file (KernelError 17 when unusable)."""
+    try:
+        with open(dumpfile, encoding='utf-8') as f:
+            return json.load(f)['state']
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KernelError(17, 'Unable to restore container from %s: %s'
+                          % (dumpfile, exc))
+
+
+def netif_devices(text):
+    """NETIF value -> list of dicts (``ifname=...,mac=...;...``)."""
+    devices = []
+    for item in (text or '').split(';'):
+        if not item.strip():
+            continue
+        device = {}
+        for pair in item.split(','):
+            key, _, value = pair.partition('=')
+            device[key.strip()] = value.strip()
+        if device.get('ifname'):
+            devices.append(device)
+    return devices
+
+
+def generated_mac(ctid, *seed):
+    """A MAC in SWsoft's OUI 00:18:51, stable for ``ctid`` and ``seed``."""
+    import hashlib
+    digest = hashlib.md5(('%s:%s' % (ctid, ':'.join(seed))).encode(),
+                         usedforsecurity=False).digest()
+    return '00:18:51:' + ':'.join('%02X' % b for b in digest[:3])
+
+
+#: Backend names; ``auto`` is real where the machine allows it.
+BACKENDS = ('modelled', 'real', 'auto')
 DEFAULT_BACKEND = 'modelled'
 
 
-def for_host(host):
-    """The kernel backend of ``host`` (``DIR/sim/kernel``, else modelled)."""
+def configured(host):
+    """The backend name ``DIR/sim/kernel`` asks for (or the default)."""
     try:
         with open(os.path.join(host.sim_dir, 'kernel')) as f:
             name = f.read().strip() or DEFAULT_BACKEND
     except FileNotFoundError:
         name = DEFAULT_BACKEND
-    try:
-        return BACKENDS[name](host)
-    except KeyError:
+    if name not in BACKENDS:
         raise hostfs.ToolError(5, 'Unknown simulated kernel backend %r in %s'
                                % (name, os.path.join(host.sim_dir, 'kernel')))
+    return name
+
+
+def choose(host):
+    """``(backend, why)``: the backend ``host`` runs and the reason."""
+    name = configured(host)
+    if name == 'modelled':
+        return 'modelled', 'configured'
+    from nova_openvz.simulator import realkernel
+    ok, why = realkernel.probe()
+    if ok:
+        return 'real', why
+    if name == 'real':
+        raise hostfs.ToolError(5, 'The real simulated kernel cannot run '
+                                  'here: %s' % why)
+    return 'modelled', 'auto: %s' % why
+
+
+def for_host(host):
+    """The kernel backend of ``host`` (see :func:`choose`)."""
+    name, _ = choose(host)
+    if name == 'real':
+        from nova_openvz.simulator import realkernel
+        return realkernel.RealKernel(host)
+    return ModelledKernel(host)
+
+
+def describe(host):
+    """``[(label, text)]``: which backend ``host`` runs and why.
+
+    For ``nova-openvz simulate info``.
+    """
+    from nova_openvz.simulator import realkernel
+    name = configured(host)
+    possible, why = realkernel.probe()
+    if name == 'modelled':
+        running = 'modelled'
+        reason = 'DIR/sim/kernel asks for it' if os.path.exists(
+            os.path.join(host.sim_dir, 'kernel')) else 'the default'
+    elif possible:
+        running, reason = 'real', why
+    else:
+        running = 'modelled' if name == 'auto' else 'none (tools fail)'
+        reason = why
+    lines = [('kernel backend', running), ('configured', name),
+             ('why', reason),
+             ('real backend here', 'possible: %s' % why if possible else
+              'impossible: %s' % why)]
+    if running == 'real':
+        lines += realkernel.describe()
+    else:
+        lines.append(('checkpoint', 'dump files hold the modelled state '
+                                    '(JSON); nothing runs'))
+    return lines

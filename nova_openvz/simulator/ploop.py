@@ -12,13 +12,25 @@ The on-disk layout is ploop's own (reference 4.8, 6.3)::
   root.hdd/DiskDescriptor.xml.lck lock file of descriptor updates
   root.hdd/.statfs                cached filesystem usage (JSON here)
 
-The simulated kernel has no block devices, so the *contents* of the
-filesystem inside an image are modelled by plain directories next to it:
+With the modelled kernel there are no block devices, so the *contents*
+of the filesystem inside an image are modelled by plain directories next to
+it:
 ``root.hdd/.vzsim/fs`` is the live filesystem (what a mount shows; see
 :func:`content_dir`) and ``root.hdd/.vzsim/{guid}`` is the frozen copy taken
 by the snapshot of that GUID.  Filesystem statistics are measured on the
 live directory (``ploop info``) or read from ``.statfs`` (vzlist
 ``diskspace``; see :func:`image_fs_stats`).
+
+With the real kernel (``create_image(..., filesystem=True)``) every delta
+file is a real ext4 filesystem image, told apart by its superblock (see
+:func:`is_filesystem_image`).  There is no ploop driver on a stock kernel,
+so deltas are not differences but complete point-in-time images: the top
+delta is the live disk, loop-mounted on VE_ROOT; a snapshot is a sparse
+copy of it taken while the filesystem is frozen (fsfreeze) and stored as
+the snapshot's delta ``root.hdd.{uuid}``.  Switching copies a snapshot's
+image over the top delta; deleting or merging a snapshot drops its file.
+Resizing grows or shrinks the ext4 filesystem with resize2fs, online (on
+the loop device) when growing a mounted image.
 
 Library API (vzctl uses these; every failure raises :class:`PloopError`,
 a :class:`hostfs.ToolError` carrying ploop's exit code and message; ``log``
@@ -305,24 +317,25 @@ def _round_size(sectors, blocksize):
 
 
 def create_image(directory, size_kb, fmt='expanded', image=BASE_IMAGE_NAME,
-                 blocksize=DEFAULT_BLOCKSIZE, log=_quiet):
+                 blocksize=DEFAULT_BLOCKSIZE, log=_quiet, filesystem=False):
     """Create ``directory/image`` and ``directory/DiskDescriptor.xml``.
 
     ``size_kb`` is the virtual disk size in KiB (rounded up to whole
     clusters of ``blocksize`` sectors); ``fmt`` is ``expanded`` (alias
     ``ploop1``), ``preallocated`` or ``raw``.  ``directory`` is created
-    (mode 0700) when missing, and so is the empty modelled filesystem
-    (:func:`content_dir`).  Returns the new :class:`Descriptor`.
+    (mode 0700) when missing.  With ``filesystem`` the image holds a real
+    ext4 filesystem (mkfs.ext4); otherwise the empty modelled filesystem
+    (:func:`content_dir`) is created.  Returns the new :class:`Descriptor`.
 
     :raises PloopError: 38 for a bad size or format, or when the image or
         the descriptor already exists.
     """
     return _create_image(directory, int(size_kb) * 2, fmt, image, blocksize,
-                         log)
+                         log, filesystem=filesystem)
 
 
 def _create_image(directory, sectors, fmt, image, blocksize, log,
-                  version=2):
+                  version=2, filesystem=False):
     if fmt == 'ploop1':
         fmt = 'expanded'
     if fmt not in FORMATS:
@@ -343,9 +356,152 @@ def _create_image(directory, sectors, fmt, image, blocksize, log,
     log('Creating delta %s bs=%d size=%d sectors v%d'
         % (image_path, blocksize, size, version))
     _allocate(image_path, size * SECTOR_SIZE)
-    os.makedirs(content_dir(descriptor), 0o755, exist_ok=True)
+    if filesystem:
+        try:
+            _tool(SYSEXIT_MKFS, 'mkfs.ext4', '-q', '-F', image_path)
+        except PloopError:
+            os.unlink(image_path)
+            raise
+    else:
+        os.makedirs(content_dir(descriptor), 0o755, exist_ok=True)
     descriptor.save(log)
     return descriptor
+
+
+# -- real filesystem images -----------------------------------------------
+
+#: Where ext2/3/4 keep their magic number 0xEF53 (little-endian).
+_EXT_MAGIC_OFFSET = 1024 + 56
+SYSEXIT_MKFS = 24
+SYSEXIT_FSCK = 29
+
+
+def is_filesystem_image(path):
+    """True when ``path`` holds an ext2/3/4 filesystem (a real image)."""
+    try:
+        with open(path, 'rb') as f:
+            f.seek(_EXT_MAGIC_OFFSET)
+            return f.read(2) == b'\x53\xef'
+    except OSError:
+        return False
+
+
+def _is_real(descriptor):
+    return is_filesystem_image(descriptor.image_path(descriptor.top_guid))
+
+
+def _tool(code, *argv):
+    """Run a filesystem tool; a failure raises PloopError(code)."""
+    import subprocess
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise PloopError(code, '%s: %s' % (' '.join(argv), (
+            proc.stderr or proc.stdout).strip() or
+            'exit code %d' % proc.returncode))
+    return proc.stdout
+
+
+def _copy_image(source, destination):
+    """Sparse (or reflinked) copy of an image, replacing ``destination``."""
+    tmp = destination + '.tmp'
+    _tool(SYSEXIT_PARAM, 'cp', '--sparse=always', '--reflink=auto', source,
+          tmp)
+    os.replace(tmp, destination)
+
+
+def loop_of(image):
+    """The loop device backing ``image`` and its mount point, or Nones."""
+    real = os.path.realpath(image)
+    for name in os.listdir('/sys/block'):
+        try:
+            with open('/sys/block/%s/loop/backing_file' % name) as f:
+                if f.read().strip() != real:
+                    continue
+        except OSError:
+            continue
+        device = '/dev/' + name
+        with open('/proc/self/mountinfo') as f:
+            for line in f:
+                fields = line.split()
+                if fields[fields.index('-') + 2] == device:
+                    return device, fields[4]
+        return device, None
+    return None, None
+
+
+def _frozen_fs(image):
+    """Context: the filesystem of a mounted ``image`` frozen (fsfreeze)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def frozen():
+        mount_point = loop_of(image)[1]
+        if mount_point:
+            _tool(SYSEXIT_PARAM, 'fsfreeze', '--freeze', mount_point)
+        try:
+            yield
+        finally:
+            if mount_point:
+                _tool(SYSEXIT_PARAM, 'fsfreeze', '--unfreeze', mount_point)
+    return frozen()
+
+
+def _real_usage(image):
+    """``(used KiB, inodes used)`` of a real image, mounted or not."""
+    mount_point = loop_of(image)[1]
+    if mount_point:
+        st = os.statvfs(mount_point)
+        return ((st.f_blocks - st.f_bfree) * st.f_frsize // 1024,
+                st.f_files - st.f_ffree)
+    fields = {}
+    for line in _tool(SYSEXIT_PARAM, 'dumpe2fs', '-h', image).splitlines():
+        key, _, value = line.partition(':')
+        fields[key.strip()] = value.strip()
+    block = int(fields['Block size'])
+    used = int(fields['Block count']) - int(fields['Free blocks'])
+    return (used * block // 1024,
+            int(fields['Inode count']) - int(fields['Free inodes']))
+
+
+#: The capability online ext4 growth (EXT4_IOC_RESIZE_FS) needs.
+CAP_SYS_RESOURCE = 24
+
+
+def can_resize_online():
+    """True when this process may grow a mounted ext4 filesystem."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('CapEff:'):
+                return bool(int(line.split()[1], 16) >>
+                            CAP_SYS_RESOURCE & 1)
+    return False
+
+
+def _real_resize(descriptor, size):
+    """Grow (online when mounted) or shrink (offline) a real image."""
+    image = descriptor.image_path(descriptor.top_guid)
+    device, mount_point = loop_of(image)
+    if device and size < descriptor.size:
+        raise PloopError(SYSEXIT_RESIZE_FS, 'Unable to shrink %s online: '
+                                            'unmount it first' % image)
+    if device:
+        if not can_resize_online():
+            raise PloopError(SYSEXIT_RESIZE_FS, (
+                'Unable to grow %s online: resize2fs needs CAP_SYS_RESOURCE,'
+                ' which this host lacks; stop the container first' % image))
+        with open(image, 'r+b') as f:
+            f.truncate(size * SECTOR_SIZE)
+        _tool(SYSEXIT_RESIZE_FS, 'losetup', '--set-capacity', device)
+        _tool(SYSEXIT_RESIZE_FS, 'resize2fs', device)
+        return
+    _tool(SYSEXIT_FSCK, 'e2fsck', '-f', '-p', image)
+    if size > descriptor.size:
+        with open(image, 'r+b') as f:
+            f.truncate(size * SECTOR_SIZE)
+    _tool(SYSEXIT_RESIZE_FS, 'resize2fs', image,
+          '%dK' % (size * SECTOR_SIZE // 1024))
+    with open(image, 'r+b') as f:
+        f.truncate(size * SECTOR_SIZE)
 
 
 # -- the modelled filesystem ----------------------------------------------
@@ -367,6 +523,21 @@ def content_dir(descriptor):
 
 def _frozen_dir(descriptor, guid):
     return os.path.join(_trees_dir(descriptor), guid)
+
+
+def mount_source(descriptor, guid=None):
+    """What mounting the image (or snapshot ``guid``) shows.
+
+    The delta file itself for a real image (a loop mount of its ext4),
+    else the directory of the modelled filesystem.  ``descriptor`` may be
+    a :class:`Descriptor` or the image directory.
+    """
+    if not isinstance(descriptor, Descriptor):
+        descriptor = read_descriptor(descriptor)
+    if _is_real(descriptor):
+        return descriptor.image_path(guid or descriptor.top_guid)
+    return content_dir(descriptor) if guid is None else \
+        _frozen_dir(descriptor, guid)
 
 
 def _copy_tree(source, destination):
@@ -436,6 +607,15 @@ def _measure(image_dir, store=True):
 
     With ``store`` the result goes to the ``.statfs`` cache.
     """
+    try:
+        descriptor = read_descriptor(image_dir)
+    except PloopError:
+        descriptor = None
+    if descriptor is not None and _is_real(descriptor):
+        used = _real_usage(descriptor.image_path(descriptor.top_guid))
+        if store:
+            _store_usage(image_dir, used)
+        return used
     used_blocks = 0
     entries = 0
     pending = [content_dir(image_dir)]
@@ -454,14 +634,17 @@ def _measure(image_dir, store=True):
                     size_bytes = entry.stat(follow_symlinks=False).st_size
                     used_blocks += -(-size_bytes // 4096)
     used = (used_blocks * 4, entries + 1)
-    if not store:
-        return used
+    if store:
+        _store_usage(image_dir, used)
+    return used
+
+
+def _store_usage(image_dir, used):
     try:
         hostfs.write_atomic(os.path.join(image_dir, STATFS_NAME), json.dumps(
             {'used_kb': used[0], 'inodes_used': used[1]}))
     except OSError:
         pass   # a read-only image still reports its usage
-    return used
 
 
 # -- snapshots ------------------------------------------------------------
@@ -543,12 +726,31 @@ def snapshot(descriptor, uuid=None, log=_quiet):
                 'Unable to create a snapshot. The maximum number of '
                 'snapshots (%d) has been reached' % (depth - 1)))
         guid = uuid or new_guid()
-        descriptor.rename_guid(descriptor.top_guid, guid)
-        _new_delta(descriptor, guid, log)
-        _copy_tree(content_dir(descriptor), _frozen_dir(descriptor, guid))
+        if _is_real(descriptor):
+            _real_snapshot(descriptor, guid, log)
+        else:
+            descriptor.rename_guid(descriptor.top_guid, guid)
+            _new_delta(descriptor, guid, log)
+            _copy_tree(content_dir(descriptor), _frozen_dir(descriptor, guid))
         descriptor.save(log)
     log('ploop snapshot %s has been successfully created' % guid)
     return guid
+
+
+def _real_snapshot(descriptor, guid, log):
+    """The top's image is copied to the snapshot's delta, under it."""
+    top = descriptor.shot(descriptor.top_guid)
+    name = '%s.%s' % (descriptor.images[0].file, guid)
+    path = os.path.join(descriptor.directory, name)
+    log('Creating delta %s bs=%d size=%d sectors v2'
+        % (path, descriptor.blocksize, descriptor.size))
+    live = descriptor.image_path(descriptor.top_guid)
+    with _frozen_fs(live):
+        _copy_image(live, path)
+    descriptor.images.append(Image(guid, name))
+    descriptor.shots = [s for s in descriptor.shots
+                        if s.guid != top.guid] + [
+        Shot(guid, top.parent), top._replace(parent=guid)]
 
 
 def switch(descriptor, uuid, mounted=False, log=_quiet):
@@ -571,14 +773,24 @@ def switch(descriptor, uuid, mounted=False, log=_quiet):
             raise PloopError(SYSEXIT_PARAM, (
                 'Unable to perform switch to snapshot operation on running '
                 'device (%s)' % mounted))
-        old_top = descriptor.remove(descriptor.top_guid)
-        _new_delta(descriptor, uuid, log)
-        live = content_dir(descriptor)
-        _drop_tree(live)
-        _copy_tree(_frozen_dir(descriptor, uuid), live)
+        if _is_real(descriptor):
+            top = descriptor.image_path(descriptor.top_guid)
+            log('Copying %s to %s' % (descriptor.image_path(uuid), top))
+            _copy_image(descriptor.image_path(uuid), top)
+            descriptor.shots = [s._replace(parent=uuid)
+                                if s.guid == descriptor.top_guid else s
+                                for s in descriptor.shots]
+            old_top = None
+        else:
+            old_top = descriptor.remove(descriptor.top_guid)
+            _new_delta(descriptor, uuid, log)
+            live = content_dir(descriptor)
+            _drop_tree(live)
+            _copy_tree(_frozen_dir(descriptor, uuid), live)
         _measure(descriptor.directory)
         descriptor.save(log)
-        _unlink(old_top, log)
+        if old_top:
+            _unlink(old_top, log)
     log('ploop snapshot has been successfully switched')
 
 
@@ -597,6 +809,14 @@ def _merge_into_parent(descriptor, guid, log):
     if siblings > 1:
         raise PloopError(SYSEXIT_PARAM, 'Unable to merge snapshot %s: it has '
                                         '%d children' % (parent, siblings))
+    if _is_real(descriptor):
+        # Complete images: the child already holds the merged state.
+        grandparent = descriptor.shot(parent).parent
+        merged = descriptor.remove(parent)
+        log('Merging image: %s' % descriptor.image_path(guid))
+        descriptor.shots = [s._replace(parent=grandparent) if s.guid == guid
+                            else s for s in descriptor.shots]
+        return merged
     merged = descriptor.remove(guid)
     log('Merging image: %s' % merged)
     descriptor.rename_guid(parent, guid)
@@ -630,8 +850,12 @@ def delete(descriptor, uuid, mounted=False, log=_quiet):
             parent = descriptor.shot(uuid).parent
             if parent == NONE_UUID:
                 raise PloopError(SYSEXIT_PARAM, 'Unable to delete base image')
+            real = _is_real(descriptor)
             removed = descriptor.remove(uuid)
-            if uuid == descriptor.top_guid:
+            if uuid == descriptor.top_guid and real:
+                descriptor.rename_guid(parent, TOPDELTA_UUID)
+                _measure(descriptor.directory)
+            elif uuid == descriptor.top_guid:
                 # The parent becomes the writable top, with its state.
                 descriptor.rename_guid(parent, TOPDELTA_UUID)
                 _drop_tree(content_dir(descriptor))
@@ -704,8 +928,12 @@ def _resize(descriptor, sectors, log):
         log('%s image %s size=%d sectors (new size=%d)'
             % (verb, descriptor.image_path(descriptor.top_guid),
                descriptor.size, size))
-        with open(descriptor.image_path(descriptor.top_guid), 'r+b') as f:
-            f.truncate(size * SECTOR_SIZE)
+        if _is_real(descriptor):
+            _real_resize(descriptor, size)
+        else:
+            with open(descriptor.image_path(descriptor.top_guid),
+                      'r+b') as f:
+                f.truncate(size * SECTOR_SIZE)
         descriptor.size = size
         descriptor.save(log)
 
@@ -969,6 +1197,7 @@ def _mounted_target(host, descriptor_path):
 def _cmd_init(host, args):
     opts, rest = _options('init', args, 's:b:B:f:t:v:nk:', ['nolazy'])
     sectors, fmt, blocksize, version = 0, 'expanded', DEFAULT_BLOCKSIZE, 2
+    fstype = 'ext4'
     for opt, value in opts:
         if opt == '-s':
             sectors = _parse_size(value)
@@ -984,19 +1213,35 @@ def _cmd_init(host, args):
             if value not in ('1', '2'):
                 raise _usage_error('init', 'Invalid -v argument: %s' % value)
             version = int(value)
-        elif opt == '-t' and value not in ('none', 'ext3', 'ext4'):
-            raise PloopError(SYSEXIT_PARAM, 'Incorrect file system type '
-                                            'specified: %s' % value)
+        elif opt == '-t':
+            if value not in ('none', 'ext3', 'ext4'):
+                raise PloopError(SYSEXIT_PARAM, 'Incorrect file system type '
+                                                'specified: %s' % value)
+            fstype = value
     if len(rest) != 1 or sectors == 0:
         raise _usage_error('init')
     delta = os.path.abspath(rest[0])
+    real = fstype != 'none' and kernel.for_host(host).real
     _create_image(os.path.dirname(delta), sectors, fmt,
-                  os.path.basename(delta), blocksize, _say, version)
+                  os.path.basename(delta), blocksize, _say, version,
+                  filesystem=real)
     return 0
 
 
-def _link_mount(source, target):
-    """Show ``source`` at ``target`` the way the modelled kernel mounts."""
+def _link_mount(source, target, readonly):
+    """Show ``source`` at ``target`` without a container kernel.
+
+    A real image is loop-mounted; a modelled one is symlinked, as the
+    modelled kernel mounts.
+    """
+    if os.path.isfile(source):
+        from nova_openvz.simulator import realkernel
+        os.makedirs(target, exist_ok=True)
+        try:
+            realkernel.loop_mount(source, target, readonly)
+        except hostfs.ToolError as exc:
+            raise PloopError(SYSEXIT_MOUNT, exc.message)
+        return
     if os.path.islink(target):
         os.unlink(target)
     elif os.path.isdir(target):
@@ -1038,8 +1283,7 @@ def _cmd_mount(host, args):
              % (device, descriptor.image_path(delta), mode))
     if target:
         target = os.path.abspath(target)
-        source = (content_dir(descriptor) if snapshot_guid is None
-                  else _frozen_dir(descriptor, snapshot_guid))
+        source = mount_source(descriptor, snapshot_guid)
         _say("Mounting %sp1 at %s fstype=ext4 data='balloon_ino=12,'"
              % (device, target))
         ctid = owner_ctid(host, path)
@@ -1047,7 +1291,7 @@ def _cmd_mount(host, args):
             if ctid is not None and snapshot_guid is None:
                 kernel.for_host(host).mount(ctid, source, target)
             else:
-                _link_mount(source, target)
+                _link_mount(source, target, readonly)
         except hostfs.ToolError as exc:
             detach(host, device=device)
             raise PloopError(SYSEXIT_MOUNT, exc.message)
@@ -1098,6 +1342,10 @@ def _cmd_umount(host, args):
         elif os.path.islink(target):
             os.unlink(target)
             os.makedirs(target, exist_ok=True)
+        else:
+            from nova_openvz.simulator import realkernel
+            if realkernel.is_mount_point(target):   # a real image
+                realkernel.umount(target)
     if name:
         _say('Unmounting device /dev/%s' % name)
         detach(host, device=name)

@@ -6,17 +6,19 @@ where the reference is silent).  Kernel effects go through
 :mod:`nova_openvz.simulator.kernel`; ploop image work through
 :mod:`nova_openvz.simulator.ploop`.
 
-Not simulated: ``console``, ``runscript``, ``convert``, ``quotaon``,
+Not simulated: ``console``, ``convert``, ``quotaon``,
 ``quotaoff``, ``quotainit``, ``--netdev_add``/``--netdev_del``,
 ``--pci_add``/``--pci_del``, ``--meminfo``, ``--local_uid`` on set; they
 answer like an unknown command or option.  The modelled halt always
 completes at once, so STOP_TIMEOUT is stored but never waited for (use
-latency injection for slow stops); vzquota and ``vztmpl-dl`` are not
-run.
+latency injection for slow stops; the real kernel waits); vzquota and
+``vztmpl-dl`` are not run.
 
 Distribution scripts (hostname, DNS, passwords) are done here in Python on
 the files under VE_ROOT: ``etc/hostname``, ``etc/resolv.conf``,
-``etc/passwd`` and ``etc/shadow`` (a ``$sim$`` hash, not crypt(3)).
+``etc/passwd`` and ``etc/shadow`` (a ``$sim$`` hash, not crypt(3)).  On
+the real kernel the running container's hostname is set too, and the
+guest's own ``chpasswd`` (or busybox ``passwd``) stores the password.
 """
 
 import os
@@ -34,6 +36,7 @@ VERSION = '4.11.1'
 E_SYSTEM = 3
 E_EXEC = 8
 E_NOCONFIG = 10
+E_NOSCRIPT = 11
 E_SYNTAX = 20
 E_VALUE = 21
 E_ROOT_NOTSET = 22
@@ -91,6 +94,7 @@ vzctl stop <ctid> [--fast] [--skip-umount]
 vzctl restart <ctid> [start and stop options]
 vzctl destroy | delete | mount | umount | status | compact <ctid>
 vzctl exec | exec2 | exec3 <ctid> <command> [arg ...]
+vzctl runscript <ctid> <script>
 vzctl enter <ctid> [--exec <command> [arg ...]]
 vzctl suspend | chkpnt <ctid> [--suspend|--resume|--dump|--kill]
    [--dumpfile <name>]
@@ -361,10 +365,15 @@ class Call:
     # -- filesystem --------------------------------------------------------
 
     def tree(self):
-        """Directory that holds the container's files."""
+        """What holds the container's files.
+
+        A directory, or the image file of a ploop container on the real
+        kernel.
+        """
         private = self.require_private()
         if self.layout() == 'ploop':
-            return ploop_tree(os.path.join(private, 'root.hdd'))
+            return ploop_do(152, ploop_lib().mount_source,
+                            os.path.join(private, 'root.hdd'))
         return private
 
     def run_scripts(self, names):
@@ -450,11 +459,6 @@ def ploop_command(error_code, host, argv):
     ploop_do(error_code, ploop_lib()._run, host, argv)
 
 
-def ploop_tree(image_dir):
-    """Directory holding the files of the ploop image in ``image_dir``."""
-    return ploop_lib().content_dir(image_dir)
-
-
 # -- distribution scripts (guest-side configuration) ------------------------
 
 def dist_config(host, config):
@@ -528,20 +532,53 @@ def configure_guest(host, root, hostname=None, nameservers=None,
         f.write('\n'.join(lines) + '\n')
 
 
-def set_password(root, user, password):
-    """What set_userpass.sh does: add the user if needed, set the hash."""
+#: set_userpass.sh's work for a guest whose tools really run: the
+#: password (first line of stdin) for user $1, through the guest's
+#: chpasswd, else busybox passwd.
+GUEST_SET_PASSWORD = r'''IFS= read -r pw
+if command -v chpasswd >/dev/null 2>&1; then
+    printf '%s:%s\n' "$1" "$pw" | chpasswd
+else
+    printf '%s\n%s\n' "$pw" "$pw" | passwd "$1" >/dev/null 2>&1
+fi'''
+
+
+def set_password(root, user, password, call=None):
+    """What set_userpass.sh does: add the user if needed, set the hash.
+
+    With ``call`` on a real kernel the guest's own tools hash and store
+    the password; otherwise a ``$sim$`` hash is written from here.
+    """
     import hashlib
     import secrets
     etc = os.path.join(root, 'etc')
     if not os.path.isdir(etc):
         raise Failure(E_CHANGEPASS, 'Password change failed: %s does not '
                                     'exist' % etc)
-    salt = secrets.token_hex(8)
-    digest = hashlib.sha512((salt + password).encode()).hexdigest()
+    real = call is not None and call.kernel.real
+    if real:
+        hashed = '!'   # locked until the guest's tool sets it below
+    else:
+        salt = secrets.token_hex(8)
+        hashed = '$sim$%s$%s' % (salt, hashlib.sha512(
+            (salt + password).encode()).hexdigest())
     entries = {'passwd': '%s:x:%d:%d::/home/%s:/bin/sh' % (
         user, 1000, 1000, user) if user != 'root' else
         'root:x:0:0:root:/root:/bin/sh',
-        'shadow': '%s:$sim$%s$%s:19000:0:99999:7:::' % (user, salt, digest)}
+        'shadow': '%s:%s:19000:0:99999:7:::' % (user, hashed)}
+    _write_user(etc, user, entries)
+    if real:
+        import shlex
+        code = call.kernel.exec(
+            call.ctid, root, 'set -- %s\n%s' % (shlex.quote(user),
+                                                GUEST_SET_PASSWORD),
+            stdin=(password + '\n').encode())
+        if code:
+            raise Failure(E_CHANGEPASS, 'Password change failed')
+
+
+def _write_user(etc, user, entries):
+    """Replace ``user``'s shadow entry; add its passwd entry if new."""
     for name, entry in entries.items():
         path = os.path.join(etc, name)
         try:
@@ -580,19 +617,7 @@ def _required_ubc_missing(config):
     return None
 
 
-def _netif_devices(text):
-    """NETIF value -> list of dicts (``ifname=...,mac=...;...``)."""
-    devices = []
-    for item in (text or '').split(';'):
-        if not item.strip():
-            continue
-        device = {}
-        for pair in item.split(','):
-            key, _, value = pair.partition('=')
-            device[key.strip()] = value.strip()
-        if device.get('ifname'):
-            devices.append(device)
-    return devices
+_netif_devices = kernels.netif_devices
 
 
 NETIF_KEYS = ('ifname', 'bridge', 'mac', 'host_ifname', 'host_mac',
@@ -623,12 +648,12 @@ def apply_running(call, config, ips=True, cpu=True, veth=True, guest=True):
         if config.get('CPUS'):
             out.info('Setting CPUs: %s' % config['CPUS'])
     if veth:
-        devices = _netif_devices(config.get('NETIF'))
+        devices = [d for d in _netif_devices(config.get('NETIF'))
+                   if d.get('host_ifname')]
         if devices:
-            names = [d['host_ifname'] for d in devices
-                     if d.get('host_ifname')]
-            out.info('Configure veth devices: %s' % ' '.join(names))
-            kernel.add_veth(ctid, names)
+            out.info('Configure veth devices: %s'
+                     % ' '.join(d['host_ifname'] for d in devices))
+            kernel.add_veth(ctid, devices)
     if guest:
         nameservers = (config.get('NAMESERVER') or
                        call.host.vz_conf.get('NAMESERVER'))
@@ -639,6 +664,7 @@ def apply_running(call, config, ips=True, cpu=True, veth=True, guest=True):
                         else None,
                         searchdomains=searchdomains.split() if searchdomains
                         else None)
+        kernel.set_hostname(ctid, config.get('HOSTNAME'))
 
 
 def do_start(call, wait=False, force=False, skip_remount=False):
@@ -674,6 +700,7 @@ def do_start(call, wait=False, force=False, skip_remount=False):
     call.kernel.start(call.ctid, config)
     try:
         apply_running(call, config)
+        call.kernel.finish_start(call.ctid)
     except hostfs.ToolError:
         call.kernel.stop(call.ctid, fast=True)
         call.umount()
@@ -823,8 +850,7 @@ def cmd_destroy(call):
         except OSError:
             pass
     host.remove_name_links(ctid)
-    host.drop_runtime(ctid)
-    host.refresh_proc()
+    call.kernel.forget(ctid)
     out.info('Container private area was destroyed')
     return 0
 
@@ -888,6 +914,31 @@ def cmd_enter(call):
     return code
 
 
+def cmd_runscript(call):
+    """runscript <CT> <host script>: run it inside with /bin/sh.
+
+    A stopped container is mounted for it (no init, no /proc).
+    """
+    if len(call.positional) != 1:
+        sys.stderr.write('Invalid syntax: runscript takes one script\n')
+        raise Failure(E_SYNTAX)
+    try:
+        with open(call.positional[0], 'rb') as f:
+            script = f.read()
+    except OSError as exc:
+        raise Failure(E_NOSCRIPT, 'Unable to open script %s: %s'
+                      % (call.positional[0], exc.strerror))
+    root = call.require_root()
+    mount = not call.running() and not call.mounted()
+    if mount:
+        call.mount()
+    try:
+        return call.kernel.exec(call.ctid, root, None, stdin=script)
+    finally:
+        if mount:
+            call.umount()
+
+
 def cmd_compact(call):
     call.require_root()
     call.require_private()
@@ -935,13 +986,13 @@ def cmd_chkpnt(call):
     if sub in (None, 'suspend'):
         out.info('\tsuspend...')
         kernel.freeze(ctid)
-    if sub in (None, 'dump'):
+    if sub == 'dump':
+        # --dump leaves the container frozen, as a separate --kill follows
+        out.info('\tdump...')
+        kernel.dump(ctid, dumpfile)
+    elif sub is None:
         out.info('\tdump...')
         kernel.checkpoint(ctid, dumpfile)
-        if sub == 'dump':
-            # --dump leaves the container frozen, as a separate --kill follows
-            kernel.restore(ctid, dumpfile)
-            kernel.freeze(ctid)
     if sub is None:
         out.info('\tkill...')
     out.info('Checkpointing completed successfully')
@@ -1215,12 +1266,21 @@ def _create_private(call, private, root, layout, tarball, ostemplate,
             os.mkdir(image_dir, 0o700)
             out.info('Creating image: %s size=%dK'
                      % (os.path.join(image_dir, 'root.hdd'), diskspace[1]))
-            ploop_do(151, ploop_lib().create_image, image_dir, diskspace[1])
+            ploop_do(151, ploop_lib().create_image, image_dir, diskspace[1],
+                     filesystem=call.kernel.real)
             os.makedirs(root, exist_ok=True)
-            unpack_to = ploop_tree(image_dir)
-            os.makedirs(unpack_to, exist_ok=True)
+            unpack_to = ploop_lib().mount_source(image_dir)
         out.info('Creating container private area (%s)' % ostemplate)
-        unpack_template(tarball, unpack_to)
+        if os.path.isfile(unpack_to):
+            # A real image: fill it through a mount, as vzctl does.
+            call.kernel.mount(call.ctid, unpack_to, root)
+            try:
+                unpack_template(tarball, root)
+            finally:
+                call.kernel.umount(call.ctid, root)
+        else:
+            os.makedirs(unpack_to, exist_ok=True)
+            unpack_template(tarball, unpack_to)
         os.rmdir(private)
         os.rename(tmp, private)
     except BaseException:
@@ -1401,11 +1461,7 @@ def _merge_devnodes(request, option, value):
     request.set('DEVNODES', ' '.join(kept), 'dev')
 
 
-def _generated_mac(ctid, *seed):
-    import hashlib
-    digest = hashlib.md5(('%s:%s' % (ctid, ':'.join(seed))).encode(),
-                         usedforsecurity=False).digest()
-    return '00:18:51:' + ':'.join('%02X' % b for b in digest[:3])
+_generated_mac = kernels.generated_mac
 
 
 def _check_mac(option, value):
@@ -1637,7 +1693,7 @@ def _set_userpasswd(call, userpw, running):
         call.kernel.mount(call.ctid, call.tree(), root)
     try:
         for user, password in userpw:
-            set_password(root, user, password)
+            set_password(root, user, password, call)
     finally:
         if not running and not mounted:
             call.kernel.umount(call.ctid, root)
@@ -1713,7 +1769,7 @@ def _apply_set_running(call, request, save):
                                    if n not in new_names])
             if new_names:
                 out.info('Configure veth devices: %s' % ' '.join(new_names))
-                kernel.add_veth(ctid, new_names)
+                kernel.add_veth(ctid, _netif_devices(merged.get('NETIF')))
         if 'guest' in kinds:
             warning = dist_warning(call.host, merged)
             if warning:
@@ -1725,6 +1781,7 @@ def _apply_set_running(call, request, save):
                              if 'NAMESERVER' in changed else None),
                 searchdomains=(changed['SEARCHDOMAIN'].split()
                                if 'SEARCHDOMAIN' in changed else None))
+            kernel.set_hostname(ctid, changed.get('HOSTNAME'))
     except hostfs.ToolError as exc:
         out.error(exc.message)
         return exc.code
@@ -1922,9 +1979,7 @@ def cmd_snapshot(call):
     try:
         ploop_do(E_CREATE_SNAPSHOT, ploop_lib().snapshot, descriptor, guid)
         if frozen:
-            dump = os.path.join(dump_dir, guid)
-            kernel.checkpoint(ctid, dump)    # dump, then back to running
-            kernel.restore(ctid, dump)
+            kernel.dump(ctid, os.path.join(dump_dir, guid))
     finally:
         if frozen:
             kernel.thaw(ctid)
@@ -2139,6 +2194,7 @@ COMMANDS = {
     'exec': Command(cmd_exec, lock=False, positional=True),
     'exec2': Command(cmd_exec2, lock=False, positional=True),
     'exec3': Command(cmd_exec3, lock=False, positional=True),
+    'runscript': Command(cmd_runscript, positional=True),
     'enter': Command(cmd_enter, lock=False, positional=True),
     'suspend': Command(cmd_chkpnt, CHKPNT_SPEC),
     'chkpnt': Command(cmd_chkpnt, CHKPNT_SPEC),

@@ -24,6 +24,7 @@ import sys
 import time
 
 from nova_openvz.simulator import hostfs
+from nova_openvz.simulator import kernel as kernels
 from nova_openvz import vzconf
 
 STATUSES = ('running', 'stopped', 'mounted', 'suspended')
@@ -563,6 +564,7 @@ def _kernel_cpu(ct, state):
 
 def _collect(host, options, needs):
     """The containers to list, or None when there is none at all."""
+    kernels.for_host(host).update_proc()
     running = _running(host)
     wanted = options.ctids
     if options.all or wanted or options.stopped:
