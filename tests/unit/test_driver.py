@@ -1,0 +1,192 @@
+"""The Nova-facing driver: host checks, states and small helpers.
+
+The lifecycle is tested through Nova's API in tests/functional.
+"""
+
+import os
+import uuid
+
+import fixtures
+from nova.compute import power_state
+import nova.conf
+from nova import exception as nova_exception
+from nova import objects
+from nova.virt import fake
+from oslo_config import fixture as config_fixture
+import testtools
+
+from nova_openvz import containers
+from nova_openvz import driver
+from nova_openvz import exception
+from nova_openvz import privsep
+from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.simulator import templates
+
+CONF = nova.conf.CONF
+
+
+class _DriverTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        objects.register_all()
+        self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
+        self.useFixture(fixtures.MockPatchObject(
+            privsep.vz_pctxt, 'client_mode', False))
+        self.flags = self.useFixture(config_fixture.Config(CONF)).config
+
+    def new_driver(self):
+        """A driver made after the options are set, as Nova makes it."""
+        return driver.OpenVZDriver(fake.FakeVirtAPI())
+
+
+class TestInitHost(_DriverTest):
+
+    def init_host_problem(self):
+        error = self.assertRaises(exception.HostNotReady,
+                                  self.new_driver().init_host, 'compute1')
+        return error.format_message()
+
+    def test_a_fresh_simulated_host_is_ready(self):
+        drv = self.new_driver()
+        drv.init_host('compute1')
+        self.assertEqual(4011001, drv.hypervisor_version)
+        self.assertEqual([], drv.list_instances())
+
+    def test_a_missing_vz_conf_is_named(self):
+        missing = os.path.join(self.host.root, 'etc/vz/missing.conf')
+        self.flags(group='openvz', vz_conf=missing)
+        message = self.init_host_problem()
+        self.assertIn('global config %s does not exist' % missing, message)
+
+    def test_a_vz_conf_without_required_keys_is_named(self):
+        vz_conf = os.path.join(self.host.root, 'etc/vz/vz.conf')
+        with open(vz_conf) as f:
+            text = f.read()
+        with open(vz_conf, 'w') as f:
+            f.write(''.join(line for line in text.splitlines(True)
+                            if not line.startswith(('VE_PRIVATE=',
+                                                    'LOCKDIR='))))
+        message = self.init_host_problem()
+        self.assertIn('does not set VE_PRIVATE', message)
+        self.assertIn('does not set LOCKDIR', message)
+
+    def test_a_missing_tools_dir_names_each_tool(self):
+        tools = os.path.join(self.host.root, 'opt/nothing')
+        self.flags(group='openvz', tools_dir=tools)
+        message = self.init_host_problem()
+        self.assertIn('%s/vzctl is missing or not executable' % tools,
+                      message)
+        self.assertIn('%s/vzlist is missing or not executable' % tools,
+                      message)
+
+    def test_every_problem_is_named_at_once(self):
+        self.flags(group='openvz', tools_dir='/nonexistent',
+                   vz_conf='/nonexistent/vz.conf')
+        message = self.init_host_problem()
+        self.assertIn('/nonexistent/vz.conf does not exist', message)
+        self.assertIn('/nonexistent/vzctl is missing', message)
+
+    def test_a_failing_vzctl_version_is_named_with_its_message(self):
+        self.host.inject_fault('vzctl', exit_code=5,
+                               stderr='Unable to open /dev/vzctl')
+        message = self.init_host_problem()
+        self.assertIn('vzctl --version failed', message)
+        self.assertIn('Unable to open /dev/vzctl', message)
+
+    def test_unexpected_version_output_is_named(self):
+        self.host.inject_fault('vzctl', exit_code=0, stdout='vzctl 3000')
+        message = self.init_host_problem()
+        self.assertIn('vzctl --version failed', message)
+        self.assertIn('vzctl 3000', message)
+
+    def test_an_unusable_libvirt_uri_is_named(self):
+        self.flags(group='openvz',
+                   libvirt_uri='test:///nonexistent/host.xml')
+        message = self.init_host_problem()
+        self.assertIn('libvirt connection test:///nonexistent/host.xml',
+                      message)
+
+
+class TestGetInfo(_DriverTest):
+
+    def setUp(self):
+        super().setUp()
+        templates.write_minimal_template(os.path.join(
+            self.host.root, 'vz/template/cache/nova-test.tar.gz'))
+        self.driver = self.new_driver()
+
+    def vzctl(self, *argv):
+        code, out, err = self.host.run('vzctl', *argv)
+        self.assertEqual(0, code, err)
+
+    def container(self, ctid):
+        instance = objects.Instance(uuid=str(uuid.uuid4()))
+        self.vzctl('create', ctid, '--ostemplate', 'nova-test', '--layout',
+                   'simfs', '--diskspace', '1G:1G', '--name', instance.uuid,
+                   '--description', containers.describe(instance.uuid))
+        return instance
+
+    def test_states(self):
+        running, stopped, mounted = (self.container(101),
+                                     self.container(102),
+                                     self.container(103))
+        self.vzctl('start', 101, '--wait')
+        self.vzctl('mount', 103)
+        for instance, state in ((running, power_state.RUNNING),
+                                (stopped, power_state.SHUTDOWN),
+                                (mounted, power_state.SHUTDOWN)):
+            self.assertEqual(state, self.driver.get_info(instance).state)
+
+    def test_suspended_state(self):
+        instance = self.container(101)
+        self.vzctl('start', 101, '--wait')
+        self.vzctl('suspend', 101)
+        self.assertEqual(power_state.SUSPENDED,
+                         self.driver.get_info(instance).state)
+
+    def test_without_cache_the_current_state_is_read(self):
+        instance = self.container(101)
+        self.assertEqual(power_state.SHUTDOWN,
+                         self.driver.get_info(instance).state)
+        self.vzctl('start', 101, '--wait')
+        self.assertEqual(power_state.SHUTDOWN,
+                         self.driver.get_info(instance).state)
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(instance, use_cache=False).state)
+
+    def test_an_instance_without_container_is_not_found(self):
+        instance = objects.Instance(uuid=str(uuid.uuid4()))
+        self.assertRaises(nova_exception.InstanceNotFound,
+                          self.driver.get_info, instance)
+        self.assertRaises(nova_exception.InstanceNotFound,
+                          self.driver.get_info, instance, use_cache=False)
+
+
+class TestHelpers(testtools.TestCase):
+
+    def test_version_number(self):
+        self.assertEqual(4011001,
+                         driver._version_number('vzctl version 4.11.1\n'))
+        self.assertEqual(4007000, driver._version_number('vzctl version 4.7'))
+        self.assertEqual(7000012,
+                         driver._version_number('vzctl version 7.0.12'))
+        for text in ('', 'vzctl 4.11', 'version 4'):
+            self.assertRaises(ValueError, driver._version_number, text)
+
+    def hostname(self, name):
+        objects.register_all()
+        return driver._checked_hostname(objects.Instance(hostname=name))
+
+    def test_valid_hostnames_pass(self):
+        for name in ('web', 'web-1', 'Web1.example.org', 'a' * 63,
+                     '.'.join(['a' * 63] * 3 + ['a' * 61])):
+            self.assertEqual(name, self.hostname(name))
+        self.assertEqual('', self.hostname(''))
+        self.assertEqual('', self.hostname(None))
+
+    def test_invalid_hostnames_are_refused(self):
+        for name in ('-web', 'web-', 'web_1', 'a' * 64, 'web..org',
+                     'web\n', 'web 1', 'wéb', '.'.join(['a' * 63] * 4)):
+            self.assertRaises(nova_exception.InvalidInput,
+                              self.hostname, name)

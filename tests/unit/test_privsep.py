@@ -1,0 +1,332 @@
+"""The privileged side: what it lets nova-compute ask of the host.
+
+The argv grammar is the security boundary between nova-compute and root, so
+it is tested both ways: every command line the driver needs is accepted,
+and whatever would reach the host itself (CT 0, paths, other tools,
+options vzctl has but the driver does not use) is refused.
+"""
+
+import json
+import os
+import uuid
+
+import fixtures
+import nova.conf  # noqa: F401  (registers [DEFAULT] host for describe())
+from oslo_config import fixture as config_fixture
+from oslo_privsep import capabilities as caps
+from oslo_privsep import priv_context
+import testtools
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import containers
+from nova_openvz import privsep
+from nova_openvz.simulator import fixture as sim_fixture
+
+CONF = openvz_conf.CONF
+REJECTED = privsep.ArgumentRejected
+CAPABILITIES = list(privsep.CAPABILITIES)
+
+
+class TestVzctlGrammar(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flags = self.useFixture(config_fixture.Config(CONF))
+
+    def accept(self, *argv):
+        privsep.validate_vzctl_argv(list(argv))
+
+    def reject(self, *argv):
+        self.assertRaises(REJECTED, privsep.validate_vzctl_argv, list(argv))
+
+    def test_the_driver_command_lines_are_accepted(self):
+        instance = str(uuid.uuid4())
+        self.accept('--version')
+        self.accept('create', '101', '--ostemplate',
+                    'debian-12-x86_64-nova-%s' % uuid.uuid4(),
+                    '--layout', 'ploop', '--diskspace', '10G:10G',
+                    '--name', instance,
+                    '--description', containers.describe(instance),
+                    '--hostname', 'web-1.example.org')
+        self.accept('set', '101', '--save', '--onboot', 'no',
+                    '--stop-timeout', '120', '--ram', '512M', '--swap', '0M',
+                    '--cpus', '1', '--cpuunits', '1000', '--cpulimit', '50',
+                    '--ioprio', '4', '--numproc', '400')
+        self.accept('start', '101', '--wait')
+        self.accept('stop', '101', '--fast')
+        self.accept('restart', '101', '--wait', '--fast')
+        self.accept('status', '101')
+        self.accept('destroy', '2147483644')
+        self.accept('exec2', '101', 'cat', '/etc/hostname')
+
+    def test_container_zero_and_reserved_ids_are_refused(self):
+        self.reject('set', '0', '--save', '--cpuunits', '1000')
+        self.reject('start', '100')
+        self.reject('exec2', '1', 'id')
+        self.reject('destroy', '2147483645')
+
+    def test_ids_below_the_configured_minimum_are_refused(self):
+        self.flags.config(group='openvz', min_ctid=1000)
+        self.reject('destroy', '999')
+        self.accept('destroy', '1000')
+
+    def test_container_names_are_refused_only_ids_pass(self):
+        # vzctl would resolve a name through /etc/vz/names.
+        self.reject('destroy', str(uuid.uuid4()))
+        self.reject('destroy', '-101')
+        self.reject('destroy', '101 ')
+
+    def test_unknown_subcommands_and_global_flags_are_refused(self):
+        self.reject('enter', '101')
+        self.reject('exec', '101', 'id')
+        self.reject('runscript', '101', 'x.sh')
+        self.reject('--skiplock', 'destroy', '101')
+        self.reject('--help')
+        self.reject('status')
+        self.reject()
+
+    def test_options_outside_the_subcommand_are_refused(self):
+        self.reject('start', '101', '--bogus')
+        self.reject('stop', '101', '--wait')
+        self.reject('destroy', '101', '--force')
+        self.reject('set', '101', '--ram=512M')
+        self.reject('set', '101', '--applyconfig', 'basic')
+
+    def test_private_and_root_paths_cannot_be_chosen(self):
+        self.reject('create', '101', '--ostemplate', 'x', '--private', '/etc')
+        self.reject('create', '101', '--ostemplate', 'x', '--root', '/')
+        self.reject('set', '101', '--save', '--private', '/etc')
+
+    def test_template_and_config_are_names_not_paths(self):
+        self.reject('create', '101', '--ostemplate', '../../../etc/shadow')
+        self.reject('create', '101', '--ostemplate', '/tmp/evil')
+        self.reject('create', '101', '--config', '/etc/vz/evil')
+        self.reject('set', '101', '--ostemplate', 'a/b')
+        self.accept('create', '101', '--config', 'vswap-256m')
+
+    def test_options_need_their_values(self):
+        self.reject('set', '101', '--ram')
+        self.reject('set', '101', '--ram', '--save')
+        self.reject('exec2', '101')
+
+    def test_control_characters_are_refused(self):
+        for bad in ('web\n1', 'web1\n', 'a\x00b', 'a\rb', 'x\x1b[2J',
+                    'a\x7f'):
+            self.reject('set', '101', '--save', '--hostname', bad)
+        self.reject('start', '101\n')
+
+    def test_argv_size_is_bounded(self):
+        self.reject('exec2', '101', *(['x'] * privsep.MAX_ARGS))
+        self.accept('exec2', '101', *(['x'] * (privsep.MAX_ARGS - 2)))
+        self.reject('set', '101', '--description',
+                    'x' * (privsep.MAX_ARG_LEN + 1))
+
+    def test_argv_must_be_a_list_of_strings(self):
+        self.assertRaises(REJECTED, privsep.validate_vzctl_argv,
+                          'start 101')
+        self.assertRaises(REJECTED, privsep.validate_vzctl_argv,
+                          ['start', 101])
+
+
+class TestVzlistGrammar(testtools.TestCase):
+
+    def test_listings_the_driver_makes_are_accepted(self):
+        fields = ','.join(containers.LIST_FIELDS)
+        privsep.validate_vzlist_argv(['-a', '-j'])
+        privsep.validate_vzlist_argv(['-a', '-j', '-o', fields])
+        privsep.validate_vzlist_argv(['-j', '-o', fields, '101', '102'])
+        privsep.validate_vzlist_argv(['-a', '-H', '-o', 'physpages.l'])
+
+    def test_other_words_are_refused(self):
+        for argv in (['-o'], ['-o', 'ctid;id'], ['-o', 'CTID'],
+                     ['-a', '0'], ['--all'], ['-a', '-d', 'x'],
+                     ['-n', 'name'], ['-j', '-o', 'ctid', '-1'],
+                     ['-o', 'ctid\n'], ['101\n']):
+            self.assertRaises(REJECTED, privsep.validate_vzlist_argv, argv)
+
+
+class TestRunHostTool(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatchObject(
+            privsep.vz_pctxt, 'client_mode', False))
+
+    def test_only_vzctl_and_vzlist_may_run(self):
+        for tool in ('ploop', 'vzmigrate', 'sh', '../../bin/sh', None):
+            self.assertRaises(REJECTED, privsep.run_host_tool,
+                              tool, ['--version'], 10)
+
+    def test_a_rejected_argv_runs_nothing(self):
+        self.flags = self.useFixture(config_fixture.Config(CONF))
+        tools = self.useFixture(fixtures.TempDir()).path
+        marker = os.path.join(tools, 'ran')
+        script = os.path.join(tools, 'vzctl')
+        with open(script, 'w') as f:
+            f.write('#!/bin/sh\ntouch %s\n' % marker)
+        os.chmod(script, 0o755)
+        self.flags.config(group='openvz', tools_dir=tools)
+        self.assertRaises(REJECTED, privsep.run_host_tool,
+                          'vzctl', ['destroy', '0'], 10)
+        self.assertFalse(os.path.exists(marker))
+        self.assertEqual((0, '', ''),
+                         privsep.run_host_tool('vzctl', ['--version'], 10))
+        self.assertTrue(os.path.exists(marker))
+
+
+class _OnSimulatedHost(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
+        self.useFixture(fixtures.MockPatchObject(
+            privsep.vz_pctxt, 'client_mode', False))
+        self.staging = CONF.openvz.image_staging_dir
+        os.makedirs(self.staging)
+        self.cache = os.path.join(self.host.root, 'vz/template/cache')
+        self.conf_dir = os.path.join(self.host.root, 'etc/vz/conf')
+
+
+class TestInstallTemplate(_OnSimulatedHost):
+
+    def stage(self, name='image.part', data=b'template bytes'):
+        path = os.path.join(self.staging, name)
+        with open(path, 'wb') as f:
+            f.write(data)
+        return path
+
+    def test_a_staged_image_moves_into_the_template_cache(self):
+        source = self.stage()
+        privsep.install_template(source, 'debian-12-nova-abc.tar.gz')
+        target = os.path.join(self.cache, 'debian-12-nova-abc.tar.gz')
+        with open(target, 'rb') as f:
+            self.assertEqual(b'template bytes', f.read())
+        self.assertEqual(0o644, os.stat(target).st_mode & 0o777)
+        self.assertFalse(os.path.exists(source))
+        self.assertEqual(['debian-12-nova-abc.tar.gz'],
+                         os.listdir(self.cache))
+
+    def test_only_files_in_the_staging_dir_are_taken(self):
+        outside = os.path.join(self.host.root, 'secret')
+        with open(outside, 'wb') as f:
+            f.write(b'not yours')
+        link = os.path.join(self.staging, 'link.part')
+        os.symlink(outside, link)
+        inner_link = os.path.join(self.staging, 'inner-link.part')
+        os.symlink(self.stage(), inner_link)
+        os.mkdir(os.path.join(self.staging, 'dir.part'))
+        for source in (outside, link, inner_link,
+                       os.path.join(self.staging, '..', 'secret'),
+                       os.path.join(self.staging, 'dir.part'),
+                       os.path.join(self.staging, 'missing.part')):
+            self.assertRaises(REJECTED, privsep.install_template,
+                              source, 'x.tar.gz')
+        self.assertEqual([], os.listdir(self.cache))
+        self.assertTrue(os.path.exists(outside))
+
+    def test_only_template_file_names_are_written(self):
+        source = self.stage()
+        for name in ('../x.tar.gz', 'sub/x.tar.gz', '.x.tar.gz', 'X.tar.gz',
+                     'x.zip', 'x.tar.gz\n', 'x.qcow2', '', None):
+            self.assertRaises(REJECTED, privsep.install_template,
+                              source, name)
+        self.assertEqual([], os.listdir(self.cache))
+        self.assertTrue(os.path.exists(source))
+        for name in ('a.tar', 'a-1.0_b.tar.bz2', 'a.tar.xz'):
+            privsep.install_template(self.stage(), name)
+        self.assertEqual(['a-1.0_b.tar.bz2', 'a.tar', 'a.tar.xz'],
+                         sorted(os.listdir(self.cache)))
+
+
+class TestRemoveDestroyedConfigs(_OnSimulatedHost):
+
+    def touch(self, name):
+        with open(os.path.join(self.conf_dir, name), 'w') as f:
+            f.write('X="1"\n')
+
+    def test_only_the_containers_destroyed_files_are_removed(self):
+        destroyed = ['101.%s.destroyed' % s
+                     for s in privsep.DESTROYED_SUFFIXES]
+        kept = ['101.conf', '102.conf.destroyed', '101.ext_storage',
+                '1010.conf.destroyed']
+        for name in destroyed + kept:
+            self.touch(name)
+        privsep.remove_destroyed_configs(101)
+        left = set(os.listdir(self.conf_dir))
+        self.assertEqual(set(), left & set(destroyed))
+        self.assertEqual(set(kept), left & set(kept))
+
+    def test_reserved_ids_are_refused(self):
+        self.touch('0.conf.destroyed')
+        for ctid in (0, 100, -101, '101/../0'):
+            self.assertRaises((REJECTED, ValueError),
+                              privsep.remove_destroyed_configs, ctid)
+        self.assertIn('0.conf.destroyed', os.listdir(self.conf_dir))
+
+
+def _children(pid):
+    children = set()
+    for task in os.listdir('/proc/%d/task' % pid):
+        with open('/proc/%d/task/%s/children' % (pid, task)) as f:
+            children.update(int(p) for p in f.read().split())
+    return children
+
+
+def _caps(pid, kind='CapEff'):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith(kind + ':'):
+                return int(line.split()[1], 16)
+    raise AssertionError('no %s for %d' % (kind, pid))
+
+
+class TestRealDaemon(testtools.TestCase):
+    """One call through a real privsep daemon, as nova-compute makes it."""
+
+    def setUp(self):
+        super().setUp()
+        if os.geteuid() != 0:
+            self.skipTest('a forked privsep daemon needs root')
+        self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
+        # A container may run the tests without some capabilities in its
+        # bounding set; the daemon can only keep what this process has.
+        bounding = _caps(os.getpid(), 'CapBnd')
+        self.granted = [cap for cap in CAPABILITIES if bounding & (1 << cap)]
+        self.useFixture(config_fixture.Config(CONF)).config(
+            group='nova_openvz_privsep', capabilities=self.granted)
+        self.assertTrue(privsep.vz_pctxt.client_mode)
+        self.assertIsNone(privsep.vz_pctxt.channel)
+        before = _children(os.getpid())
+        privsep.vz_pctxt.start(method=priv_context.Method.FORK)
+        self.addCleanup(self._stop)
+        self.daemons = _children(os.getpid()) - before
+
+    def _stop(self):
+        privsep.vz_pctxt.stop()
+        for pid in self.daemons:
+            os.waitpid(pid, 0)
+
+    def test_vzlist_runs_in_the_daemon_with_reduced_privileges(self):
+        self.assertEqual(1, len(self.daemons))
+        daemon = list(self.daemons)[0]
+        self.assertNotEqual(os.getpid(), daemon)
+        # Nothing may run the tool in this process: only the daemon can.
+        self.useFixture(fixtures.MockPatchObject(
+            privsep, '_run', side_effect=AssertionError('ran in client')))
+
+        code, out, err = privsep.run_host_tool('vzlist', ['-a', '-j'], 30)
+
+        self.assertEqual(0, code, err)
+        self.assertEqual([], json.loads(out))
+        self.assertEqual(['-a', '-j'], self.host.calls()[-1]['argv'])
+        self.assertIn(caps.CAP_SYS_ADMIN, self.granted)
+        self.assertEqual(sum(1 << cap for cap in self.granted),
+                         _caps(daemon))
+        self.assertNotEqual(_caps(os.getpid()), _caps(daemon))
+
+    def test_the_daemon_refuses_a_bad_argv_too(self):
+        self.assertRaises(REJECTED, privsep.run_host_tool,
+                          'vzctl', ['destroy', '0'], 30)
+        self.assertRaises(REJECTED, privsep.run_host_tool,
+                          'ploop', ['list'], 30)
+        self.assertEqual([], self.host.calls())

@@ -1,0 +1,188 @@
+"""Flavors to container limits, and the host's inventory for placement."""
+
+import os
+import shutil
+
+import fixtures
+import nova.conf
+from nova import objects
+import os_resource_classes as orc
+from oslo_config import fixture as config_fixture
+import testtools
+
+from nova_openvz import exception
+from nova_openvz import resources
+
+CONF = nova.conf.CONF
+
+
+def flavor(memory_mb=2048, vcpus=2, root_gb=20, swap=0, **specs):
+    objects.register_all()
+    return objects.Flavor(memory_mb=memory_mb, vcpus=vcpus, root_gb=root_gb,
+                          swap=swap, extra_specs=specs)
+
+
+def options(args):
+    """``vzctl set`` options as a dict; each option must appear once."""
+    pairs = dict(zip(args[::2], args[1::2]))
+    assert len(pairs) * 2 == len(args), args
+    return pairs
+
+
+class _Base(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.flags = self.useFixture(config_fixture.Config(CONF)).config
+
+
+class TestFlavorSettings(_Base):
+
+    def test_a_plain_flavor(self):
+        self.assertEqual(
+            ['--ram', '2048M', '--swap', '0M', '--cpus', '2',
+             '--cpuunits', '2000'],
+            resources.flavor_settings(flavor()))
+
+    def test_swap_in_megabytes(self):
+        self.assertEqual('512M', options(resources.flavor_settings(
+            flavor(swap=512)))['--swap'])
+
+    def test_cpuunits_follow_the_per_vcpu_option_up_to_the_maximum(self):
+        self.flags(group='openvz', cpuunits_per_vcpu=300)
+        self.assertEqual('1200', options(resources.flavor_settings(
+            flavor(vcpus=4)))['--cpuunits'])
+        self.flags(group='openvz', cpuunits_per_vcpu=100000)
+        self.assertEqual('500000', options(resources.flavor_settings(
+            flavor(vcpus=8)))['--cpuunits'])
+
+    def test_quota_cpu_shares_sets_cpuunits(self):
+        self.assertEqual('512', options(resources.flavor_settings(
+            flavor(**{'quota:cpu_shares': '512'})))['--cpuunits'])
+
+    def test_openvz_cpuunits_wins_over_cpu_shares(self):
+        self.assertEqual('3000', options(resources.flavor_settings(
+            flavor(**{'quota:cpu_shares': '512',
+                      'openvz:cpuunits': '3000'})))['--cpuunits'])
+
+    def test_cpu_shares_are_clamped_into_the_cpuunits_range(self):
+        # Nova's API accepts any share from 0; vzctl takes 8..500000.
+        for shares, units in (('0', '8'), ('4', '8'), ('900000', '500000')):
+            self.assertEqual(units, options(resources.flavor_settings(
+                flavor(**{'quota:cpu_shares': shares})))['--cpuunits'])
+        self.assertRaises(exception.InvalidFlavorLimit,
+                          resources.flavor_settings,
+                          flavor(**{'quota:cpu_shares': 'many'}))
+        self.assertRaises(exception.InvalidFlavorLimit,
+                          resources.flavor_settings,
+                          flavor(**{'quota:cpu_shares': '-1'}))
+
+    def test_no_cpulimit_unless_asked(self):
+        self.assertNotIn('--cpulimit', resources.flavor_settings(flavor()))
+
+    def test_cpu_quota_is_per_vcpu_like_libvirt(self):
+        # 50 ms in each 100 ms for each of 2 vCPUs: one full CPU.
+        self.assertEqual('100', options(resources.flavor_settings(
+            flavor(vcpus=2, **{'quota:cpu_quota': '50000',
+                               'quota:cpu_period': '100000'})))['--cpulimit'])
+        # The default period is 100 ms; a fraction of a percent rounds up.
+        self.assertEqual('26', options(resources.flavor_settings(
+            flavor(vcpus=1, **{'quota:cpu_quota': '25001'})))['--cpulimit'])
+        self.assertEqual('75', options(resources.flavor_settings(
+            flavor(vcpus=3, **{'quota:cpu_quota': '5000',
+                               'quota:cpu_period': '20000'})))['--cpulimit'])
+
+    def test_negative_cpu_quota_means_no_limit(self):
+        self.assertEqual('0', options(resources.flavor_settings(
+            flavor(**{'quota:cpu_quota': '-1'})))['--cpulimit'])
+
+    def test_cpu_period_zero_means_the_default_period(self):
+        # Nova's API accepts quota:cpu_period=0 ("no value"); libvirt then
+        # leaves the kernel's default period of 100 ms.
+        self.assertEqual('100', options(resources.flavor_settings(
+            flavor(vcpus=1, **{'quota:cpu_quota': '100000',
+                               'quota:cpu_period': '0'})))['--cpulimit'])
+
+    def test_bad_cpu_quota_or_period_is_refused(self):
+        for specs in ({'quota:cpu_quota': 'half'},
+                      {'quota:cpu_quota': '5000', 'quota:cpu_period': '-5'},
+                      {'quota:cpu_quota': '5000',
+                       'quota:cpu_period': 'often'},
+                      {'quota:cpu_quota': '5000',
+                       'quota:cpu_period': '2000000'}):
+            self.assertRaises(exception.InvalidFlavorLimit,
+                              resources.flavor_settings, flavor(**specs))
+
+    def test_openvz_cpulimit_wins_over_cpu_quota(self):
+        self.assertEqual('150', options(resources.flavor_settings(
+            flavor(**{'quota:cpu_quota': '50000',
+                      'openvz:cpulimit': '150'})))['--cpulimit'])
+
+    def test_openvz_limits_become_vzctl_options(self):
+        args = options(resources.flavor_settings(flavor(**{
+            'openvz:ioprio': '6', 'openvz:iolimit': '20',
+            'openvz:iopslimit': '300', 'openvz:numproc': '400',
+            'openvz:numfile': '10000'})))
+        self.assertEqual({'--ioprio': '6', '--iolimit': '20',
+                          '--iopslimit': '300', '--numproc': '400',
+                          '--numfile': '10000'},
+                         {k: args[k] for k in ('--ioprio', '--iolimit',
+                                               '--iopslimit', '--numproc',
+                                               '--numfile')})
+
+    def test_bad_openvz_values_are_refused_with_the_key(self):
+        for key, raw in (('openvz:cpuunits', '5'), ('openvz:ioprio', '8'),
+                         ('openvz:numproc', '0'), ('openvz:cpulimit', '-1'),
+                         ('openvz:iolimit', 'fast')):
+            error = self.assertRaises(exception.InvalidFlavorLimit,
+                                      resources.flavor_settings,
+                                      flavor(**{key: raw}))
+            self.assertIn(key, error.format_message())
+
+
+class TestDisk(_Base):
+
+    def test_root_gb_and_its_default(self):
+        self.assertEqual('20G:20G', resources.diskspace_arg(flavor()))
+        self.assertEqual('10G:10G', resources.diskspace_arg(
+            flavor(root_gb=0)))
+        self.flags(group='openvz', default_root_gb=3)
+        self.assertEqual('3G:3G', resources.diskspace_arg(flavor(root_gb=0)))
+
+    def test_layout_from_option_or_flavor(self):
+        self.assertEqual('ploop', resources.layout(flavor()))
+        self.flags(group='openvz', layout='simfs')
+        self.assertEqual('simfs', resources.layout(flavor()))
+        self.assertEqual('ploop', resources.layout(
+            flavor(**{'openvz:layout': 'ploop'})))
+        self.assertRaises(exception.InvalidFlavorLimit, resources.layout,
+                          flavor(**{'openvz:layout': 'qcow2'}))
+
+    def test_disk_gb_reports_the_filesystem(self):
+        path = self.useFixture(fixtures.TempDir()).path
+        total, free = resources.disk_gb(path)
+        usage = shutil.disk_usage(path)
+        self.assertEqual(usage.total // 1024 ** 3, total)
+        # Free space may move a little between the two looks.
+        self.assertLessEqual(abs(usage.free // 1024 ** 3 - free), 1)
+        self.assertRaises(OSError, resources.disk_gb,
+                          os.path.join(path, 'missing'))
+
+
+class TestInventory(_Base):
+
+    def test_inventory_of_the_three_classes(self):
+        self.flags(reserved_host_cpus=1, reserved_host_memory_mb=1024)
+        ratios = {orc.VCPU: 4.0, orc.MEMORY_MB: 1.5, orc.DISK_GB: 1.0}
+        inventory = resources.inventory(16, 65536, 900, ratios, 20)
+        self.assertEqual({
+            orc.VCPU: {'total': 16, 'min_unit': 1, 'max_unit': 16,
+                       'step_size': 1, 'allocation_ratio': 4.0,
+                       'reserved': 1},
+            orc.MEMORY_MB: {'total': 65536, 'min_unit': 1, 'max_unit': 65536,
+                            'step_size': 1, 'allocation_ratio': 1.5,
+                            'reserved': 1024},
+            orc.DISK_GB: {'total': 900, 'min_unit': 1, 'max_unit': 900,
+                          'step_size': 1, 'allocation_ratio': 1.0,
+                          'reserved': 20},
+        }, inventory)
