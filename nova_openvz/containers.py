@@ -1,8 +1,9 @@
 """Which containers belong to Nova, and what state they are in.
 
 A container made by this driver carries its instance UUID twice: as its
-vzctl NAME and inside its DESCRIPTION (a small JSON object).  That is how the
-driver recognises its containers after any restart, without a database.
+vzctl NAME and inside its DESCRIPTION (plain ``key=value`` words, with the
+instance name Nova shows as ``instance_name``).  That is how the driver
+recognises its containers after any restart, without a database.
 
 State comes from ``vzlist -a -j``: one call lists every container, and the
 result answers every query of a periodic cycle until it expires or the
@@ -15,6 +16,7 @@ import re
 import threading
 import time
 
+import nova.conf  # noqa: F401  ([DEFAULT] host, used in descriptions)
 from oslo_log import log as logging
 from oslo_utils import uuidutils
 
@@ -45,6 +47,7 @@ class Container(object):
         self.diskspace = record.get('diskspace') or {}
         self.uptime = record.get('uptime') or 0.0
         self.instance_uuid = owner_uuid(record)
+        self.instance_name = _description_words(record).get('nova-name')
 
     @property
     def memory_limit_kb(self):
@@ -60,15 +63,23 @@ class Container(object):
         return self.diskspace.get('hardlimit') or 0
 
 
-def describe(instance_uuid):
+def describe(instance_uuid, instance_name=None):
     """The DESCRIPTION a Nova container carries.
 
     Plain ``key=value`` words, never quotes or backslashes: vzctl strips
     backslashes when it reads a config, and ``vzlist -j`` prints strings
     without escaping them, so a JSON description would break the listing.
     """
-    host = _UNSAFE_RE.sub('-', CONF.host)
-    return 'nova-instance=%s nova-host=%s' % (instance_uuid, host)
+    words = ['nova-instance=%s' % instance_uuid]
+    if instance_name:
+        words.append('nova-name=%s' % _UNSAFE_RE.sub('-', instance_name))
+    words.append('nova-host=%s' % _UNSAFE_RE.sub('-', CONF.host))
+    return ' '.join(words)
+
+
+def _description_words(record):
+    return dict(word.partition('=')[::2]
+                for word in (record.get('description') or '').split())
 
 
 def owner_uuid(record):
@@ -76,8 +87,7 @@ def owner_uuid(record):
     name = record.get('name')
     if not name or not uuidutils.is_uuid_like(name):
         return None
-    words = dict(word.partition('=')[::2]
-                 for word in (record.get('description') or '').split())
+    words = _description_words(record)
     return name if words.get('nova-instance') == name else None
 
 

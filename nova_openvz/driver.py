@@ -68,6 +68,7 @@ class OpenVZDriver(driver.ComputeDriver):
         self.allocator = containers.CtidAllocator(self.listing,
                                                   self.host_config)
         self.templates = images.TemplateCache(self.host_config)
+        self.facts = hostinfo.HostFacts()
         problems = self.host_config.problems()
         for tool in TOOLS:
             path = '%s/%s' % (CONF.openvz.tools_dir, tool)
@@ -132,8 +133,9 @@ class OpenVZDriver(driver.ComputeDriver):
     # Inventory of containers -------------------------------------------------
 
     def list_instances(self):
-        """Names of Nova's containers; a container's name is its UUID."""
-        return list(self.listing.all())
+        """Nova's instance names of the containers this driver made."""
+        return [c.instance_name for c in self.listing.all().values()
+                if c.instance_name]
 
     def list_instance_uuids(self):
         return list(self.listing.all())
@@ -198,7 +200,8 @@ class OpenVZDriver(driver.ComputeDriver):
                 '--layout', resources.layout(instance.flavor),
                 '--diskspace', resources.diskspace_arg(instance.flavor),
                 '--name', instance.uuid,
-                '--description', containers.describe(instance.uuid)]
+                '--description', containers.describe(instance.uuid,
+                                                     instance.name)]
         if hostname:
             args += ['--hostname', hostname]
         hosttools.vzctl(*args)

@@ -22,18 +22,20 @@ from nova_openvz import conf as openvz_conf
 
 CONF = openvz_conf.CONF
 
-# vzctl mounts images, creates devices and veth pairs, enters containers and
-# signals their processes; it needs these and nothing more.
+#: vzctl mounts images, creates devices and veth pairs, enters containers
+#: and signals their processes; it needs these and nothing more.
+CAPABILITIES = (caps.CAP_SYS_ADMIN, caps.CAP_NET_ADMIN,
+                caps.CAP_DAC_OVERRIDE, caps.CAP_DAC_READ_SEARCH,
+                caps.CAP_CHOWN, caps.CAP_FOWNER, caps.CAP_FSETID,
+                caps.CAP_MKNOD, caps.CAP_SYS_CHROOT, caps.CAP_KILL,
+                caps.CAP_SETUID, caps.CAP_SETGID, caps.CAP_SYS_RESOURCE,
+                caps.CAP_NET_RAW)
+
 vz_pctxt = priv_context.PrivContext(
     'nova_openvz',
     cfg_section='nova_openvz_privsep',
     pypath=__name__ + '.vz_pctxt',
-    capabilities=[caps.CAP_SYS_ADMIN, caps.CAP_NET_ADMIN,
-                  caps.CAP_DAC_OVERRIDE, caps.CAP_DAC_READ_SEARCH,
-                  caps.CAP_CHOWN, caps.CAP_FOWNER, caps.CAP_FSETID,
-                  caps.CAP_MKNOD, caps.CAP_SYS_CHROOT, caps.CAP_KILL,
-                  caps.CAP_SETUID, caps.CAP_SETGID, caps.CAP_SYS_RESOURCE,
-                  caps.CAP_NET_RAW],
+    capabilities=list(CAPABILITIES),
 )
 
 VEID_MAX = 2147483644

@@ -29,6 +29,7 @@ from nova_openvz import extra_specs
 
 CONF = openvz_conf.CONF
 
+CPUUNITS_MIN = 8
 CPUUNITS_MAX = 500000
 DEFAULT_CPU_PERIOD = 100000
 
@@ -50,9 +51,12 @@ def diskspace_arg(flavor):
 def _cpuunits(flavor):
     units = extra_specs.value(flavor, 'cpuunits')
     if units is None and 'quota:cpu_shares' in flavor.extra_specs:
-        units = extra_specs.check(
+        # Nova's API accepts any share from 0; CPUUNITS is the same kind of
+        # relative weight within vzctl's range, so clamp rather than fail.
+        shares = extra_specs.check(
             'quota:cpu_shares', flavor.extra_specs['quota:cpu_shares'],
-            extra_specs.SPECS['cpuunits'][1])
+            {'type': int, 'min': 0})
+        units = max(CPUUNITS_MIN, min(CPUUNITS_MAX, shares))
     if units is None:
         units = min(CPUUNITS_MAX,
                     flavor.vcpus * CONF.openvz.cpuunits_per_vcpu)
