@@ -32,8 +32,8 @@ simulated host's own log, ``DIR/sim/calls.log``.  It reports:
    of vzlist calls at both sizes.
 
 The containers are made with the real simulated ``vzctl create`` (with
-``--name <uuid> --description <containers.describe(uuid)>``, as the driver
-creates them), several in parallel; every tenth is started.  Simulated
+``--name <uuid> --description <containers.describe(uuid, name)>``, as the
+driver creates them), several in parallel; every tenth is started.  Simulated
 tools are Python processes, so one call costs about Python's start-up
 (0.05-0.1 s): compare ratios and call counts, not absolute times.
 """
@@ -300,7 +300,8 @@ def populate(bench, template, start, count, workers):
                   '--layout', resources.layout(flavor),
                   '--diskspace', resources.diskspace_arg(flavor),
                   '--name', instance_uuid,
-                  '--description', containers.describe(instance_uuid),
+                  '--description', containers.describe(
+                      instance_uuid, 'instance-%08x' % ctid),
                   '--hostname', 'bulk-%d' % ctid)
         if ctid % RUNNING_EVERY == 0:
             _run_tool(tools_dir, 'vzctl', 'start', ctid)

@@ -64,10 +64,10 @@ class TestCallCounts(test.NoDBTestCase):
             id=1, flavorid='1', name='m1.tiny', memory_mb=512, vcpus=1,
             root_gb=1, ephemeral_gb=0, swap=0, extra_specs={})
 
-    def _instance(self, instance_uuid=None, hostname='ct'):
+    def _instance(self, instance_uuid=None, hostname='ct', instance_id=1):
         instance = fake_instance.fake_instance_obj(
             self.context, uuid=instance_uuid or uuidutils.generate_uuid(),
-            hostname=hostname, flavor=self._flavor())
+            id=instance_id, hostname=hostname, flavor=self._flavor())
         instance.trusted_certs = None
         return instance
 
@@ -87,12 +87,14 @@ class TestCallCounts(test.NoDBTestCase):
             self.context, self._instance(), self._image_meta())
         start = 1000 + len(self.instances)
         for ctid in range(start, start + count):
-            instance = self._instance(hostname='ct%d' % ctid)
+            instance = self._instance(hostname='ct%d' % ctid,
+                                      instance_id=ctid)
             code, out, err = self.vzhost.run(
                 'vzctl', 'create', ctid, '--ostemplate', template,
                 '--layout', 'ploop', '--diskspace', '1G:1G',
                 '--name', instance.uuid,
-                '--description', containers.describe(instance.uuid))
+                '--description', containers.describe(instance.uuid,
+                                                     instance.name))
             self.assertEqual(0, code, err)
             if ctid % 3 == 0:
                 code, out, err = self.vzhost.run('vzctl', 'start', ctid)
@@ -115,7 +117,7 @@ class TestCallCounts(test.NoDBTestCase):
             for _, instance in self.instances}
         self.driver.get_available_resource(self.nodename)
         self.driver.update_provider_tree(tree, self.nodename)
-        self.assertEqual(sorted(i.uuid for _, i in self.instances),
+        self.assertEqual(sorted(i.name for _, i in self.instances),
                          sorted(names))
         self.assertEqual([], [c for c in self.calls if c.tool != 'vzlist'])
         return list(self.calls), states
