@@ -5,6 +5,19 @@ API, conductor, scheduler, placement and compute manager over SQLite; this
 module plugs the OpenVZ driver into it with a fresh simulated host and an
 OS template image in Glance.  The functional tests and ``nova-openvz
 sandbox`` both build on :class:`OpenVZCloudTestCase`.
+
+The simulated host runs the ``real`` kernel backend (containers are real
+processes in namespaces and cgroups, their ploop images loop-mounted ext4)
+when this machine allows it -- root and the kernel features
+:func:`nova_openvz.simulator.realkernel.probe` checks -- and the
+``modelled`` one otherwise (``simulate init --kernel auto``).  On the real
+backend the template image is the busybox guest, whose init and shell
+really run; on the modelled one it is the minimal template.
+
+Set ``NOVA_OPENVZ_SIM_KERNEL`` to ``modelled``, ``real`` or ``auto`` (the
+default) to choose the backend, e.g. ``NOVA_OPENVZ_SIM_KERNEL=modelled``
+to run the functional tests on the modelled kernel on a machine that could
+run real containers.  ``real`` fails where the machine cannot.
 """
 
 import io
@@ -21,6 +34,23 @@ from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
 
 TEMPLATE_IMAGE_ID = 'a5983393-bd48-46e7-8023-3b49cb4d6789'
+
+#: Environment variable naming the simulated kernel backend (see above).
+KERNEL_ENV = 'NOVA_OPENVZ_SIM_KERNEL'
+
+_BUSYBOX_TEMPLATE = []
+
+
+def kernel_choice():
+    """The backend asked for by :data:`KERNEL_ENV`, ``auto`` by default."""
+    return os.environ.get(KERNEL_ENV) or 'auto'
+
+
+def busybox_template():
+    """The busybox template tarball, built once per process."""
+    if not _BUSYBOX_TEMPLATE:
+        _BUSYBOX_TEMPLATE.append(templates.busybox_template_bytes())
+    return _BUSYBOX_TEMPLATE[0]
 
 
 class InProcessPrivsep(fixtures.Fixture):
@@ -45,7 +75,9 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
     def _setup_compute_service(self):
         # Runs inside Nova's setUp, after its config fixture, before the
         # compute service starts: the driver must find its host then.
-        self.vzhost = self.useFixture(sim_fixture.SimulatedHostFixture())
+        self.vzhost = self.useFixture(
+            sim_fixture.SimulatedHostFixture(kernel=kernel_choice()))
+        self.kernel_backend = self.vzhost.backend()
         self.useFixture(InProcessPrivsep())
         self.flags(compute_driver=self.compute_driver)
         # Nova's wheel installs its paste pipeline under the environment's
@@ -57,10 +89,14 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
 
     def _upload_template(self):
         ctxt = nova_context.get_admin_context()
-        data = templates.minimal_template_bytes()
+        if self.kernel_backend == 'real':
+            name, data = 'nova-openvz-busybox', busybox_template()
+        else:
+            name = 'nova-openvz-minimal'
+            data = templates.minimal_template_bytes()
         return self.glance.create(ctxt, {
             'id': TEMPLATE_IMAGE_ID,
-            'name': 'nova-openvz-minimal',
+            'name': name,
             'status': 'active',
             'disk_format': 'raw',
             'container_format': 'bare',

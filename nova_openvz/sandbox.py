@@ -1,7 +1,10 @@
 """``nova-openvz sandbox``: a guided tour of the driver on a simulated host.
 
 Starts an all-in-one Nova in this process with the OpenVZ driver on a fresh
-simulated host, uploads a small OS template image, then boots a server,
+simulated host -- on the real kernel backend (real containers) when this
+machine allows it, else the modelled one; the first line says which, and
+``NOVA_OPENVZ_SIM_KERNEL`` chooses (see :mod:`nova_openvz.allinone`) --
+uploads a small OS template image, then boots a server,
 reboots it (soft and hard), stops and starts it, and deletes it.  Each step
 prints its elapsed time and the host commands the driver issued.  The exit
 code is non-zero when any step fails.
@@ -23,9 +26,10 @@ class SandboxTour(allinone.OpenVZCloudTestCase):
     def setUp(self):
         started = time.monotonic()
         super().setUp()
-        _OUT.write('nova-openvz sandbox: all-in-one Nova with the OpenVZ '
-                   'driver on a simulated host at %s (%.1fs)\n'
-                   % (self.vzhost.root, time.monotonic() - started))
+        _OUT.write('nova-openvz sandbox: %s kernel backend; all-in-one Nova '
+                   'with the OpenVZ driver on a simulated host at %s '
+                   '(%.1fs)\n' % (self.kernel_backend, self.vzhost.root,
+                                  time.monotonic() - started))
         self.commands = []
         hosttools.add_listener(self.commands.append)
         self.addCleanup(hosttools.remove_listener, self.commands.append)

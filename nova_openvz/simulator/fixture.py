@@ -17,19 +17,86 @@ from oslo_config import fixture as config_fixture
 from nova_openvz import conf as openvz_conf
 
 
+#: Run as ``python -c _CLEAN_SCRIPT ROOT``: clean up what the real kernel
+#: backend holds for the host ROOT (nothing for a modelled host); print
+#: ``[found, left]`` as JSON.  ``realkernel.leftovers`` knows supervisors
+#: by name (``vzsim:CTID``), the same for every host: tests running in
+#: parallel all have a CT 101, so only processes in this host's cgroups or
+#: run from its tree (a supervisor is a forked ROOT/usr/sbin/vzctl) count.
+_CLEAN_SCRIPT = """
+import json, os, sys, time
+from nova_openvz.simulator import hostfs, kernel
+host = hostfs.Host(sys.argv[1])
+
+
+def ours(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            if (host.root + '/').encode() in f.read():
+                return True
+        with open('/proc/%d/cgroup' % pid) as f:
+            return '/' + realkernel.group_prefix(host) in f.read()
+    except OSError:
+        return False
+
+
+found = left = {}
+try:
+    name = kernel.configured(host)
+except hostfs.ToolError:   # a test wrote a bogus name: clean anyway
+    name = 'unknown'
+if name != 'modelled':
+    from nova_openvz.simulator import realkernel
+    everyone = realkernel.leftovers
+
+    def leftovers(host, ctids=()):
+        left = everyone(host, ctids)
+        left['processes'] = [p for p in left['processes'] if ours(p)]
+        return left
+
+    realkernel.leftovers = leftovers
+    ctids = set(host.ctids())
+    try:   # destroyed containers too: their supervisors, devices
+        with open(os.path.join(host.sim_dir, 'calls.log')) as f:
+            for line in f:
+                argv = json.loads(line)['argv']
+                ctids.update(int(a) for a in argv[1:2] if a.isdigit())
+    except (OSError, ValueError, KeyError):
+        pass
+    ctids = sorted(ctids)
+    found = realkernel.clean(host, ctids)
+    deadline = time.monotonic() + 5
+    while True:   # killed processes take a moment to go
+        left = realkernel.leftovers(host, ctids)
+        if not any(left.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+        if left['processes'] or left['cgroups']:
+            realkernel.clean(host, ctids)
+print(json.dumps([found, left]))
+"""
+
+
 class SimulatedHostFixture(fixtures.Fixture):
 
-    def __init__(self, conf=None):
+    def __init__(self, conf=None, kernel=None):
+        """A host whose kernel backend is ``kernel``.
+
+        ``modelled``, ``real`` or ``auto``, passed to ``simulate init
+        --kernel``; None keeps that command's default.
+        """
         super().__init__()
         self.conf = conf or openvz_conf.CONF
+        self.kernel = kernel
 
     def _setUp(self):
         self.root = self.useFixture(fixtures.TempDir()).path
         # The real command, in its own process: it inspects this machine
         # (CPUs, memory) to describe the host, which Nova's test base
         # forbids inside a test process.
+        kernel = ['--kernel', self.kernel] if self.kernel else []
         subprocess.run([sys.executable, '-m', 'nova_openvz.cmd.cli',
-                        'simulate', 'init', self.root],
+                        'simulate', 'init'] + kernel + [self.root],
                        check=True, capture_output=True)
         self.addCleanup(self._clean_real_containers)
         self.tools_dir = os.path.join(self.root, 'usr', 'sbin')
@@ -48,13 +115,33 @@ class SimulatedHostFixture(fixtures.Fixture):
 
         Runs before the temporary tree is removed, so a failed test cannot
         leave processes, mounts, loop devices or cgroups on the machine.
+        In its own process, as Nova's test base forbids looking at
+        ``/sys`` and ``/proc`` in a test process.  ``self.cleaned`` is what
+        was found; anything still there afterwards fails the cleanup.
         """
-        from nova_openvz.simulator import hostfs
-        from nova_openvz.simulator import kernel
-        host = hostfs.Host(self.root)
-        if kernel.configured(host) != 'modelled':
-            from nova_openvz.simulator import realkernel
-            realkernel.clean(host)
+        proc = subprocess.run([sys.executable, '-c', _CLEAN_SCRIPT,
+                               self.root],
+                              check=True, capture_output=True, text=True)
+        self.cleaned, left = json.loads(proc.stdout)
+        if any(left.values()):
+            raise RuntimeError('the real kernel backend leaked %s' % left)
+
+    def backend(self):
+        """The kernel backend the host runs: ``modelled`` or ``real``.
+
+        Asked of ``nova-openvz simulate info`` in its own process: the
+        real backend's probe looks at this machine (``platform.machine``),
+        which Nova's test base forbids inside a test process.
+        """
+        proc = subprocess.run([sys.executable, '-m', 'nova_openvz.cmd.cli',
+                               'simulate', 'info', self.root],
+                              check=True, capture_output=True, text=True)
+        for line in proc.stdout.splitlines():
+            label, _, value = line.partition(':')
+            if label.strip() == 'kernel backend':
+                return value.strip()
+        raise RuntimeError('simulate info did not name the kernel backend: '
+                           '%s' % proc.stdout)
 
     def sim_path(self, name):
         return os.path.join(self.root, 'sim', name)

@@ -1042,11 +1042,28 @@ def leftovers(host, ctids=()):
         info = _process_stat(int(entry))
         if not info or info[0] == 'Z':
             continue   # gone, or a zombie: it holds nothing but its pid
-        if inside or info[2] in supervisors:
+        if inside or (info[2] in supervisors and
+                      _started_by(int(entry), host)):
             processes.append(int(entry))
     return {'cgroups': cgroups.names(prefix), 'mounts': sorted(mounts),
             'loops': sorted(loops), 'links': sorted(links),
             'processes': sorted(processes)}
+
+
+def _started_by(pid, host):
+    """Whether ``pid`` was forked by this host's own vzctl.
+
+    Every host names its supervisors ``vzsim:<CTID>``, and two hosts (two
+    test workers) can both have a CT 101; the supervisor's command line is
+    the vzctl wrapper's, which names its host tree.
+    """
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            argv = f.read().split(b'\0')
+    except OSError:
+        return False
+    tools = os.path.join(host.root, 'usr', 'sbin', '').encode()
+    return any(word.startswith(tools) for word in argv)
 
 
 def clean(host, ctids=()):

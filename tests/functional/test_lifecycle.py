@@ -1,4 +1,9 @@
-"""Server lifecycle through Nova's real API on a simulated OpenVZ host."""
+"""Server lifecycle through Nova's real API on a simulated OpenVZ host.
+
+The host runs the real kernel backend where this machine allows it, else
+the modelled one; ``NOVA_OPENVZ_SIM_KERNEL=modelled`` forces the modelled
+one (see :mod:`nova_openvz.allinone`).
+"""
 
 import os
 
@@ -101,3 +106,24 @@ class TestLifecycle(allinone.OpenVZCloudTestCase):
         self._reboot_server(running, hard=True)
         self._start_server(stopped)
         self.assertEqual('running', self.container(stopped)['status'])
+
+    def test_inside_the_container_hostname_and_memory_match_the_server(self):
+        if self.kernel_backend != 'real':
+            self.skipTest('needs the real kernel backend (root and the '
+                          'kernel features realkernel.probe checks); this '
+                          'host runs the %s one' % self.kernel_backend)
+        server = self.boot(name='inside')   # m1.tiny: 512 MB
+        ctid = self.container(server)['ctid']
+        hostname = self.api.get_server(
+            server['id'])['OS-EXT-SRV-ATTR:hostname']
+        code, out, err = self.vzhost.run('vzctl', 'exec2', ctid, 'hostname')
+        self.assertEqual(0, code, err)
+        self.assertEqual(hostname, out.strip())
+        # The container's own cgroups, as the real backend mounts them
+        # (cgroup v1 memory controller, or the v2 unified hierarchy).
+        code, out, err = self.vzhost.run(
+            'vzctl', 'exec2', ctid,
+            'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null'
+            ' || cat /sys/fs/cgroup/memory.max')
+        self.assertEqual(0, code, err)
+        self.assertEqual(512 * 1024 ** 2, int(out))
