@@ -1,7 +1,7 @@
 """Simulated ``vzctl`` (legacy OpenVZ vzctl 4.x command-line contract).
 
 Messages, output streams, exit codes and the order of checks follow
-/work/shared/openvz-reference.md sections 1, 2 and 9 (vzctl 4.11 sources
+openvz-reference.md sections 1, 2 and 9 (vzctl 4.11 sources
 where the reference is silent).  Kernel effects go through
 :mod:`nova_openvz.simulator.kernel`; ploop image work through
 :mod:`nova_openvz.simulator.ploop`.

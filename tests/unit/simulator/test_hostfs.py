@@ -1,6 +1,6 @@
 """The simulated host's tree, state files, tool harness and host init.
 
-Formats come from /work/shared/openvz-reference.md (4.2, 4.6, 5.1, 5.2) and
+Formats come from openvz-reference.md (4.2, 4.6, 5.1, 5.2) and
 from doc/source/contributor/design.rst (faults, latency, call log).
 """
 

@@ -1,6 +1,6 @@
 """The simulated ploop: its image library and the ``ploop`` command.
 
-Expected values come from /work/shared/openvz-reference.md section 6
+Expected values come from openvz-reference.md section 6
 (commands, exit codes, DiskDescriptor.xml) and ploop's own sources it
 cites (``ploop_store_diskdescriptor``, ``ConvertToCHS``, snapshot-list).
 """

@@ -1,6 +1,6 @@
 """The simulated vzctl, run as the real wrapper executable.
 
-Each test asserts a behaviour of vzctl 4.x as /work/shared/openvz-reference.md
+Each test asserts a behaviour of vzctl 4.x as openvz-reference.md
 (sections 1, 2, 4 and 9) describes it: messages and their streams, exit
 codes, the order of checks and how configs are rewritten.
 """

@@ -1,6 +1,6 @@
 """The simulated vzlist, run as the real wrapper executable.
 
-Expected outputs come from /work/shared/openvz-reference.md section 3
+Expected outputs come from openvz-reference.md section 3
 (options, which containers appear, fields, text quirks, JSON shapes) and
 vzlist.c it cites.
 """

@@ -1,7 +1,7 @@
 """The simulated vzmigrate, between two simulated hosts.
 
 Expected messages, checks and exit codes come from
-/work/shared/openvz-reference.md section 5.4 and bin/vzmigrate it cites.
+openvz-reference.md section 5.4 and bin/vzmigrate it cites.
 The destination host is named in the source's ``sim/hosts.json``.
 """
 
