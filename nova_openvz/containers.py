@@ -28,8 +28,7 @@ LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
 
 #: vzlist fields the driver reads; all are valid in JSON output.
-LIST_FIELDS = ('ctid', 'name', 'description', 'status', 'cpus', 'physpages',
-               'swappages', 'diskspace', 'uptime', 'layout')
+LIST_FIELDS = ('ctid', 'name', 'description', 'status', 'cpus', 'physpages')
 
 _CTID_FILE_RE = re.compile(r'^([0-9]+)(\.conf.*)?$')
 _UNSAFE_RE = re.compile(r'[^A-Za-z0-9._-]')
@@ -40,12 +39,9 @@ class Container(object):
 
     def __init__(self, record):
         self.ctid = int(record['ctid'])
-        self.name = record.get('name')
         self.status = record.get('status') or 'stopped'
         self.cpus = record.get('cpus') or 0
         self.physpages = record.get('physpages') or {}
-        self.diskspace = record.get('diskspace') or {}
-        self.uptime = record.get('uptime') or 0.0
         self.instance_uuid = owner_uuid(record)
         self.instance_name = _description_words(record).get('nova-name')
 
@@ -53,14 +49,6 @@ class Container(object):
     def memory_limit_kb(self):
         limit = self.physpages.get('limit') or 0
         return limit * 4 if limit < 2 ** 62 else 0
-
-    @property
-    def memory_used_kb(self):
-        return (self.physpages.get('held') or 0) * 4
-
-    @property
-    def disk_limit_kb(self):
-        return self.diskspace.get('hardlimit') or 0
 
 
 def describe(instance_uuid, instance_name=None):

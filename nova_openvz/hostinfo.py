@@ -35,10 +35,9 @@ class HostFacts(object):
             raise exception.HostNotReady(
                 reason='libvirt connection %s failed: %s' % (self.uri, e))
         try:
-            model, memory_mb, cpus, mhz, nodes, sockets, cores, threads = (
+            model, memory_mb, cpus, _mhz, nodes, sockets, cores, threads = (
                 conn.getInfo())
             caps = etree.fromstring(conn.getCapabilities())
-            hostname = conn.getHostname()
         finally:
             conn.close()
         cpu = caps.find('host/cpu')
@@ -49,8 +48,6 @@ class HostFacts(object):
             'arch': arch,
             'vcpus': cpus,
             'memory_mb': memory_mb,
-            'mhz': mhz,
-            'hostname': hostname,
             'cpu_info': {
                 'arch': arch,
                 'vendor': cpu.findtext('vendor') if cpu is not None else None,

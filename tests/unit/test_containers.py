@@ -5,7 +5,6 @@ import threading
 import time
 import uuid
 
-import fixtures
 import nova.conf
 from oslo_config import fixture as config_fixture
 import testtools
@@ -57,8 +56,7 @@ class _OnHost(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
-        self.useFixture(fixtures.MockPatchObject(
-            privsep.vz_pctxt, 'client_mode', False))
+        self.useFixture(sim_fixture.InProcessPrivsep())
         self.flags = self.useFixture(config_fixture.Config(CONF)).config
         self.flags(group='openvz', state_cache_seconds=60)
         templates.write_minimal_template(os.path.join(
@@ -224,11 +222,9 @@ class TestContainerListing(_OnHost):
                          self.listing.used_ctids())
 
     def test_limits_of_a_container(self):
-        self.vzctl('set', 102, '--save', '--ram', '512M', '--swap', '0M',
-                   '--diskspace', '2G:2G')
+        self.vzctl('set', 102, '--save', '--ram', '512M', '--swap', '0M')
         container = self.listing.find(self.stopped)
         self.assertEqual(512 * 1024, container.memory_limit_kb)
-        self.assertEqual(2 * 1024 ** 2, container.disk_limit_kb)
 
     def test_unreadable_output_is_a_tool_error(self):
         self.host.inject_fault('vzlist', exit_code=0, stdout='[{"ctid": 1')
