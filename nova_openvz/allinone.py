@@ -25,11 +25,9 @@ import json
 import os
 import sys
 
-import fixtures
 from nova import context as nova_context
 from nova.tests.functional import integrated_helpers
 
-from nova_openvz import privsep
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
 
@@ -53,18 +51,6 @@ def busybox_template():
     return _BUSYBOX_TEMPLATE[0]
 
 
-class InProcessPrivsep(fixtures.Fixture):
-    """Run the driver's privileged entrypoints in this (root) process.
-
-    The same idea as Nova's ``PrivsepFixture``, for this package's own
-    context; one unit test runs them through a real privsep daemon instead.
-    """
-
-    def _setUp(self):
-        self.useFixture(fixtures.MockPatchObject(
-            privsep.vz_pctxt, 'client_mode', False))
-
-
 class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
     """Nova's integrated test base with the OpenVZ driver as compute."""
 
@@ -78,7 +64,7 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
         self.vzhost = self.useFixture(
             sim_fixture.SimulatedHostFixture(kernel=kernel_choice()))
         self.kernel_backend = self.vzhost.backend()
-        self.useFixture(InProcessPrivsep())
+        self.useFixture(sim_fixture.InProcessPrivsep())
         self.flags(compute_driver=self.compute_driver)
         # Nova's wheel installs its paste pipeline under the environment's
         # prefix, not next to the package the harness looks beside.

@@ -15,6 +15,7 @@ import fixtures
 from oslo_config import fixture as config_fixture
 
 from nova_openvz import conf as openvz_conf
+from nova_openvz import privsep
 
 
 #: Run as ``python -c _CLEAN_SCRIPT ROOT``: clean up what the real kernel
@@ -205,3 +206,15 @@ class SimulatedHostFixture(fixtures.Fixture):
                     'vz/lock/*', 'vz/dump/*', 'etc/vz/names/*', 'staging/*')
         return sorted(path for pattern in patterns
                       for path in glob.glob(os.path.join(self.root, pattern)))
+
+
+class InProcessPrivsep(fixtures.Fixture):
+    """Run the driver's privileged entrypoints in this (root) process.
+
+    The same idea as Nova's ``PrivsepFixture``, for this package's own
+    context; one unit test runs them through a real privsep daemon instead.
+    """
+
+    def _setUp(self):
+        self.useFixture(fixtures.MockPatchObject(
+            privsep.vz_pctxt, 'client_mode', False))

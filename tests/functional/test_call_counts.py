@@ -21,7 +21,6 @@ from nova.tests.unit import fake_instance
 from nova.virt import fake
 from oslo_utils import uuidutils
 
-from nova_openvz import allinone
 from nova_openvz import conf as openvz_conf
 from nova_openvz import containers
 from nova_openvz import driver as openvz_driver
@@ -42,7 +41,7 @@ class TestCallCounts(test.NoDBTestCase):
         # The template download takes an external (file) lock.
         self.flags(lock_path=os.path.join(self.vzhost.root, 'locks'),
                    group='oslo_concurrency')
-        self.useFixture(allinone.InProcessPrivsep())
+        self.useFixture(sim_fixture.InProcessPrivsep())
         self.glance = self.useFixture(nova_fixtures.GlanceFixture(self))
         self.context = nova_context.get_admin_context()
         self.glance.create(self.context, {

@@ -68,28 +68,25 @@ class TestLifecycle(allinone.OpenVZCloudTestCase):
         self.assertIsNone(self.container(server))
         self.assertEqual([], self.vzhost.leftovers(ctid))
 
-    def test_failed_create_shows_the_tool_message_and_cleans_up(self):
+    def _assert_failed_boot_is_clean(self, command, exit_code, message):
+        """A vzctl failure during boot: ERROR, vzctl's words, a clean host."""
         self.flags(max_attempts=1, group='scheduler')
-        self.vzhost.inject_fault(
-            'vzctl', command='create', exit_code=48,
-            stderr='tar: Unexpected EOF in archive')
+        self.vzhost.inject_fault('vzctl', command=command,
+                                 exit_code=exit_code, stderr=message)
         server = self.boot(expected_state='ERROR')
         fault = self.api.get_server(server['id'])['fault']['message']
-        self.assertIn('tar: Unexpected EOF in archive', fault)
-        self.assertIn('exit code 48', fault)
+        self.assertIn(message, fault)
+        self.assertIn('exit code %d' % exit_code, fault)
         self.assertEqual([], self.vzlist())
         self.assertEqual([], self.vzhost.all_leftovers())
 
+    def test_failed_create_shows_the_tool_message_and_cleans_up(self):
+        self._assert_failed_boot_is_clean(
+            'create', 48, 'tar: Unexpected EOF in archive')
+
     def test_failed_start_removes_the_created_container(self):
-        self.flags(max_attempts=1, group='scheduler')
-        self.vzhost.inject_fault(
-            'vzctl', command='start', exit_code=133,
-            stderr='Container start failed: init did not start')
-        server = self.boot(expected_state='ERROR')
-        fault = self.api.get_server(server['id'])['fault']['message']
-        self.assertIn('init did not start', fault)
-        self.assertEqual([], self.vzlist())
-        self.assertEqual([], self.vzhost.all_leftovers())
+        self._assert_failed_boot_is_clean(
+            'start', 133, 'Container start failed: init did not start')
 
     def test_compute_restart_keeps_every_server_state(self):
         running = self.boot(name='running')

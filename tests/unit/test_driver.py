@@ -6,7 +6,6 @@ The lifecycle is tested through Nova's API in tests/functional.
 import os
 import uuid
 
-import fixtures
 from nova.compute import power_state
 import nova.conf
 from nova import exception as nova_exception
@@ -18,7 +17,6 @@ import testtools
 from nova_openvz import containers
 from nova_openvz import driver
 from nova_openvz import exception
-from nova_openvz import privsep
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
 
@@ -31,8 +29,7 @@ class _DriverTest(testtools.TestCase):
         super().setUp()
         objects.register_all()
         self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
-        self.useFixture(fixtures.MockPatchObject(
-            privsep.vz_pctxt, 'client_mode', False))
+        self.useFixture(sim_fixture.InProcessPrivsep())
         self.flags = self.useFixture(config_fixture.Config(CONF)).config
 
     def new_driver(self):

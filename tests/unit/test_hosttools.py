@@ -8,14 +8,12 @@ import os
 import threading
 import time
 
-import fixtures
 from oslo_config import fixture as config_fixture
 import testtools
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
 from nova_openvz import hosttools
-from nova_openvz import privsep
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz import vzconf
 
@@ -27,8 +25,7 @@ class _HostToolsTest(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
-        self.useFixture(fixtures.MockPatchObject(
-            privsep.vz_pctxt, 'client_mode', False))
+        self.useFixture(sim_fixture.InProcessPrivsep())
         self.flags = self.useFixture(config_fixture.Config(CONF)).config
         self.flags(group='openvz', lock_retries=3, lock_retry_interval=0.01)
         self.seen = []

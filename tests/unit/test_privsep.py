@@ -149,8 +149,7 @@ class TestRunHostTool(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.useFixture(fixtures.MockPatchObject(
-            privsep.vz_pctxt, 'client_mode', False))
+        self.useFixture(sim_fixture.InProcessPrivsep())
 
     def test_only_vzctl_and_vzlist_may_run(self):
         for tool in ('ploop', 'vzmigrate', 'sh', '../../bin/sh', None):
@@ -179,8 +178,7 @@ class _OnSimulatedHost(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
-        self.useFixture(fixtures.MockPatchObject(
-            privsep.vz_pctxt, 'client_mode', False))
+        self.useFixture(sim_fixture.InProcessPrivsep())
         self.staging = CONF.openvz.image_staging_dir
         os.makedirs(self.staging)
         self.cache = os.path.join(self.host.root, 'vz/template/cache')
