@@ -22,7 +22,6 @@ from nova import test
 from nova.tests.unit.virt import test_virt_drivers
 import testtools
 
-from nova_openvz import allinone
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
 
@@ -118,7 +117,7 @@ class OpenVZDriverConformance(test_virt_drivers._VirtDriverTestCase,
         self.addCleanup(self._check_not_implemented)
 
         self.vzhost = self.useFixture(sim_fixture.SimulatedHostFixture())
-        self.useFixture(allinone.InProcessPrivsep())
+        self.useFixture(sim_fixture.InProcessPrivsep())
         self._upload_template()
         # The suite made its driver before the host existed; make it again
         # as nova-compute would, with the [openvz] options in place.
