@@ -20,16 +20,27 @@ to run the functional tests on the modelled kernel on a machine that could
 run real containers.  ``real`` fails where the machine cannot.
 """
 
+import copy
 import io
 import json
 import os
 import sys
+import tempfile
+import threading
+import time
+import uuid
 
+import fixtures
 from nova import context as nova_context
 from nova.tests.functional import integrated_helpers
+import os_vif
+from oslo_log import log as logging
 
 from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.simulator import switch
 from nova_openvz.simulator import templates
+
+LOG = logging.getLogger(__name__)
 
 TEMPLATE_IMAGE_ID = 'a5983393-bd48-46e7-8023-3b49cb4d6789'
 
@@ -52,9 +63,18 @@ def busybox_template():
 
 
 class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
-    """Nova's integrated test base with the OpenVZ driver as compute."""
+    """Nova's integrated test base with the OpenVZ driver as compute.
+
+    With ``NETWORKING = True`` the cloud also has a private Open vSwitch
+    (userspace datapath) as the integration bridge, ports made with
+    :meth:`make_port` on Nova's Neutron fixture, and a :class:`PortAgent`
+    that does what Neutron's Open vSwitch agent and server do for Nova:
+    mark a port ACTIVE and send ``network-vif-plugged`` once its device is
+    on the switch.  Those tests need the real kernel backend.
+    """
 
     ADMIN_API = True
+    NETWORKING = False
     microversion = 'latest'
     compute_driver = 'openvz.OpenVZDriver'
 
@@ -65,6 +85,8 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
             sim_fixture.SimulatedHostFixture(kernel=kernel_choice()))
         self.kernel_backend = self.vzhost.backend()
         self.useFixture(sim_fixture.InProcessPrivsep())
+        if self.NETWORKING:
+            self._setup_networking()
         self.flags(compute_driver=self.compute_driver)
         # Nova's wheel installs its paste pipeline under the environment's
         # prefix, not next to the package the harness looks beside.
@@ -72,6 +94,72 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
             sys.prefix, 'etc', 'nova', 'api-paste.ini'), group='wsgi')
         self.template_image = self._upload_template()
         return self._start_compute('compute')
+
+    def _setup_networking(self):
+        why = switch.available()
+        if self.kernel_backend != 'real':
+            why = 'the simulated host runs the modelled kernel'
+        if why:
+            self.skipTest('no real networking here: %s' % why)
+        self.switch = switch.Switch(tempfile.mkdtemp(prefix='nova-ovs-'))
+        self.addCleanup(_remove_tree, self.switch.directory)
+        self.addCleanup(self.switch.stop)
+        self.switch.start()
+        # A bridge of its own, so tests running side by side never share.
+        self.integration_bridge = 'bi%s' % uuid.uuid4().hex[:8]
+        self.switch.add_bridge(self.integration_bridge)
+        self.flags(ovs_bridge=self.integration_bridge, group='neutron')
+        os_vif.initialize()   # registers the [os_vif_ovs] options
+        self.flags(ovsdb_connection=self.switch.connection,
+                   group='os_vif_ovs')
+        os_vif.initialize(reset=True)   # plugins read them when loaded
+        # Nova's Neutron fixture turns the event wait off; Neutron's stand-in
+        # here sends the events, so the wait is real.
+        self.flags(vif_plugging_timeout=60, vif_plugging_is_fatal=True)
+        self._ip_index = 10
+        self.neutron._subnets = {
+            sid: dict(copy.deepcopy(subnet),
+                      dns_nameservers=self.NAMESERVERS[subnet['ip_version']])
+            for sid, subnet in self.neutron._subnets.items()}
+        self.agent = self.useFixture(PortAgent(self))
+        # The fixture's first new port has a fixed ID (its port_2); take it
+        # here so every port of a test, and its device, is unique.
+        self.neutron.create_port()
+
+    #: DNS servers of the test subnets, by IP version.
+    NAMESERVERS = {4: ['192.168.1.53'], 6: ['fd37:44e8:ad06::53']}
+
+    def make_port(self, hybrid=False, active=False):
+        """A port on Nova's fixture network, with addresses of its own."""
+        neutron = self.neutron
+        port = neutron.create_port(
+            {'port': {'network_id': neutron.network_1['id']}})['port']
+        self._ip_index += 1
+        stored = neutron._ports[port['id']]
+        stored.update({
+            'fixed_ips': [
+                {'subnet_id': neutron.subnet_1['id'],
+                 'ip_address': '192.168.1.%d' % self._ip_index},
+                {'subnet_id': neutron.subnet_ipv6_1['id'],
+                 'ip_address': 'fd37:44e8:ad06::%x' % self._ip_index}],
+            'status': 'ACTIVE' if active else 'DOWN',
+            'binding:vif_details': {'datapath_type': 'netdev',
+                                    'port_filter': hybrid,
+                                    'ovs_hybrid_plug': hybrid}})
+        return copy.deepcopy(stored)
+
+    def boot_on_ports(self, name, ports, expected_state='ACTIVE', **extra):
+        """Boot on pre-made ports (as Trove does); ``extra`` joins the body.
+
+        Waits up to a minute: the boot waits for the agent's events.
+        """
+        body = self._build_server(
+            name=name, image_uuid=TEMPLATE_IMAGE_ID, flavor_id='1',
+            networks=[{'port': p['id']} for p in ports])
+        body.update(extra)
+        server = self.api.post_server({'server': body})
+        return self._wait_for_state_change(server, expected_state,
+                                           max_retries=120)
 
     def _upload_template(self):
         ctxt = nova_context.get_admin_context()
@@ -110,3 +198,70 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
             if record.get('name') == server['id']:
                 return record
         return None
+
+
+def _remove_tree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class PortAgent(fixtures.Fixture):
+    """Neutron's Open vSwitch agent and server, as far as Nova sees them.
+
+    Every 0.1 s it looks at the bound ports that are DOWN: once a port's
+    device is on the integration bridge with Neutron's IDs (native) or in
+    its ``qbr`` bridge (hybrid), it marks the port ACTIVE and tells Nova
+    ``network-vif-plugged`` through the API, as Neutron's Nova notifier
+    does.  ``hold`` keeps it quiet, to test a timeout.
+    """
+
+    def __init__(self, test):
+        super().__init__()
+        self.test = test
+        self.hold = False
+        self.sent = []
+
+    def _setUp(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self.addCleanup(self._join)
+
+    def _join(self):
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self):
+        while not self._stop.is_set():
+            if not self.hold:
+                try:
+                    self._scan()
+                except Exception:   # keep going; the test will time out
+                    LOG.exception('Port agent scan failed')
+            time.sleep(0.1)
+
+    def plugged(self, port):
+        device = ('tap' + port['id'])[:14]
+        if port['binding:vif_details'].get('ovs_hybrid_plug'):
+            master = '/sys/class/net/%s/master' % device
+            return os.path.exists(master) and os.path.basename(
+                os.path.realpath(master)).startswith('qbr')
+        try:
+            ofport = self.test.switch.interface(device, 'ofport')
+            ids = self.test.switch.interface(device, 'external_ids')
+        except RuntimeError:
+            return False
+        return ofport not in ('', '[]', '-1') and port['id'] in ids
+
+    def _scan(self):
+        for port in list(self.test.neutron._ports.values()):
+            if port.get('status') != 'DOWN' or not port.get('device_id'):
+                continue
+            if not self.plugged(port):
+                continue
+            port['status'] = 'ACTIVE'
+            self.sent.append(port['id'])
+            self.test.api.api_post('/os-server-external-events', {
+                'events': [{'name': 'network-vif-plugged',
+                            'server_uuid': port['device_id'],
+                            'tag': port['id'], 'status': 'completed'}]})

@@ -87,7 +87,22 @@ tool_opts = [
                     'killed and reported as failed.'),
 ]
 
-ALL_OPTS = host_opts + container_opts + tool_opts
+network_opts = [
+    cfg.StrOpt('network_mode',
+               default='bridged',
+               choices=[('bridged', 'Each Neutron port is a veth pair: the '
+                         'host end is plugged by os-vif (Open vSwitch, '
+                         'native or hybrid), the container end has the '
+                         "port's MAC and addresses."),
+                        ('routed', "The ports' fixed IPs go on the "
+                         "container's venet device and the host routes "
+                         'them (vzctl --ipadd); nothing is plugged into a '
+                         'switch, so Neutron security groups and '
+                         'network-vif-plugged events do not apply.')],
+               help='How containers are connected to Neutron networks.'),
+]
+
+ALL_OPTS = host_opts + container_opts + network_opts + tool_opts
 
 
 def register_opts(conf):

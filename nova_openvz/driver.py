@@ -18,12 +18,15 @@ from oslo_log import log as logging
 from oslo_utils import excutils
 
 from nova_openvz import conf as openvz_conf
+from nova_openvz import configdrive
 from nova_openvz import containers
 from nova_openvz import exception
+from nova_openvz import guest
 from nova_openvz import hostconfig
 from nova_openvz import hostinfo
 from nova_openvz import hosttools
 from nova_openvz import images
+from nova_openvz import network
 from nova_openvz import power
 from nova_openvz import privsep
 from nova_openvz import resources
@@ -33,6 +36,7 @@ CONF = openvz_conf.CONF
 
 TOOLS = ('vzctl', 'vzlist')
 _VERSION_RE = re.compile(r'vzctl version (\d+)\.(\d+)(?:\.(\d+))?')
+_USER_RE = re.compile(r'^[a-z_][a-z0-9_-]{0,31}\Z')
 _HOSTNAME_RE = re.compile(
     r'^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)'
     r'(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z', re.IGNORECASE)
@@ -59,6 +63,7 @@ class OpenVZDriver(driver.ComputeDriver):
                                                   self.host_config)
         self.templates = images.TemplateCache(self.host_config)
         self.hypervisor_version = 0
+        network.initialize()
 
     # Host ------------------------------------------------------------------
 
@@ -160,6 +165,7 @@ class OpenVZDriver(driver.ComputeDriver):
         if driver.block_device_info_get_mapping(block_device_info):
             raise exception.VolumesNotSupported()
         hostname = _checked_hostname(instance)
+        nics = network.nics(network_info)
         template = self.templates.ensure(context, instance, image_meta)
         for attempt in range(CTID_ATTEMPTS):
             ctid = self.allocator.reserve()
@@ -179,21 +185,61 @@ class OpenVZDriver(driver.ComputeDriver):
             finally:
                 self.allocator.release(ctid)
         try:
+            if configdrive.required_by(instance):
+                configdrive.attach(ctid, configdrive.build(
+                    context, instance, network_info, admin_password,
+                    injected_files))
             # Nova's own shutdown_timeout becomes the graceful stop window,
             # so a normal power off needs no extra call (0 means vzctl's
             # default there, hence at least 1).
             hosttools.vzctl('set', ctid, '--save', '--onboot', 'no',
                             '--stop-timeout', max(1, CONF.shutdown_timeout),
-                            *resources.flavor_settings(instance.flavor))
+                            *(resources.flavor_settings(instance.flavor) +
+                              network.set_args(nics) +
+                              network.searchdomain_args(nics)))
             if power_on:
-                hosttools.vzctl('start', ctid, '--wait')
+                self._start(instance, ctid, network_info, nics,
+                            wait_for_ports=True)
         except Exception:
             with excutils.save_and_reraise_exception():
                 self._remove_quietly(ctid, instance)
+                network.unplug(instance, network_info, quiet=True)
+                configdrive.remove(instance)
         finally:
             self.listing.changed(instance.uuid, ctid)
         LOG.info('Container %d created%s', ctid,
                  ' and running' if power_on else '', instance=instance)
+
+    def _start(self, instance, ctid, network_info, nics,
+               wait_for_ports=False):
+        """Plug the ports, start the container, configure its interfaces.
+
+        With ``wait_for_ports``, wait (as libvirt does) for Neutron's
+        network-vif-plugged events of ports not yet active: the host ends
+        appear when vzctl starts the container.
+        """
+        events = network.plugged_events(network_info) if wait_for_ports \
+            else []
+        try:
+            with self.virtapi.wait_for_instance_event(
+                    instance, events, timeout=CONF.vif_plugging_timeout,
+                    error_callback=_neutron_failed):
+                network.plug(instance, network_info)
+                self._changing(instance, 'start', ctid, '--wait',
+                               ok_codes=(0, 32))
+        except nova_exception.InstanceEventTimeout:
+            if CONF.vif_plugging_is_fatal:
+                raise nova_exception.VirtualInterfaceCreateException()
+            LOG.warning('Neutron did not report every port plugged; going '
+                        'on since vif_plugging_is_fatal is False',
+                        instance=instance)
+        self._configure_interfaces(ctid, nics)
+
+    def _configure_interfaces(self, ctid, nics):
+        """Write and apply the interfaces' addresses inside the guest."""
+        if nics and not network.routed():
+            hosttools.vzctl('exec2', ctid, '-',
+                            stdin=guest.network_script(nics))
 
     def _create(self, ctid, instance, template, hostname):
         args = ['create', ctid, '--ostemplate', template,
@@ -211,6 +257,7 @@ class OpenVZDriver(driver.ComputeDriver):
         hosttools.vzctl('stop', ctid, '--fast', ok_codes=(0, 14))
         hosttools.vzctl('destroy', ctid, ok_codes=(0, 14))
         privsep.remove_destroyed_configs(ctid)
+        privsep.remove_config_drive_scripts(ctid)
 
     def _remove_quietly(self, ctid, instance):
         """Clean up after a failed spawn without hiding its error."""
@@ -240,23 +287,26 @@ class OpenVZDriver(driver.ComputeDriver):
         With ``destroy_disks=False`` the container is only stopped, so its
         disk and config stay for a later start on this host.
         """
+        self.cleanup(context, instance, network_info, block_device_info,
+                     destroy_disks)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
         container = self.listing.find(instance.uuid, fresh=True)
         if container is None:
             LOG.info('Container already gone', instance=instance)
-            return
-        if destroy_disks:
+        elif destroy_disks:
             try:
                 self._remove(container.ctid)
             finally:
                 self.listing.forget(instance.uuid)
         else:
             self._changing(instance, 'stop', container.ctid, '--fast')
-
-    def cleanup(self, context, instance, network_info, block_device_info=None,
-                destroy_disks=True, migrate_data=None, destroy_vifs=True,
-                destroy_secrets=True):
-        self.destroy(context, instance, network_info, block_device_info,
-                     destroy_disks)
+        if destroy_vifs:
+            network.unplug(instance, network_info, quiet=True)
+        if destroy_disks:
+            configdrive.remove(instance)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
@@ -277,27 +327,98 @@ class OpenVZDriver(driver.ComputeDriver):
 
         vzctl sends the halt once and kills the container when its
         STOP_TIMEOUT expires, so ``retry_interval`` has nothing to repeat.
+        The ports are unplugged once the container is down.
         """
         ctid = self._container(instance).ctid
         if not timeout:
             self._changing(instance, 'stop', ctid, '--fast')
-            return
-        saved = self.host_config.container_config(ctid)
-        if saved.get('STOP_TIMEOUT') != str(timeout):
-            hosttools.vzctl('set', ctid, '--save', '--stop-timeout', timeout)
-        self._changing(instance, 'stop', ctid)
+        else:
+            saved = self.host_config.container_config(ctid)
+            if saved.get('STOP_TIMEOUT') != str(timeout):
+                hosttools.vzctl('set', ctid, '--save', '--stop-timeout',
+                                timeout)
+            self._changing(instance, 'stop', ctid)
+        network.unplug(instance, instance.get_network_info(), quiet=True)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
         ctid = self._container(instance).ctid
-        # Exit 32: already running, which is what was asked.
-        self._changing(instance, 'start', ctid, '--wait', ok_codes=(0, 32))
+        netif = self.host_config.container_config(ctid).get('NETIF')
+        self._start(instance, ctid, network_info,
+                    network.nics(network_info, netif))
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
         container = self._container(instance)
         if power.from_vzlist(container.status) != power_state.RUNNING:
             self.power_on(context, instance, network_info, block_device_info)
+        else:
+            network.plug(instance, network_info)
+
+    # Networking --------------------------------------------------------------
+
+    def plug_vifs(self, instance, network_info):
+        network.plug(instance, network_info)
+
+    def unplug_vifs(self, instance, network_info):
+        network.unplug(instance, network_info)
+
+    def attach_interface(self, context, instance, image_meta, vif):
+        """Give the container a new port; live when it runs."""
+        container = self._container(instance)
+        if network.routed():
+            raise nova_exception.InterfaceAttachFailed(
+                instance_uuid=instance.uuid)
+        netif = self.host_config.container_config(container.ctid).get('NETIF')
+        nic = network.nics([vif], netif)[0]
+        network.plug(instance, [vif])
+        running = power.from_vzlist(container.status) == power_state.RUNNING
+        try:
+            # Live on a running container; saved for the next start anyway.
+            self._changing(instance, 'set', container.ctid, '--save',
+                           '--netif_add', nic.netif_add())
+            if running:
+                self._configure_interfaces(container.ctid, [nic])
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                network.unplug(instance, [vif], quiet=True)
+
+    def detach_interface(self, context, instance, vif):
+        container = self._container(instance)
+        netif = self.host_config.container_config(container.ctid).get('NETIF')
+        ifname = network.interface_of(vif, netif)
+        if ifname is None:
+            LOG.warning('Port %s is not in the container; nothing to detach',
+                        vif['id'], instance=instance)
+        else:
+            if power.from_vzlist(container.status) == power_state.RUNNING:
+                hosttools.vzctl('exec2', container.ctid, '-',
+                                stdin=guest.remove_interface_script(ifname))
+            self._changing(instance, 'set', container.ctid, '--save',
+                           '--netif_del', ifname)
+        network.unplug(instance, [vif])
+
+    # Inside the guest ----------------------------------------------------
+
+    def set_admin_password(self, instance, new_pass):
+        """Set the password with the guest's chpasswd; never in an argv."""
+        user = instance.image_meta.properties.get('os_admin_user', 'root')
+        if not _USER_RE.match(user):
+            raise nova_exception.InvalidInput(
+                reason='os_admin_user %r is not a user name' % user)
+        try:
+            script = guest.password_script(user, new_pass)
+        except ValueError as e:
+            raise nova_exception.InvalidInput(reason=str(e))
+        ctid = self._container(instance).ctid
+        hosttools.vzctl('exec2', ctid, '-', stdin=script)
+
+
+def _neutron_failed(event_name, instance):
+    LOG.error('Neutron reported failure on event %(event)s',
+              {'event': event_name}, instance=instance)
+    if CONF.vif_plugging_is_fatal:
+        raise nova_exception.VirtualInterfaceCreateException()
 
 
 def _is_executable(path):

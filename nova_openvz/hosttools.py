@@ -77,10 +77,10 @@ def _error_for(call):
     return error_class(**kwargs)
 
 
-def _invoke(tool, argv):
+def _invoke(tool, argv, stdin):
     started = time.monotonic()
     exit_code, stdout, stderr = privsep.run_host_tool(
-        tool, argv, CONF.openvz.tool_timeout)
+        tool, argv, CONF.openvz.tool_timeout, stdin)
     call = ToolCall(tool, tuple(argv), exit_code, stdout, stderr,
                     time.monotonic() - started)
     LOG.debug('%(tool)s %(argv)s exited %(code)s in %(secs).3fs',
@@ -91,16 +91,17 @@ def _invoke(tool, argv):
     return call
 
 
-def run(tool, *argv, ok_codes=(0,)):
+def run(tool, *argv, ok_codes=(0,), stdin=None):
     """Run a host tool and return its :class:`ToolCall`.
 
     :param ok_codes: exit codes that count as success for this call.
+    :param stdin: text for the tool's standard input (never logged).
     :raises: a :class:`nova_openvz.exception.HostToolError` subclass.
     """
     argv = [str(word) for word in argv]
     wait = CONF.openvz.lock_retry_interval
     for attempt in range(CONF.openvz.lock_retries + 1):
-        call = _invoke(tool, argv)
+        call = _invoke(tool, argv, stdin)
         last = attempt == CONF.openvz.lock_retries
         if call.exit_code != EXIT_LOCKED or last:
             break
@@ -113,8 +114,8 @@ def run(tool, *argv, ok_codes=(0,)):
     raise _error_for(call)
 
 
-def vzctl(*argv, ok_codes=(0,)):
-    return run('vzctl', *argv, ok_codes=ok_codes)
+def vzctl(*argv, ok_codes=(0,), stdin=None):
+    return run('vzctl', *argv, ok_codes=ok_codes, stdin=stdin)
 
 
 def vzlist(*argv, ok_codes=(0,)):

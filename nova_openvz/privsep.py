@@ -164,14 +164,17 @@ def validate_vzlist_argv(args):
 _VALIDATORS = {'vzctl': validate_vzctl_argv, 'vzlist': validate_vzlist_argv}
 
 
-def _run(tool, args, timeout):
+MAX_STDIN = 1024 * 1024
+
+
+def _run(tool, args, timeout, stdin=None):
     path = os.path.join(CONF.openvz.tools_dir, tool)
     started = {}
     env = {'LC_ALL': 'C', 'PATH': '/usr/sbin:/usr/bin:/sbin:/bin'}
     try:
         stdout, stderr = processutils.execute(
             path, *args, check_exit_code=False, timeout=timeout,
-            env_variables=env,
+            env_variables=env, process_input=stdin,
             on_execute=lambda proc: started.setdefault('proc', proc))
     except subprocess.TimeoutExpired:
         proc = started['proc']
@@ -182,8 +185,12 @@ def _run(tool, args, timeout):
 
 
 @vz_pctxt.entrypoint
-def run_host_tool(tool, args, timeout):
+def run_host_tool(tool, args, timeout, stdin=None):
     """Run ``tool`` (vzctl or vzlist) with a validated argv.
+
+    ``stdin`` (text) is given to the tool on its standard input: scripts
+    for ``vzctl exec2 <CT> -``, which may carry secrets that must not be
+    on any command line.
 
     :returns: ``(exit_code, stdout, stderr)``; exit_code is None when the
         call was killed after ``timeout`` seconds.
@@ -192,7 +199,11 @@ def run_host_tool(tool, args, timeout):
     if validator is None:
         raise ArgumentRejected('tool %r is not allowed' % (tool,))
     validator(args)
-    return _run(tool, list(args), int(timeout))
+    if stdin is not None and (not isinstance(stdin, str) or
+                              len(stdin) > MAX_STDIN):
+        raise ArgumentRejected('stdin must be text of at most %d bytes'
+                               % MAX_STDIN)
+    return _run(tool, list(args), int(timeout), stdin)
 
 
 _TEMPLATE_FILE_RE = re.compile(
@@ -237,5 +248,85 @@ def remove_destroyed_configs(ctid):
     conf_dir = hostconfig.HostConfig().conf_dir
     for suffix in DESTROYED_SUFFIXES:
         path = os.path.join(conf_dir, '%d.%s.destroyed' % (ctid, suffix))
+        if os.path.lexists(path):
+            os.unlink(path)
+
+
+# -- config drive --------------------------------------------------------------
+
+_SAFE_PATH_RE = re.compile(r'^/[A-Za-z0-9._/-]+\Z')
+
+#: The container's mount action script: vzctl runs it on the host after
+#: mounting VE_ROOT, before init starts, so nothing in the guest runs yet.
+#: A guest may have made the mount point a symlink to a host path: refuse.
+_MOUNT_SCRIPT = """#!/bin/sh
+# Written by nova-openvz: the instance's config drive, read-only.
+SOURCE='%(source)s'
+TARGET='%(target)s'
+if [ -L "$TARGET" ] || { [ -e "$TARGET" ] && [ ! -d "$TARGET" ]; }; then
+    echo "$TARGET is not a directory; config drive not mounted" >&2
+    exit 1
+fi
+mkdir -p "$TARGET"
+mount -n --bind "$SOURCE" "$TARGET"
+mount -n -o remount,bind,ro "$TARGET"
+"""
+_UMOUNT_SCRIPT = """#!/bin/sh
+# Written by nova-openvz: unmount the config drive before VE_ROOT.
+TARGET='%(target)s'
+if grep -qs " $TARGET " /proc/mounts; then
+    umount -n "$TARGET"
+fi
+exit 0
+"""
+
+
+def _checked_path(path):
+    if not isinstance(path, str) or not _SAFE_PATH_RE.match(path) or \
+            '..' in path.split('/'):
+        raise ArgumentRejected('unusable path %r' % (path,))
+    return path
+
+
+@vz_pctxt.entrypoint
+def write_config_drive_scripts(ctid, source):
+    """Write ``<CTID>.mount``/``.umount`` that show ``source`` read-only.
+
+    ``source`` must be a real directory under Nova's ``instances_path``.
+    """
+    from nova_openvz import hostconfig
+    from nova_openvz import vzconf
+
+    _check_ctid(str(int(ctid)))
+    _checked_path(source)
+    if not _inside(source, CONF.instances_path) or \
+            os.path.islink(source) or not os.path.isdir(source):
+        raise ArgumentRejected('%r is not a config drive directory'
+                               % (source,))
+    host = hostconfig.HostConfig()
+    ve_root = host.container_config(ctid).get('VE_ROOT') or \
+        host.values['VE_ROOT']
+    target = _checked_path(os.path.join(
+        vzconf.expand_veid(ve_root, ctid), 'config-drive'))
+    values = {'source': os.path.realpath(source), 'target': target}
+    for suffix, text in (('mount', _MOUNT_SCRIPT),
+                         ('umount', _UMOUNT_SCRIPT)):
+        path = os.path.join(host.conf_dir, '%d.%s' % (ctid, suffix))
+        partial = path + '.partial'
+        with open(partial, 'w') as f:
+            f.write(text % values)
+        os.chmod(partial, 0o755)
+        os.replace(partial, path)
+
+
+@vz_pctxt.entrypoint
+def remove_config_drive_scripts(ctid):
+    """Remove the container's config drive mount scripts, if any."""
+    from nova_openvz import hostconfig
+
+    _check_ctid(str(int(ctid)))
+    conf_dir = hostconfig.HostConfig().conf_dir
+    for suffix in ('mount', 'umount'):
+        path = os.path.join(conf_dir, '%d.%s' % (ctid, suffix))
         if os.path.lexists(path):
             os.unlink(path)

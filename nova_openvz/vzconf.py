@@ -185,3 +185,18 @@ def parse_diskspace(text):
 
 def format_diskspace(soft_kb, hard_kb):
     return '%d:%d' % (soft_kb, hard_kb)
+
+
+def netif_devices(text):
+    """NETIF value -> list of dicts (``ifname=...,mac=...;...``)."""
+    devices = []
+    for item in (text or '').split(';'):
+        if not item.strip():
+            continue
+        device = {}
+        for pair in item.split(','):
+            key, _, value = pair.partition('=')
+            device[key.strip()] = value.strip()
+        if device.get('ifname'):
+            devices.append(device)
+    return devices

@@ -218,3 +218,7 @@ class InProcessPrivsep(fixtures.Fixture):
     def _setUp(self):
         self.useFixture(fixtures.MockPatchObject(
             privsep.vz_pctxt, 'client_mode', False))
+        # os-vif's Open vSwitch plugin has a privileged context of its own.
+        from vif_plug_ovs import privsep as ovs_privsep
+        self.useFixture(fixtures.MockPatchObject(
+            ovs_privsep.vif_plug, 'client_mode', False))

@@ -39,6 +39,7 @@ import sys
 import time
 
 from nova_openvz.simulator import hostfs
+from nova_openvz import vzconf
 
 #: Environment of commands run by exec, as vzctl sets it.
 EXEC_ENV = {'HOME': '/', 'TERM': 'linux',
@@ -372,19 +373,8 @@ def read_dump(ctid, dumpfile):
                           % (dumpfile, exc))
 
 
-def netif_devices(text):
-    """NETIF value -> list of dicts (``ifname=...,mac=...;...``)."""
-    devices = []
-    for item in (text or '').split(';'):
-        if not item.strip():
-            continue
-        device = {}
-        for pair in item.split(','):
-            key, _, value = pair.partition('=')
-            device[key.strip()] = value.strip()
-        if device.get('ifname'):
-            devices.append(device)
-    return devices
+#: NETIF value -> list of dicts; the driver reads NETIF the same way.
+netif_devices = vzconf.netif_devices
 
 
 def generated_mac(ctid, *seed):

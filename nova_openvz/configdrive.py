@@ -1,0 +1,87 @@
+"""Config drive for containers: a read-only directory at ``/config-drive``.
+
+A container has no CD-ROM, so the config drive is its contents: the files
+Nova's own metadata code puts on a config drive
+(``InstanceMetadata.metadata_for_config_drive``), written under
+``<instances_path>/<uuid>/config-drive`` and bind-mounted read-only at
+``/config-drive`` inside the container by the container's mount action
+script (``/etc/vz/conf/<CTID>.mount``, which vzctl runs on the host each
+time it mounts the container; ``<CTID>.umount`` undoes it).  cloud-init's
+ConfigDrive datasource reads that directory (``/config-drive``), and its
+ds-identify counts a ``/config-drive/openstack/<version>/meta_data.json``
+as the platform's sign, which a container cannot give through DMI.
+"""
+
+import os
+import shutil
+
+from nova.api.metadata import base as instance_metadata
+from nova.virt import configdrive as nova_configdrive
+from oslo_log import log as logging
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import privsep
+
+LOG = logging.getLogger(__name__)
+CONF = openvz_conf.CONF
+
+#: Where cloud-init's ConfigDrive datasource looks for a directory.
+GUEST_PATH = '/config-drive'
+
+
+def required_by(instance):
+    return nova_configdrive.required_by(instance)
+
+
+def directory(instance):
+    return os.path.join(CONF.instances_path, instance.uuid, 'config-drive')
+
+
+def build(context, instance, network_info, admin_password, injected_files):
+    """Write the config drive's files; return their directory."""
+    extra_md = {'admin_pass': admin_password} if admin_password else {}
+    metadata = instance_metadata.InstanceMetadata(
+        instance, content=injected_files, extra_md=extra_md,
+        network_info=network_info, request_context=context)
+    target = directory(instance)
+    partial = target + '.partial'
+    shutil.rmtree(partial, ignore_errors=True)
+    # Only the guest's root may read it (it can hold the admin password).
+    os.makedirs(partial, mode=0o700)
+    try:
+        for path, data in metadata.metadata_for_config_drive():
+            _write(partial, path, data)
+        shutil.rmtree(target, ignore_errors=True)
+        os.rename(partial, target)
+    except Exception:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    LOG.info('Config drive written to %s', target, instance=instance)
+    return target
+
+
+def _write(base, path, data):
+    full = os.path.normpath(os.path.join(base, path))
+    if os.path.commonpath([full, base]) != base:
+        raise ValueError('config drive path %r leaves its directory' % path)
+    os.makedirs(os.path.dirname(full), mode=0o755, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode('utf-8')
+    with open(full, 'wb') as f:
+        f.write(data)
+
+
+def attach(ctid, source):
+    """Have vzctl show ``source`` read-only inside container ``ctid``."""
+    privsep.write_config_drive_scripts(ctid, source)
+
+
+def remove(instance, ctid=None):
+    """Forget the config drive: its mount scripts and its files."""
+    if ctid is not None:
+        privsep.remove_config_drive_scripts(ctid)
+    shutil.rmtree(directory(instance), ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(directory(instance)))
+    except OSError:
+        pass   # not empty (other files of the instance) or gone

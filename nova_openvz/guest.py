@@ -1,0 +1,192 @@
+"""Configuration written inside the guest.
+
+vzctl configures the host name, DNS and venet addresses inside a container
+with its distribution scripts; the addresses of veth interfaces are the
+guest's own business.  The driver writes them itself, the way the guest's
+distribution keeps them, and applies them to the running container:
+
+* Debian and Ubuntu (ifupdown): ``/etc/network/interfaces.d/<ifname>``,
+  sourced from ``/etc/network/interfaces`` (Debian's file already sources
+  the whole directory; otherwise one ``source`` line per interface is
+  added);
+* RHEL family (network-scripts): ``/etc/sysconfig/network-scripts/``
+  ``ifcfg-<ifname>``, ``route-<ifname>`` and ``route6-<ifname>``.
+
+The guest is recognised from inside: ``/etc/sysconfig/network-scripts``
+or ``/etc/redhat-release`` means RHEL family, anything else Debian.
+
+Everything runs as one shell script given to ``vzctl exec2 <CT> -`` on its
+standard input, inside the container's own root, so guest paths are
+resolved by the guest (a symlink there cannot point the host at its own
+files) and secrets never appear on a command line.
+"""
+
+import ipaddress
+
+#: Ends every here-document; the values inside are validated not to hold
+#: a line of their own (addresses, names, hashes).
+_EOF = 'NOVA_OPENVZ_EOF'
+
+_DETECT = """set -e
+if [ -d /etc/sysconfig/network-scripts ] || [ -f /etc/redhat-release ]; then
+    layout=rhel
+else
+    layout=debian
+fi
+put() { mkdir -p "${1%/*}"; cat > "$1"; }
+"""
+
+_DEBIAN_SOURCE = """if ! grep -qs '^source /etc/network/interfaces.d/\\*' \\
+        /etc/network/interfaces &&
+   ! grep -qxs 'source /etc/network/interfaces.d/%(ifname)s' \\
+        /etc/network/interfaces; then
+    echo 'source /etc/network/interfaces.d/%(ifname)s' \\
+        >> /etc/network/interfaces
+fi
+"""
+
+
+def _netmask(address):
+    network = ipaddress.ip_interface('%s/%d' % (address.address,
+                                                address.prefixlen))
+    if address.version == 4:
+        return str(network.netmask)
+    return str(address.prefixlen)
+
+
+def debian_stanzas(nic):
+    """The ifupdown stanzas of one interface."""
+    lines = ['# Written by nova-openvz for port %s' % nic.port_id,
+             'auto %s' % nic.ifname]
+    for version, family in ((4, 'inet'), (6, 'inet6')):
+        addresses = [a for a in nic.addresses if a.version == version]
+        if not addresses:
+            continue
+        first = addresses[0]
+        lines += ['iface %s %s static' % (nic.ifname, family),
+                  '    address %s' % first.address,
+                  '    netmask %s' % _netmask(first)]
+        gateways = [g for g in nic.gateways if g.version == version]
+        if gateways:
+            lines.append('    gateway %s' % gateways[0].gateway)
+        if nic.mtu and version == 4:
+            lines.append('    mtu %d' % nic.mtu)
+        ip = 'ip' if version == 4 else 'ip -6'
+        for extra in addresses[1:]:
+            lines.append('    up %s addr add %s/%d dev %s' % (
+                ip, extra.address, extra.prefixlen, nic.ifname))
+        for route in nic.routes:
+            if route.version == version:
+                lines.append('    up %s route add %s via %s dev %s' % (
+                    ip, route.cidr, route.gateway, nic.ifname))
+    return '\n'.join(lines) + '\n'
+
+
+def rhel_files(nic):
+    """``{file name: text}`` of one interface under network-scripts."""
+    ifcfg = ['# Written by nova-openvz for port %s' % nic.port_id,
+             'DEVICE=%s' % nic.ifname, 'HWADDR=%s' % nic.mac,
+             'ONBOOT=yes', 'BOOTPROTO=none', 'TYPE=Ethernet']
+    v4 = [a for a in nic.addresses if a.version == 4]
+    v6 = [a for a in nic.addresses if a.version == 6]
+    for index, address in enumerate(v4):
+        suffix = str(index) if index else ''
+        ifcfg += ['IPADDR%s=%s' % (suffix, address.address),
+                  'PREFIX%s=%d' % (suffix, address.prefixlen)]
+    for gateway in nic.gateways:
+        if gateway.version == 4:
+            ifcfg.append('GATEWAY=%s' % gateway.gateway)
+            break
+    if v6:
+        ifcfg += ['IPV6INIT=yes', 'IPV6_AUTOCONF=no',
+                  'IPV6ADDR=%s/%d' % (v6[0].address, v6[0].prefixlen)]
+        if len(v6) > 1:
+            ifcfg.append('IPV6ADDR_SECONDARIES="%s"' % ' '.join(
+                '%s/%d' % (a.address, a.prefixlen) for a in v6[1:]))
+        for gateway in nic.gateways:
+            if gateway.version == 6:
+                ifcfg.append('IPV6_DEFAULTGW=%s' % gateway.gateway)
+                break
+    if nic.mtu:
+        ifcfg.append('MTU=%d' % nic.mtu)
+    files = {'ifcfg-' + nic.ifname: '\n'.join(ifcfg) + '\n'}
+    for version, name in ((4, 'route-'), (6, 'route6-')):
+        routes = ['%s via %s dev %s' % (r.cidr, r.gateway, nic.ifname)
+                  for r in nic.routes if r.version == version]
+        if routes:
+            files[name + nic.ifname] = '\n'.join(routes) + '\n'
+    return files
+
+
+def _heredoc(path, text):
+    return 'put %s <<\'%s\'\n%s%s\n' % (path, _EOF, text, _EOF)
+
+
+def _live(nic):
+    """Commands that give the running container the interface's config."""
+    commands = ['ip link set dev %s up' % nic.ifname]
+    if nic.mtu:
+        commands.insert(0, 'ip link set dev %s mtu %d' % (nic.ifname,
+                                                          nic.mtu))
+    for address in nic.addresses:
+        commands.append('ip %s addr replace %s/%d dev %s' % (
+            '-4' if address.version == 4 else '-6', address.address,
+            address.prefixlen, nic.ifname))
+    for gateway in nic.gateways:
+        commands.append('ip %s route replace default via %s dev %s' % (
+            '-4' if gateway.version == 4 else '-6', gateway.gateway,
+            nic.ifname))
+    for route in nic.routes:
+        commands.append('ip %s route replace %s via %s dev %s' % (
+            '-4' if route.version == 4 else '-6', route.cidr, route.gateway,
+            nic.ifname))
+    return commands
+
+
+def network_script(nic_list):
+    """Shell script that writes and applies the interfaces ``nic_list``."""
+    parts = [_DETECT, 'if [ "$layout" = rhel ]; then\n']
+    for nic in nic_list:
+        for name, text in sorted(rhel_files(nic).items()):
+            parts.append(_heredoc('/etc/sysconfig/network-scripts/' + name,
+                                  text))
+    parts.append('else\n')
+    for nic in nic_list:
+        parts.append(_heredoc('/etc/network/interfaces.d/' + nic.ifname,
+                              debian_stanzas(nic)))
+        parts.append(_DEBIAN_SOURCE % {'ifname': nic.ifname})
+    parts.append('fi\n')
+    # Applied live too: the guest's init brought its interfaces up before
+    # these files existed.  A guest without ip(8) gets them at next boot.
+    parts.append('command -v ip >/dev/null 2>&1 || exit 0\n')
+    for nic in nic_list:
+        parts += [command + '\n' for command in _live(nic)]
+    return ''.join(parts)
+
+
+def remove_interface_script(ifname):
+    """Shell script that forgets interface ``ifname``'s configuration."""
+    return (_DETECT +
+            'rm -f /etc/sysconfig/network-scripts/ifcfg-%(i)s '
+            '/etc/sysconfig/network-scripts/route-%(i)s '
+            '/etc/sysconfig/network-scripts/route6-%(i)s '
+            '/etc/network/interfaces.d/%(i)s\n'
+            'if [ -f /etc/network/interfaces ]; then\n'
+            '    grep -vx "source /etc/network/interfaces.d/%(i)s" '
+            '/etc/network/interfaces > /etc/network/interfaces.nova || :\n'
+            '    cat /etc/network/interfaces.nova > /etc/network/interfaces\n'
+            '    rm -f /etc/network/interfaces.nova\n'
+            'fi\n' % {'i': ifname})
+
+
+def password_script(user, password):
+    """Shell script that sets ``user``'s password with the guest's tools.
+
+    The password travels on the script's standard input only (chpasswd
+    reads it from a here-document), never on a command line.
+    """
+    if '\n' in password or '\r' in password or '\0' in password:
+        raise ValueError('a password cannot hold line breaks')
+    return ('set -e\n'
+            'chpasswd <<\'%(eof)s\'\n%(user)s:%(password)s\n%(eof)s\n'
+            % {'eof': _EOF, 'user': user, 'password': password})

@@ -1,0 +1,265 @@
+"""Neutron ports as container network devices.
+
+Bridged mode (the default): every port becomes a veth pair that vzctl
+makes at container start from the container's NETIF.  The container end is
+``eth<N>`` with the port's MAC; the host end keeps the name Nova gives the
+port's device (``tap<port id>``), so Neutron's agent finds it, and its
+firewall and anti-spoofing rules apply there, on the host.  os-vif plugs
+the port before the container starts:
+
+* Open vSwitch hybrid (``VIFBridge``): os-vif makes the per-port Linux
+  bridge ``qbr...`` joined to the integration bridge; vzctl puts the host
+  end into that bridge (NETIF ``bridge=``).
+* native Open vSwitch (``VIFOpenVSwitch``): os-vif adds the host end to the
+  integration bridge with Neutron's external IDs, before the device exists;
+  Open vSwitch attaches it when vzctl creates it.
+
+Routed mode (``[openvz] network_mode = routed``): the ports' fixed IPs go
+on the container's venet device (vzctl ``--ipadd``) and the host routes
+them; nothing is plugged into a switch.
+"""
+
+import collections
+import ipaddress
+import re
+
+from nova import exception as nova_exception
+from nova.network import model as network_model
+from nova.network import os_vif_util
+import os_vif
+from oslo_log import log as logging
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import vzconf
+
+LOG = logging.getLogger(__name__)
+CONF = openvz_conf.CONF
+
+#: Linux limits interface names to IFNAMSIZ - 1 characters.
+_IFNAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z')
+_MAC_RE = re.compile(r'^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z')
+_PORT_ID_RE = re.compile(r'^[A-Za-z0-9-]{1,64}\Z')
+
+Address = collections.namedtuple('Address', 'version address prefixlen')
+Route = collections.namedtuple('Route', 'version cidr gateway')
+
+
+class Nic(object):
+    """One port as the container sees it and as vzctl makes it."""
+
+    def __init__(self, vif, ifname):
+        self.vif = vif
+        self.ifname = ifname
+        self.port_id = vif['id']
+        self.mac = vif['address'].upper()
+        self.host_ifname = _host_ifname(vif)
+        self.mtu = vif['network'].get_meta('mtu') if vif.get('network') \
+            else None
+        self.addresses = []
+        self.gateways = []
+        self.routes = []
+        self.nameservers = []
+        for subnet in (vif.get('network') or {}).get('subnets', []):
+            prefixlen = subnet.as_netaddr().prefixlen
+            version = subnet['version']
+            for ip in subnet['ips']:
+                self.addresses.append(Address(version, ip['address'],
+                                              prefixlen))
+            gateway = (subnet.get('gateway') or {}).get('address')
+            if gateway:
+                self.gateways.append(Route(version, None, gateway))
+            for route in subnet.get('routes') or []:
+                self.routes.append(Route(version, route['cidr'],
+                                         route['gateway']['address']))
+            for dns in subnet.get('dns') or []:
+                if dns['address'] not in self.nameservers:
+                    self.nameservers.append(dns['address'])
+        _check_name(self.host_ifname, vif)
+        _check_values(self)
+        if not _MAC_RE.match(self.mac):
+            raise nova_exception.InvalidInput(
+                reason='port %s has no usable MAC address %r'
+                       % (self.port_id, vif['address']))
+
+    @property
+    def bridge(self):
+        """The Linux bridge vzctl joins the host end to, or None."""
+        osvif = to_osvif(self.vif)
+        if osvif is not None and hasattr(osvif, 'bridge_name') and \
+                not isinstance(osvif, os_vif.objects.vif.VIFOpenVSwitch):
+            return osvif.bridge_name
+        return None
+
+    def netif_add(self):
+        """``--netif_add``'s value: the host MAC is left to vzctl."""
+        return '%s,%s,%s,,%s' % (self.ifname, self.mac, self.host_ifname,
+                                 self.bridge or '')
+
+
+def _check_name(name, vif):
+    if not _IFNAME_RE.match(name or ''):
+        raise nova_exception.InvalidInput(
+            reason='port %s has an unusable device name %r'
+                   % (vif['id'], name))
+
+
+def _check_values(nic):
+    """Refuse what could not be an address: it goes into guest files."""
+    try:
+        if not _PORT_ID_RE.match(nic.port_id):
+            raise ValueError('bad port ID')
+        for address in nic.addresses:
+            ipaddress.ip_address(address.address)
+        for route in nic.gateways + nic.routes:
+            ipaddress.ip_address(route.gateway)
+            if route.cidr:
+                ipaddress.ip_network(route.cidr, strict=False)
+        for nameserver in nic.nameservers:
+            ipaddress.ip_address(nameserver)
+        if nic.mtu is not None:
+            nic.mtu = int(nic.mtu)
+    except ValueError as e:
+        raise nova_exception.InvalidInput(
+            reason='port %r has unusable network data: %s'
+                   % (nic.port_id, e))
+
+
+def routed():
+    return CONF.openvz.network_mode == 'routed'
+
+
+def nics(network_info, netif=None):
+    """The ports of ``network_info`` as :class:`Nic`, in order.
+
+    ``netif`` is the container's NETIF value: a port whose device is
+    already there keeps its container interface name (the host end of each
+    veth is named after the port's device, so NETIF alone says which port
+    each interface carries); new ports get the lowest free ``ethN``.
+    """
+    devices = vzconf.netif_devices(netif)
+    by_host_name = {d.get('host_ifname'): d['ifname'] for d in devices}
+    taken = {d['ifname'] for d in devices}
+    result = []
+    for vif in network_info or []:
+        ifname = by_host_name.get(_host_ifname(vif))
+        if ifname is None:
+            ifname = _free_ifname(taken)
+            taken.add(ifname)
+        result.append(Nic(vif, ifname))
+    return result
+
+
+def _host_ifname(vif):
+    return vif.get('devname') or ('tap' + vif['id'])[:14]
+
+
+def _free_ifname(taken):
+    index = 0
+    while 'eth%d' % index in taken:
+        index += 1
+    return 'eth%d' % index
+
+
+def interface_of(vif, netif):
+    """The container interface carrying port ``vif``, or None."""
+    for device in vzconf.netif_devices(netif):
+        if device.get('host_ifname') == _host_ifname(vif):
+            return device['ifname']
+    return None
+
+
+def set_args(nic_list):
+    """vzctl set arguments that give the container these ports."""
+    args = []
+    if routed():
+        for nic in nic_list:
+            for address in nic.addresses:
+                args += ['--ipadd', address.address]
+    else:
+        for nic in nic_list:
+            args += ['--netif_add', nic.netif_add()]
+    nameservers = []
+    for nic in nic_list:
+        nameservers += [ns for ns in nic.nameservers if ns not in nameservers]
+    for nameserver in nameservers:
+        args += ['--nameserver', nameserver]
+    return args
+
+
+def searchdomain_args(nic_list):
+    """``--searchdomain``: the domain Nova gives instance host names."""
+    if nic_list and CONF.api.dhcp_domain:
+        return ['--searchdomain', CONF.api.dhcp_domain]
+    return []
+
+
+def to_osvif(vif):
+    """The os-vif object of a Nova VIF, or None when os-vif has no plugin."""
+    try:
+        return os_vif_util.nova_to_osvif_vif(vif)
+    except nova_exception.NovaException as e:
+        raise nova_exception.VirtualInterfacePlugException(
+            'port %s cannot be plugged: %s' % (vif['id'],
+                                               e.format_message()))
+
+
+def _plug_object(vif):
+    osvif = to_osvif(vif)
+    if osvif is None:
+        raise nova_exception.VirtualInterfacePlugException(
+            'port %s has VIF type %s, which os-vif cannot plug'
+            % (vif['id'], vif['type']))
+    profile = getattr(osvif, 'port_profile', None)
+    if isinstance(osvif, os_vif.objects.vif.VIFOpenVSwitch) and \
+            profile is not None and 'create_port' in profile.fields:
+        # No hypervisor adds the device to the switch, as libvirt does
+        # for VMs: os-vif adds the port, with Neutron's IDs, ahead of the
+        # veth that vzctl makes at start.
+        profile.create_port = True
+    return osvif
+
+
+def plug(instance, network_info):
+    """Plug every port with os-vif (nothing in routed mode)."""
+    if routed():
+        return
+    info = os_vif_util.nova_to_osvif_instance(instance)
+    for vif in network_info or []:
+        osvif = _plug_object(vif)
+        LOG.debug('Plugging %s', osvif, instance=instance)
+        try:
+            os_vif.plug(osvif, info)
+        except Exception as e:
+            raise nova_exception.VirtualInterfacePlugException(
+                'os-vif could not plug port %s: %s' % (vif['id'], e))
+
+
+def unplug(instance, network_info, quiet=False):
+    """Unplug every port; ``quiet`` logs failures instead of raising."""
+    if routed():
+        return
+    info = os_vif_util.nova_to_osvif_instance(instance)
+    for vif in network_info or []:
+        try:
+            os_vif.unplug(_plug_object(vif), info)
+        except Exception as e:
+            if not quiet:
+                raise nova_exception.VirtualInterfaceUnplugException(
+                    reason='port %s: %s' % (vif['id'], e))
+            LOG.warning('Could not unplug port %s: %s', vif['id'], e,
+                        instance=instance)
+
+
+def plugged_events(network_info):
+    """Neutron events to wait for: ports not yet active (as libvirt)."""
+    if routed() or not CONF.vif_plugging_timeout:
+        return []
+    return [('network-vif-plugged', vif['id'])
+            for vif in network_info or []
+            if vif.get('active', True) is False and
+            vif['vnic_type'] != network_model.VNIC_TYPE_REMOTE_MANAGED]
+
+
+def initialize():
+    """Load os-vif's plugins (once per process)."""
+    os_vif.initialize()

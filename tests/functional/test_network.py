@@ -1,0 +1,213 @@
+"""Neutron ports, guest network set-up and config drive through Nova's API.
+
+Real containers on the simulated host, plugged by os-vif into a private
+Open vSwitch (userspace datapath); Neutron is Nova's fixture plus the
+harness's PortAgent, which sends ``network-vif-plugged`` once a port's
+device is on the switch.  Everything is checked from inside the
+containers.
+"""
+
+import json
+
+from nova_openvz import allinone
+
+
+class NetworkTestCase(allinone.OpenVZCloudTestCase):
+
+    NETWORKING = True
+
+    def inside(self, server, command, expect=0):
+        ctid = self.container(server)['ctid']
+        code, out, err = self.vzhost.run('vzctl', 'exec2', ctid, command)
+        self.assertEqual(expect, code, 'exit %d: %s%s' % (code, out, err))
+        return out
+
+    def ipv4(self, port):
+        return port['fixed_ips'][0]['ip_address']
+
+    def ping(self, server, address):
+        # The peer's interface may still be coming up: a few tries.
+        return self.inside(server, 'ping -c 1 -W 1 %s || ping -c 3 -W 2 %s'
+                           % (address, address))
+
+
+class TestPorts(NetworkTestCase):
+
+    def test_two_servers_reach_each_other_configured_from_inside(self):
+        native, hybrid = self.make_port(), self.make_port(hybrid=True)
+        first = self.boot_on_ports('first', [native])
+        second = self.boot_on_ports('second', [hybrid])
+        # Both boots waited for the agent's network-vif-plugged.
+        self.assertEqual(sorted([native['id'], hybrid['id']]),
+                         sorted(self.agent.sent))
+        # The native port's device is on the integration bridge; the
+        # hybrid one's is in its own qbr bridge, joined to it by os-vif.
+        ports = self.switch.ports(self.integration_bridge)
+        self.assertIn(('tap' + native['id'])[:14], ports)
+        self.assertIn(('qvo' + hybrid['id'])[:14], ports)
+
+        for server, port in ((first, native), (second, hybrid)):
+            link = self.inside(server, 'ip -o link show eth0')
+            self.assertIn(port['mac_address'].lower(), link.lower())
+            self.assertIn('mtu 1450', link)
+            addresses = self.inside(server, 'ip -o addr show dev eth0')
+            self.assertIn('%s/24' % self.ipv4(port), addresses)
+            self.assertIn('%s/64' % port['fixed_ips'][1]['ip_address'],
+                          addresses)
+            routes = self.inside(server, 'ip route show default')
+            self.assertIn('via 192.168.1.1 dev eth0', routes)
+            resolv = self.inside(server, 'cat /etc/resolv.conf')
+            self.assertIn('nameserver 192.168.1.53', resolv)
+            self.assertIn('nameserver fd37:44e8:ad06::53', resolv)
+            hostname = self.api.get_server(
+                server['id'])['OS-EXT-SRV-ATTR:hostname']
+            self.assertEqual(hostname, self.inside(server, 'hostname').strip())
+            # Written the Debian way, so the guest's own boot brings it up.
+            stanza = self.inside(server,
+                                 'cat /etc/network/interfaces.d/eth0')
+            self.assertIn('address %s' % self.ipv4(port), stanza)
+            self.assertIn('source /etc/network/interfaces.d/eth0',
+                          self.inside(server, 'cat /etc/network/interfaces'))
+
+        self.ping(first, self.ipv4(hybrid))
+        self.ping(second, self.ipv4(native))
+
+    def test_reboot_brings_the_interfaces_back_from_the_guest_files(self):
+        a, b = self.make_port(), self.make_port()
+        first = self.boot_on_ports('first', [a])
+        second = self.boot_on_ports('second', [b])
+        self._reboot_server(first, hard=True)
+        self.assertIn('%s/24' % self.ipv4(a),
+                      self.inside(first, 'ip -o addr show dev eth0'))
+        self.ping(first, self.ipv4(b))
+
+    def test_stop_unplugs_and_start_plugs_again(self):
+        a, b = self.make_port(), self.make_port()
+        first = self.boot_on_ports('first', [a])
+        second = self.boot_on_ports('second', [b])
+        device = ('tap' + a['id'])[:14]
+        self._stop_server(first)
+        self.assertNotIn(device, self.switch.ports(self.integration_bridge))
+        self._start_server(first)
+        self.assertIn(device, self.switch.ports(self.integration_bridge))
+        self.ping(second, self.ipv4(a))
+
+    def test_port_never_plugged_fails_the_boot_and_cleans_up(self):
+        self.flags(max_attempts=1, group='scheduler')
+        self.flags(vif_plugging_timeout=2)
+        self.agent.hold = True
+        port = self.make_port()
+        server = self.boot_on_ports('late', [port], expected_state='ERROR')
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('Virtual Interface creation failed', fault)
+        self.assertEqual([], self.vzlist())
+        self.assertEqual([], self.vzhost.all_leftovers())
+        self.assertNotIn(('tap' + port['id'])[:14],
+                         self.switch.ports(self.integration_bridge))
+
+    def test_attach_and_detach_an_interface_on_a_running_server(self):
+        a, b, extra = self.make_port(), self.make_port(), self.make_port()
+        first = self.boot_on_ports('first', [a])
+        second = self.boot_on_ports('second', [b])
+        ctid = self.container(first)['ctid']
+        self.api.attach_interface(
+            first['id'], {'interfaceAttachment': {'port_id': extra['id']}})
+        self._wait_for_port_attached(first, extra)
+        # Live: the same container, now with eth1 and its address.
+        self.assertEqual(ctid, self.container(first)['ctid'])
+        self.assertIn('%s/24' % self.ipv4(extra),
+                      self.inside(first, 'ip -o addr show dev eth1'))
+        self.ping(second, self.ipv4(extra))
+
+        self.api.detach_interface(first['id'], extra['id'])
+        self._wait_for_port_detached(first, extra)
+        self.inside(first, 'ip link show eth1', expect=1)
+        self.inside(first, 'test -e /etc/network/interfaces.d/eth1',
+                    expect=1)
+        self.assertNotIn(('tap' + extra['id'])[:14],
+                         self.switch.ports(self.integration_bridge))
+        self.assertIn('%s/24' % self.ipv4(a),
+                      self.inside(first, 'ip -o addr show dev eth0'))
+
+    def _wait_for_port_attached(self, server, port):
+        def attached():
+            return [i for i in self.api.get_port_interfaces(server['id'])
+                    if i['port_id'] == port['id']]
+        self._wait_for(attached)
+
+    def _wait_for_port_detached(self, server, port):
+        def detached():
+            return not [i for i in self.api.get_port_interfaces(server['id'])
+                        if i['port_id'] == port['id']]
+        self._wait_for(detached)
+
+    def _wait_for(self, condition, timeout=30):
+        import time
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                self.fail('timed out')
+            time.sleep(0.2)
+
+
+class TestGuestSetup(NetworkTestCase):
+
+    def test_config_drive_is_what_nova_built_read_only(self):
+        from nova.api.metadata import base as instance_metadata
+        from nova import context as nova_context
+        from nova import objects
+        port = self.make_port()
+        user_data = '#!/bin/sh\necho hello from user data\n'
+        import base64
+        server = self.boot_on_ports(
+            'drive', [port], config_drive=True,
+            user_data=base64.b64encode(user_data.encode()).decode())
+        inside = json.loads(self.inside(
+            server, 'cat /config-drive/openstack/latest/meta_data.json'))
+        ctxt = nova_context.get_admin_context()
+        instance = objects.Instance.get_by_uuid(ctxt, server['id'])
+        nova_md = instance_metadata.InstanceMetadata(
+            instance, network_info=instance.get_network_info())
+        expected = json.loads(dict(nova_md.metadata_for_config_drive())[
+            'openstack/latest/meta_data.json'])
+        # random_seed is new each time Nova renders it.
+        for record in (inside, expected):
+            record.pop('random_seed', None)
+        self.assertEqual(expected, inside)
+        self.assertEqual(user_data, self.inside(
+            server, 'cat /config-drive/openstack/latest/user_data'))
+        network_data = json.loads(self.inside(
+            server, 'cat /config-drive/openstack/latest/network_data.json'))
+        self.assertEqual(port['mac_address'],
+                         network_data['links'][0]['ethernet_mac_address'])
+        self.inside(server, 'touch /config-drive/x', expect=1)
+        # Gone with the server: scripts and files.
+        ctid = self.container(server)['ctid']
+        self._delete_server(server)
+        self.assertEqual([], self.vzhost.leftovers(ctid))
+
+    def test_admin_password_is_set_without_showing_it(self):
+        server = self.boot_on_ports('pw', [self.make_port()])
+        before = self.inside(server, 'grep ^root: /etc/shadow')
+        secret = 'n0t-on-any-argv'
+        self.api.post_server_action(server['id'],
+                                    {'changePassword': {'adminPass': secret}})
+        self._wait_for(lambda: self.inside(
+            server, 'grep ^root: /etc/shadow') != before)
+        for call in self.vzhost.calls():
+            self.assertNotIn(secret, ' '.join(call['argv']))
+
+    _wait_for = TestPorts._wait_for
+
+
+class TestRoutedMode(NetworkTestCase):
+
+    def test_routed_mode_puts_the_addresses_on_venet(self):
+        self.flags(network_mode='routed', group='openvz')
+        port = self.make_port(active=True)
+        server = self.boot_on_ports('routed', [port])
+        record = self.container(server)
+        self.assertIn(self.ipv4(port), record['ip'])
+        self.assertIn(self.ipv4(port),
+                      self.inside(server, 'ip -o addr show dev venet0'))
+        self.assertEqual([], self.switch.ports(self.integration_bridge))
