@@ -20,10 +20,12 @@ to run the functional tests on the modelled kernel on a machine that could
 run real containers.  ``real`` fails where the machine cannot.
 """
 
+import atexit
 import copy
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -34,6 +36,7 @@ import fixtures
 from nova import context as nova_context
 from nova.tests.functional import integrated_helpers
 import os_vif
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_openvz.simulator import fixture as sim_fixture
@@ -88,6 +91,7 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
         if self.NETWORKING:
             self._setup_networking()
         self.flags(compute_driver=self.compute_driver)
+        self.flags(instances_path=self.useFixture(fixtures.TempDir()).path)
         # Nova's wheel installs its paste pipeline under the environment's
         # prefix, not next to the package the harness looks beside.
         self.flags(api_paste_config=os.path.join(
@@ -101,18 +105,13 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
             why = 'the simulated host runs the modelled kernel'
         if why:
             self.skipTest('no real networking here: %s' % why)
-        self.switch = switch.Switch(tempfile.mkdtemp(prefix='nova-ovs-'))
-        self.addCleanup(_remove_tree, self.switch.directory)
-        self.addCleanup(self.switch.stop)
-        self.switch.start()
+        self.switch = shared_switch()
         # A bridge of its own, so tests running side by side never share.
         self.integration_bridge = 'bi%s' % uuid.uuid4().hex[:8]
         self.switch.add_bridge(self.integration_bridge)
+        self.addCleanup(self.switch.vsctl, '--if-exists', 'del-br',
+                        self.integration_bridge)
         self.flags(ovs_bridge=self.integration_bridge, group='neutron')
-        os_vif.initialize()   # registers the [os_vif_ovs] options
-        self.flags(ovsdb_connection=self.switch.connection,
-                   group='os_vif_ovs')
-        os_vif.initialize(reset=True)   # plugins read them when loaded
         # Nova's Neutron fixture turns the event wait off; Neutron's stand-in
         # here sends the events, so the wait is real.
         self.flags(vif_plugging_timeout=60, vif_plugging_is_fatal=True)
@@ -200,9 +199,32 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
         return None
 
 
-def _remove_tree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+_SWITCH = []
+#: The temporary directory of the process, before Nova's test fixtures
+#: point tempfile at one per test: the switch outlives a test.
+_TOP_TMP = tempfile.gettempdir()
+
+
+def shared_switch():
+    """This process's private Open vSwitch, started on first use.
+
+    One per process, because os-vif keeps one OVSDB connection per process
+    (its plugins read ``[os_vif_ovs] ovsdb_connection`` when loaded); each
+    test uses a bridge of its own on it.  It stops when the process exits.
+    """
+    if not _SWITCH:
+        directory = tempfile.mkdtemp(prefix='nova-ovs-', dir=_TOP_TMP)
+        shared = switch.Switch(directory)
+        atexit.register(shutil.rmtree, directory, True)
+        atexit.register(shared.stop)
+        shared.start()
+        os_vif.initialize()   # registers the [os_vif_ovs] options
+        cfg.CONF.set_override('ovsdb_connection', shared.connection,
+                              group='os_vif_ovs')
+        os_vif.initialize(reset=True)
+        cfg.CONF.clear_override('ovsdb_connection', group='os_vif_ovs')
+        _SWITCH.append(shared)
+    return _SWITCH[0]
 
 
 class PortAgent(fixtures.Fixture):

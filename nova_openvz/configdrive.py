@@ -37,12 +37,12 @@ def directory(instance):
     return os.path.join(CONF.instances_path, instance.uuid, 'config-drive')
 
 
-def build(context, instance, network_info, admin_password, injected_files):
+def build(instance, network_info, admin_password, injected_files):
     """Write the config drive's files; return their directory."""
     extra_md = {'admin_pass': admin_password} if admin_password else {}
     metadata = instance_metadata.InstanceMetadata(
         instance, content=injected_files, extra_md=extra_md,
-        network_info=network_info, request_context=context)
+        network_info=network_info)
     target = directory(instance)
     partial = target + '.partial'
     shutil.rmtree(partial, ignore_errors=True)

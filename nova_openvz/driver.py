@@ -52,6 +52,8 @@ class OpenVZDriver(driver.ComputeDriver):
     capabilities.update({
         # OS template tarballs are uploaded to Glance as raw/bare images.
         'supports_image_type_raw': True,
+        # Neutron ports join and leave a running container live.
+        'supports_attach_interface': True,
     })
 
     def __init__(self, virtapi, read_only=False):
@@ -187,8 +189,7 @@ class OpenVZDriver(driver.ComputeDriver):
         try:
             if configdrive.required_by(instance):
                 configdrive.attach(ctid, configdrive.build(
-                    context, instance, network_info, admin_password,
-                    injected_files))
+                    instance, network_info, admin_password, injected_files))
             # Nova's own shutdown_timeout becomes the graceful stop window,
             # so a normal power off needs no extra call (0 means vzctl's
             # default there, hence at least 1).
@@ -320,6 +321,9 @@ class OpenVZDriver(driver.ComputeDriver):
         args = ['restart', ctid, '--wait']
         if reboot_type == 'HARD':
             args.append('--fast')
+        # Before the restart: the port is deleted with its old device and
+        # added again to wait for the new one vzctl makes at start.
+        network.replug_switch_ports(instance, network_info)
         self._changing(instance, *args)
 
     def power_off(self, instance, timeout=0, retry_interval=0):

@@ -182,11 +182,17 @@ def remove_interface_script(ifname):
 def password_script(user, password):
     """Shell script that sets ``user``'s password with the guest's tools.
 
-    The password travels on the script's standard input only (chpasswd
-    reads it from a here-document), never on a command line.
+    The password travels on the script's standard input only (read from a
+    here-document into a variable, and given to chpasswd or passwd by the
+    shell's builtin printf), never on a command line.
     """
     if '\n' in password or '\r' in password or '\0' in password:
         raise ValueError('a password cannot hold line breaks')
-    return ('set -e\n'
-            'chpasswd <<\'%(eof)s\'\n%(user)s:%(password)s\n%(eof)s\n'
-            % {'eof': _EOF, 'user': user, 'password': password})
+    return ("set -e\n"
+            "IFS= read -r pw <<'%(eof)s'\n%(password)s\n%(eof)s\n"
+            "if command -v chpasswd >/dev/null 2>&1; then\n"
+            "    printf '%%s:%%s\\n' '%(user)s' \"$pw\" | chpasswd\n"
+            "else\n"
+            "    printf '%%s\\n%%s\\n' \"$pw\" \"$pw\" | "
+            "passwd '%(user)s' >/dev/null\n"
+            "fi\n" % {'eof': _EOF, 'user': user, 'password': password})

@@ -250,6 +250,22 @@ def unplug(instance, network_info, quiet=False):
                         instance=instance)
 
 
+def replug_switch_ports(instance, network_info):
+    """Plug the native Open vSwitch ports again, before a restart.
+
+    A restart makes new veth devices under the old names.  Ports in a
+    ``qbr`` bridge are joined again by vzctl; a switch port is deleted and
+    added again, as libvirt does for a VM's tap, so Open vSwitch takes the
+    new device when it appears.
+    """
+    if routed():
+        return
+    native = [vif for vif in network_info or []
+              if isinstance(to_osvif(vif), os_vif.objects.vif.VIFOpenVSwitch)]
+    unplug(instance, native, quiet=True)
+    plug(instance, native)
+
+
 def plugged_events(network_info):
     """Neutron events to wait for: ports not yet active (as libvirt)."""
     if routed() or not CONF.vif_plugging_timeout:
