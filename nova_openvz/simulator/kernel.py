@@ -8,7 +8,7 @@ checkpoints and restores, and runs commands inside.
 
 Backends:
 
-``modelled`` (:class:`ModelledKernel`, the default)
+``modelled`` (:class:`ModelledKernel`)
     Keeps the container state as JSON in ``DIR/var/lib/vzsim`` (see
     :data:`hostfs.RUNTIME_DEFAULTS`) and regenerates ``DIR/proc`` from it.
     No process runs for a container.  "Mounting" replaces the empty VE_ROOT
@@ -24,8 +24,9 @@ Backends:
     this machine; see that module.  Needs root and the kernel features
     :func:`nova_openvz.simulator.realkernel.probe` checks.
 
-``auto``
-    ``real`` when the probe passes, else ``modelled``.
+``auto`` (the default)
+    ``real`` when the probe passes, else ``modelled``: a host runs real
+    containers wherever the machine allows it.
 
 The backend is chosen in one place, :func:`choose`: the name in
 ``DIR/sim/kernel`` (one word), :data:`DEFAULT_BACKEND` when that file is
@@ -397,7 +398,7 @@ def generated_mac(ctid, *seed):
 
 #: Backend names; ``auto`` is real where the machine allows it.
 BACKENDS = ('modelled', 'real', 'auto')
-DEFAULT_BACKEND = 'modelled'
+DEFAULT_BACKEND = 'auto'
 
 
 def configured(host):
@@ -444,16 +445,20 @@ def describe(host):
     """
     from nova_openvz.simulator import realkernel
     name = configured(host)
+    source = ('DIR/sim/kernel' if os.path.exists(
+        os.path.join(host.sim_dir, 'kernel')) else 'the default')
     possible, why = realkernel.probe()
     if name == 'modelled':
         running = 'modelled'
-        reason = 'DIR/sim/kernel asks for it' if os.path.exists(
-            os.path.join(host.sim_dir, 'kernel')) else 'the default'
+        reason = 'modelled is asked for (%s)' % source
     elif possible:
-        running, reason = 'real', why
+        running = 'real'
+        reason = '%s is asked for (%s) and this machine allows it: %s' % (
+            name, source, why)
     else:
         running = 'modelled' if name == 'auto' else 'none (tools fail)'
-        reason = why
+        reason = '%s is asked for (%s) but this machine does not allow ' \
+                 'real containers: %s' % (name, source, why)
     lines = [('kernel backend', running), ('configured', name),
              ('why', reason),
              ('real backend here', 'possible: %s' % why if possible else

@@ -89,9 +89,8 @@ class RealKernelTestCase(testtools.TestCase):
         if not os.access(templates.BUSYBOX, os.X_OK):
             self.skipTest('no %s (Debian busybox-static) for the guest'
                           % templates.BUSYBOX)
-        self.host = self.useFixture(sim_fixtures.SimulatedHostFixture())
-        with open(self.host.sim_path('kernel'), 'w') as f:
-            f.write('real\n')
+        self.host = self.useFixture(
+            sim_fixtures.SimulatedHostFixture(kernel='real'))
         with open(self.host.path('vz/template/cache/%s.tar.gz' % TEMPLATE),
                   'wb') as f:
             f.write(busybox_template())
@@ -617,7 +616,7 @@ class TestTemplate(testtools.TestCase):
             self.assertEqual(b'\x7fELF', f.read(4))
 
     def test_simulate_info_says_which_backend_and_why(self):
-        host = self.useFixture(sim_fixtures.SimulatedHostFixture())
+        host = self.useFixture(sim_fixtures.SimulatedHostFixture(kernel=None))
 
         def cli(*args):
             return subprocess.run(
@@ -629,13 +628,21 @@ class TestTemplate(testtools.TestCase):
             hostfs.Host(host.root))[0], out)
         self.assertIn('real backend here: %s' % (
             'possible' if REAL else 'impossible'), out)
+        # Without --kernel the host runs auto, and says it is the default.
+        self.assertIn('configured: auto\n', out)
+        self.assertIn('why: auto is asked for (the default)', out)
         cli('init', host.root, '--kernel', 'auto')
         with open(host.sim_path('kernel')) as f:
             self.assertEqual('auto\n', f.read())
         out = cli('info', host.root)
         self.assertIn('kernel backend: %s\n' % (
             'real' if REAL else 'modelled'), out)
+        self.assertIn('why: auto is asked for (DIR/sim/kernel)', out)
         self.assertIn('checkpoint: ', out)
+        cli('init', host.root, '--kernel', 'modelled')
+        out = cli('info', host.root)
+        self.assertIn('kernel backend: modelled\n', out)
+        self.assertIn('why: modelled is asked for (DIR/sim/kernel)', out)
 
 
 def tar_text(data, name):
