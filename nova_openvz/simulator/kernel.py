@@ -233,6 +233,9 @@ class ModelledKernel(Kernel):
         self._save(ctid, state, refresh=False)
 
     def umount(self, ctid, target):
+        # What a mount script put under VE_ROOT went into the tree the
+        # link points at; it must not outlive the "mount" there either.
+        unmount_below(os.path.realpath(target))
         if os.path.islink(target):
             os.unlink(target)
         os.makedirs(target, 0o755, exist_ok=True)
@@ -351,6 +354,31 @@ class ModelledKernel(Kernel):
                               % (ctid, exc))
         code = proc.returncode
         return 128 - code if code < 0 else code
+
+
+def mounts_below(path):
+    """Mount points strictly below ``path``, deepest first."""
+    path = os.path.realpath(path)
+    with open('/proc/self/mountinfo') as f:
+        points = [line.split()[4] for line in f]
+    return sorted({p for p in points if p.startswith(path + '/')},
+                  key=lambda p: p.count('/'), reverse=True)
+
+
+def unmount_below(path):
+    """Unmount what is mounted below ``path`` (action scripts' mounts).
+
+    vzctl unmounts VE_ROOT with everything mounted under it (a detaching
+    umount), so bind mounts a ``<CTID>.mount`` script made there go with
+    it.  Raises KernelError 51 when one stays busy.
+    """
+    import subprocess
+    for point in mounts_below(path):
+        proc = subprocess.run(['umount', point], capture_output=True,
+                              check=False)
+        if proc.returncode:
+            raise KernelError(51, 'Unable to unmount %s: %s' % (
+                point, proc.stderr.decode(errors='replace').strip()))
 
 
 def record_resources(state, config):

@@ -535,6 +535,66 @@ class TestSnapshots(RealKernelTestCase):
         self.assertNothingLeft()
 
 
+def bind_mount_script(source, target):
+    """A ``<CTID>.mount`` action script binding ``source`` read-only.
+
+    As an operator writes one (reference section 4): run on the host at
+    mount and start with VEID and VE_CONFFILE in the environment, it reads
+    VE_ROOT from the container's config and mounts under it.
+    """
+    return ('#!/bin/sh\n'
+            'set -e\n'
+            '[ -n "$VEID" ] && [ -f "$VE_CONFFILE" ]\n'
+            '. "$VE_CONFFILE"\n'
+            'mkdir -p "$VE_ROOT%(target)s"\n'
+            'mount --bind -o ro %(source)s "$VE_ROOT%(target)s"\n'
+            % {'source': shlex.quote(source), 'target': target})
+
+
+def write_mount_script(host, ctid, text):
+    path = host.path('etc/vz/conf/%d.mount' % ctid)
+    with open(path, 'w') as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+    return path
+
+
+class TestActionScripts(RealKernelTestCase):
+
+    def test_mount_script_binds_a_host_directory_read_only(self):
+        ctid = self.create(layout='ploop')
+        shared = self.useFixture(_TempDir()).path
+        with open(os.path.join(shared, 'hello'), 'w') as f:
+            f.write('from the host\n')
+        write_mount_script(self.host, ctid,
+                           bind_mount_script(shared, '/config-drive'))
+        inner = os.path.join(self.sim.ve_root(ctid), 'config-drive')
+        self.start(ctid)
+        self.assertEqual('from the host',
+                         self.inside(ctid, 'cat /config-drive/hello'))
+        self.assertIn('Read-only', self.host.vzctl(
+            'exec2', ctid, 'touch /config-drive/new')[2])
+        self.assertEqual(['hello'], os.listdir(shared))
+        # vzctl stop unmounts VE_ROOT with the bind mount under it.
+        self.vzctl('stop', ctid)
+        self.assertFalse(realkernel.is_mount_point(inner))
+        # vzctl mount runs the script again.
+        self.vzctl('mount', ctid)
+        self.assertTrue(realkernel.is_mount_point(inner))
+        self.vzctl('umount', ctid)
+        self.vzctl('destroy', ctid)
+        self.assertEqual(['hello'], os.listdir(shared))
+        self.assertNothingLeft()
+
+    def test_failing_mount_script_fails_start_with_79(self):
+        ctid = self.create()
+        write_mount_script(self.host, ctid, '#!/bin/sh\nexit 3\n')
+        _, err = self.vzctl('start', ctid, expect=79)
+        self.assertIn('%d.mount' % ctid, err)
+        self.assertEqual('CTID %d exist unmounted down\n' % ctid,
+                         self.vzctl('status', ctid)[0])
+
+
 class TestHygiene(RealKernelTestCase):
 
     def test_twenty_containers_start_and_stop_concurrently(self):
