@@ -10,11 +10,15 @@ host directory shown read-only at ``/config-drive`` by a ``<CTID>.mount``
 action script, as an operator of a real OpenVZ host would do it; cloud-
 init's ds-identify and ConfigDrive datasource look for exactly that
 directory holding ``openstack/<date>/meta_data.json``.
+
+:class:`TestPrepareDebianRoot` runs always: what the builder does to a
+debootstrapped tree, and that its init and halt are valid POSIX shell.
 """
 
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import fixtures
@@ -127,3 +131,62 @@ class TestCloudInitInDebianContainer(test_realkernel.RealKernelTestCase):
         self.assertIn('halting', self.console(ctid))
         self.vzctl('destroy', ctid)
         self.assertNothingLeft()
+
+
+class TestPrepareDebianRoot(testtools.TestCase):
+    """What the builder does to a debootstrapped tree (no network, fast)."""
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.useFixture(fixtures.TempDir()).path
+        for name, text in (('etc/resolv.conf', 'nameserver 192.0.2.53\n'),
+                           ('etc/hostname', 'builder\n'),
+                           ('var/cache/apt/archives/x.deb', 'deb'),
+                           ('var/lib/apt/lists/lock', ''),
+                           ('var/lib/apt/lists/deb_Packages', 'index')):
+            path = os.path.join(self.root, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'w') as f:
+                f.write(text)
+        os.makedirs(os.path.join(self.root, 'sbin'))
+        os.symlink('/lib/systemd/systemd',
+                   os.path.join(self.root, 'sbin/init'))
+
+    def read(self, name):
+        with open(os.path.join(self.root, name)) as f:
+            return f.read()
+
+    def test_init_replaces_systemd_and_host_facts_are_dropped(self):
+        templates.prepare_debian_root(self.root)
+        init = os.path.join(self.root, 'sbin/init')
+        self.assertFalse(os.path.islink(init))
+        self.assertTrue(os.access(init, os.X_OK))
+        self.assertIn('cloud-init modules --mode=final', self.read(
+            'sbin/init'))
+        self.assertIn('kill -TERM 1', self.read('sbin/halt'))
+        self.assertEqual('', self.read('etc/resolv.conf'))
+        self.assertEqual('localhost\n', self.read('etc/hostname'))
+        self.assertEqual('', self.read('etc/machine-id'))
+        self.assertEqual([], os.listdir(os.path.join(
+            self.root, 'var/cache/apt/archives')))
+        self.assertEqual(['lock'], os.listdir(os.path.join(
+            self.root, 'var/lib/apt/lists')))
+        self.assertIn('resize_rootfs: false', self.read(
+            'etc/cloud/cloud.cfg.d/90_nova_openvz.cfg'))
+
+    def test_an_existing_halt_is_kept(self):
+        with open(os.path.join(self.root, 'sbin/halt'), 'w') as f:
+            f.write('#!/bin/sh\n# the distribution halt\n')
+        templates.prepare_debian_root(self.root)
+        self.assertIn('the distribution halt', self.read('sbin/halt'))
+
+    def test_init_and_halt_are_posix_shell(self):
+        templates.prepare_debian_root(self.root)
+        scripts = [os.path.join(self.root, name)
+                   for name in ('sbin/init', 'sbin/halt')]
+        for script in scripts:
+            subprocess.run(['sh', '-n', script], check=True)
+        if shutil.which('shellcheck'):
+            proc = subprocess.run(['shellcheck', '-s', 'sh'] + scripts,
+                                  capture_output=True, text=True)
+            self.assertEqual(0, proc.returncode, proc.stdout)
