@@ -162,7 +162,10 @@ function openvz_install_driver {
 function openvz_init_simulated_host {
     local python
     python=$(openvz_python)
-    sudo "$python" -m nova_openvz.cmd.cli simulate init "$OPENVZ_SIM_ROOT"
+    # Modelled: the image uploaded by default is the minimal template,
+    # which does not boot on the real backend (simulate init's default).
+    sudo "$python" -m nova_openvz.cmd.cli simulate init "$OPENVZ_SIM_ROOT" \
+        --kernel modelled
 }
 
 function openvz_configure_compute {

@@ -58,7 +58,8 @@ def build_parser():
                       help='kernel backend written to DIR/sim/kernel: '
                            'modelled (state on disk), real (namespaces and '
                            'cgroups; needs root) or auto (real where '
-                           'possible); default: keep, else modelled')
+                           'possible); default: keep what DIR/sim/kernel '
+                           'says, else auto')
     init.set_defaults(func=_simulate_init)
     info = actions.add_parser(
         'info', help='say which kernel backend the host in DIR runs and why')

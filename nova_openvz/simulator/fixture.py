@@ -80,11 +80,15 @@ print(json.dumps([found, left]))
 
 class SimulatedHostFixture(fixtures.Fixture):
 
-    def __init__(self, conf=None, kernel=None):
+    def __init__(self, conf=None, kernel='modelled'):
         """A host whose kernel backend is ``kernel``.
 
         ``modelled``, ``real`` or ``auto``, passed to ``simulate init
-        --kernel``; None keeps that command's default.
+        --kernel``; None leaves it to that command's default (``auto``).
+        Test hosts are modelled unless asked otherwise: most tests boot the
+        minimal template, which has no shell and so no init that really
+        runs (the all-in-one cloud asks for ``auto`` and uploads a busybox
+        template when the host runs real containers).
         """
         super().__init__()
         self.conf = conf or openvz_conf.CONF

@@ -217,7 +217,8 @@ def init_host(directory, python=sys.executable, kernel=None):
     """Create (or refresh) a simulated host in ``directory``.
 
     ``kernel`` (``modelled``, ``real`` or ``auto``) is written to
-    ``DIR/sim/kernel``; None keeps what is there (else the default).
+    ``DIR/sim/kernel``; None keeps what is there, and without that file
+    the host runs :data:`kernel.DEFAULT_BACKEND` (``auto``).
     Returns a dict of the main paths: ``root``, ``vz_conf``, ``conf_dir``,
     ``tools_dir``, ``template_cache``, ``libvirt_xml``, ``nova_conf``.
     """

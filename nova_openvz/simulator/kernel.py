@@ -8,7 +8,7 @@ checkpoints and restores, and runs commands inside.
 
 Backends:
 
-``modelled`` (:class:`ModelledKernel`, the default)
+``modelled`` (:class:`ModelledKernel`)
     Keeps the container state as JSON in ``DIR/var/lib/vzsim`` (see
     :data:`hostfs.RUNTIME_DEFAULTS`) and regenerates ``DIR/proc`` from it.
     No process runs for a container.  "Mounting" replaces the empty VE_ROOT
@@ -24,8 +24,9 @@ Backends:
     this machine; see that module.  Needs root and the kernel features
     :func:`nova_openvz.simulator.realkernel.probe` checks.
 
-``auto``
-    ``real`` when the probe passes, else ``modelled``.
+``auto`` (the default)
+    ``real`` when the probe passes, else ``modelled``: a host runs real
+    containers wherever the machine allows it.
 
 The backend is chosen in one place, :func:`choose`: the name in
 ``DIR/sim/kernel`` (one word), :data:`DEFAULT_BACKEND` when that file is
@@ -233,6 +234,9 @@ class ModelledKernel(Kernel):
         self._save(ctid, state, refresh=False)
 
     def umount(self, ctid, target):
+        # What a mount script put under VE_ROOT went into the tree the
+        # link points at; it must not outlive the "mount" there either.
+        unmount_below(os.path.realpath(target))
         if os.path.islink(target):
             os.unlink(target)
         os.makedirs(target, 0o755, exist_ok=True)
@@ -353,6 +357,31 @@ class ModelledKernel(Kernel):
         return 128 - code if code < 0 else code
 
 
+def mounts_below(path):
+    """Mount points strictly below ``path``, deepest first."""
+    path = os.path.realpath(path)
+    with open('/proc/self/mountinfo') as f:
+        points = [line.split()[4] for line in f]
+    return sorted({p for p in points if p.startswith(path + '/')},
+                  key=lambda p: p.count('/'), reverse=True)
+
+
+def unmount_below(path):
+    """Unmount what is mounted below ``path`` (action scripts' mounts).
+
+    vzctl unmounts VE_ROOT with everything mounted under it (a detaching
+    umount), so bind mounts a ``<CTID>.mount`` script made there go with
+    it.  Raises KernelError 51 when one stays busy.
+    """
+    import subprocess
+    for point in mounts_below(path):
+        proc = subprocess.run(['umount', point], capture_output=True,
+                              check=False)
+        if proc.returncode:
+            raise KernelError(51, 'Unable to unmount %s: %s' % (
+                point, proc.stderr.decode(errors='replace').strip()))
+
+
 def record_resources(state, config):
     """Note in ``state`` the limits ``config`` gives (for vzlist)."""
     state['ubc'] = {name: list(pair) for name, pair in
@@ -387,7 +416,7 @@ def generated_mac(ctid, *seed):
 
 #: Backend names; ``auto`` is real where the machine allows it.
 BACKENDS = ('modelled', 'real', 'auto')
-DEFAULT_BACKEND = 'modelled'
+DEFAULT_BACKEND = 'auto'
 
 
 def configured(host):
@@ -434,16 +463,20 @@ def describe(host):
     """
     from nova_openvz.simulator import realkernel
     name = configured(host)
+    source = ('DIR/sim/kernel' if os.path.exists(
+        os.path.join(host.sim_dir, 'kernel')) else 'the default')
     possible, why = realkernel.probe()
     if name == 'modelled':
         running = 'modelled'
-        reason = 'DIR/sim/kernel asks for it' if os.path.exists(
-            os.path.join(host.sim_dir, 'kernel')) else 'the default'
+        reason = 'modelled is asked for (%s)' % source
     elif possible:
-        running, reason = 'real', why
+        running = 'real'
+        reason = '%s is asked for (%s) and this machine allows it: %s' % (
+            name, source, why)
     else:
         running = 'modelled' if name == 'auto' else 'none (tools fail)'
-        reason = why
+        reason = '%s is asked for (%s) but this machine does not allow ' \
+                 'real containers: %s' % (name, source, why)
     lines = [('kernel backend', running), ('configured', name),
              ('why', reason),
              ('real backend here', 'possible: %s' % why if possible else

@@ -991,7 +991,12 @@ def loop_mount(image, target, readonly=False):
 
 
 def umount(target):
-    """Unmount ``target`` if it is a mount point (retrying while busy)."""
+    """Unmount ``target`` if it is a mount point (retrying while busy).
+
+    Mounts below it go first, as with vzctl (see
+    :func:`kernel.unmount_below`).
+    """
+    kernel.unmount_below(target)
     deadline = time.monotonic() + 10
     while is_mount_point(target):
         proc = subprocess.run(['umount', target], capture_output=True,

@@ -13,10 +13,20 @@ template cache.  Two are built here:
   from ``/etc/hostname``, brings up the interfaces of
   ``/etc/network/interfaces`` (``ifup -a``) and runs until halted.
 
-Build a busybox template from the installed binary or from the package::
+* the *debian* template (:func:`build_debian_template`, opt-in: it needs
+  root, ``debootstrap`` and a Debian mirror, and takes minutes) is a
+  ``debootstrap --variant=minbase`` Debian with cloud-init, ifupdown,
+  iproute2 and ping.  Its ``/sbin/init`` is a small shell script, not
+  systemd: it mounts what the system needs, runs cloud-init's stages in
+  the order of cloud-init's systemd units and waits to be halted.
+
+Build a busybox template from the installed binary or from the package,
+or a Debian one::
 
   python -m nova_openvz.simulator.templates busybox OUT.tar.gz \
       [--busybox /bin/busybox | --deb busybox-static_*.deb]
+  python -m nova_openvz.simulator.templates debian OUT.tar.gz \
+      [--suite bookworm] [--mirror http://deb.debian.org/debian]
 """
 
 import io
@@ -176,18 +186,208 @@ def busybox_template_bytes(busybox=BUSYBOX):
     return _tarball(_BUSYBOX_DIRS, files, links + [('var/run', '../run')])
 
 
+# -- the Debian template (debootstrap, cloud-init) ---------------------------
+
+DEBIAN_SUITE = 'bookworm'
+DEBIAN_MIRROR = 'http://deb.debian.org/debian'
+#: Installed on top of minbase.  python3-cffi-backend is named because
+#: debootstrap's resolver does not follow the virtual package
+#: (python3-cffi-backend-api-*) that cloud-init's python3-cryptography
+#: needs, and leaves cloud-init unconfigured without it; cloud-init's
+#: locale module runs locale-gen and update-locale (locales).
+DEBIAN_PACKAGES = ('cloud-init', 'ifupdown', 'iproute2', 'iputils-ping',
+                   'python3-cffi-backend', 'locales')
+
+#: /sbin/init of the Debian template.  cloud-init's systemd units order
+#: its stages around the network; here one script does it in that order,
+#: since the simulated host gives a container no cgroup setup systemd
+#: could run on as PID 1.
+_DEBIAN_INIT = b"""#!/bin/sh
+# /sbin/init of the nova-openvz Debian template (not systemd): mount what
+# the system needs, run cloud-init's stages in the order of its systemd
+# units, log to /var/log/nova-openvz-init.log and the console, then wait
+# for halt (SIGTERM).
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+LOG=/var/log/nova-openvz-init.log
+
+say() { echo "nova-openvz-init: $*" | tee -a "$LOG"; }
+
+# Run a command, its output into the log and onto the console.
+stage() {
+    say "running: $*"
+    { "$@" 2>&1; echo $? >/run/nova-openvz-init.rc; } | tee -a "$LOG"
+    say "exit $(cat /run/nova-openvz-init.rc): $*"
+}
+
+mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
+
+halt_now() {
+    say "halting"
+    ifdown -a --force >>"$LOG" 2>&1
+    kill -TERM -1 2>/dev/null
+    sleep 1
+    kill -KILL -1 2>/dev/null
+    exit 0
+}
+trap halt_now TERM INT
+
+[ -e /proc/self ] || mount -t proc proc /proc
+mounted /sys || mount -t sysfs -o ro sysfs /sys
+mounted /run || mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mkdir -p /run/lock /run/network
+mounted /dev/pts || {
+    mkdir -p /dev/pts
+    mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+}
+mount -a 2>>"$LOG"
+[ -s /etc/hostname ] && hostname "$(cat /etc/hostname)"
+ip link set lo up
+say "$(hostname) boots"
+
+# What cloud-init's systemd generator does: ds-identify picks the
+# datasources (a /config-drive directory holding openstack/<date>/
+# meta_data.json counts) or disables cloud-init when there is none.
+if /usr/lib/cloud-init/ds-identify >>"$LOG" 2>&1; then
+    stage cloud-init init --local
+    stage ifup -a
+    stage cloud-init init
+    stage cloud-init modules --mode=config
+    stage cloud-init modules --mode=final
+else
+    say "ds-identify found no datasource: cloud-init stays disabled"
+    stage ifup -a
+fi
+say "$(hostname) is up"
+
+while :; do
+    sleep 2147483647 &
+    wait $!
+done
+"""
+
+#: /sbin/halt of the Debian template (minbase has none): vzctl stop runs
+#: halt inside the container; init does the rest.
+_DEBIAN_HALT = b"""#!/bin/sh
+# halt of the nova-openvz Debian template: ask init (PID 1) to stop.
+kill -TERM 1
+"""
+
+#: cloud-init settings for a container: the disk is vzctl's business,
+#: and Debian's locale-gen ignores the locale cloud-init asks for (its
+#: default en_US.UTF-8 is not generated), while C.UTF-8 is built in.
+_DEBIAN_CLOUD_CFG = b"""\
+# nova-openvz Debian template: vzctl sizes a container's disk
+# (DISKSPACE); there is no partition to grow.
+growpart:
+  mode: 'off'
+resize_rootfs: false
+# glibc's built-in locale; others need an entry in /etc/locale.gen first.
+locale: C.UTF-8
+"""
+
+
+def _mounts_under(root):
+    """Mount points at or below ``root``, deepest first."""
+    root = os.path.realpath(root)
+    with open('/proc/self/mountinfo') as f:
+        points = [line.split()[4] for line in f]
+    return sorted((p for p in points
+                   if p == root or p.startswith(root + '/')),
+                  key=len, reverse=True)
+
+
+def _write(root, name, data, mode):
+    path = os.path.join(root, name)
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def prepare_debian_root(root):
+    """Turn a debootstrapped tree into the template's root filesystem."""
+    _write(root, 'sbin/init', _DEBIAN_INIT, 0o755)
+    if not os.path.lexists(os.path.join(root, 'sbin/halt')):
+        _write(root, 'sbin/halt', _DEBIAN_HALT, 0o755)
+    _write(root, 'etc/cloud/cloud.cfg.d/90_nova_openvz.cfg',
+           _DEBIAN_CLOUD_CFG, 0o644)
+    # Host facts debootstrap copied in, and what every container must
+    # make its own: vzctl writes hostname and DNS at start.
+    _write(root, 'etc/hostname', b'localhost\n', 0o644)
+    _write(root, 'etc/resolv.conf', b'', 0o644)
+    _write(root, 'etc/machine-id', b'', 0o444)
+    for directory in ('var/cache/apt/archives', 'var/lib/apt/lists'):
+        path = os.path.join(root, directory)
+        for name in os.listdir(path) if os.path.isdir(path) else ():
+            if os.path.isfile(os.path.join(path, name)) and name != 'lock':
+                os.unlink(os.path.join(path, name))
+
+
+def build_debian_template(output, suite=DEBIAN_SUITE, mirror=DEBIAN_MIRROR,
+                          workdir=None, log=None):
+    """Build the Debian template tarball ``output`` (see the docstring).
+
+    Needs root and ``debootstrap``; ``workdir`` holds the temporary root
+    filesystem (default: the system's temporary directory), ``log`` is a
+    file object for debootstrap's output (default: inherited).
+    """
+    import shutil
+    if os.geteuid() != 0:
+        raise RuntimeError('building the Debian template needs root '
+                           '(debootstrap)')
+    debootstrap = shutil.which('debootstrap')
+    if not debootstrap:
+        raise RuntimeError('debootstrap is not installed (bindep profile '
+                           '"slow")')
+    with tempfile.TemporaryDirectory(prefix='nova-openvz-debian-',
+                                     dir=workdir) as tmp:
+        root = os.path.join(tmp, 'root')
+        try:
+            subprocess.run([debootstrap, '--variant=minbase',
+                            '--include=' + ','.join(DEBIAN_PACKAGES),
+                            suite, root, mirror], check=True,
+                           stdout=log, stderr=subprocess.STDOUT if log
+                           else None)
+            prepare_debian_root(root)
+            partial = output + '.part'
+            subprocess.run(['tar', '--numeric-owner', '-czf', partial,
+                            '-C', root, '.'], check=True)
+            os.replace(partial, output)
+        finally:
+            # debootstrap mounts /proc and /sys in the tree; a failed run
+            # can leave them behind.
+            for point in _mounts_under(root):
+                subprocess.run(['umount', '-l', point], check=False)
+    return output
+
+
 def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(
         prog='python -m nova_openvz.simulator.templates',
         description='Build an OS template tarball for the simulated host.')
-    parser.add_argument('kind', choices=('busybox', 'minimal'))
+    parser.add_argument('kind', choices=('busybox', 'minimal', 'debian'))
     parser.add_argument('output', metavar='OUT.tar.gz')
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--busybox', default=BUSYBOX,
                         help='static busybox binary (default %(default)s)')
     source.add_argument('--deb', help='a busybox-static .deb to take it from')
+    parser.add_argument('--suite', default=DEBIAN_SUITE,
+                        help='debian: the release (default %(default)s)')
+    parser.add_argument('--mirror', default=DEBIAN_MIRROR,
+                        help='debian: the archive (default %(default)s)')
     args = parser.parse_args(argv)
+    if args.kind == 'debian':
+        try:
+            build_debian_template(args.output, args.suite, args.mirror)
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            print('Debian template not built: %s' % exc, file=sys.stderr)
+            return 1
+        print('debian template written to %s' % args.output)
+        return 0
     if args.kind == 'minimal':
         data = minimal_template_bytes()
     elif args.deb:

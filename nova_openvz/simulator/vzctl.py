@@ -402,7 +402,13 @@ class Call:
                 ploop_lib().detach(self.host, device=device)
             raise
         if scripts:
-            self.run_scripts(('vps.mount', '%d.mount' % self.ctid))
+            try:
+                self.run_scripts(('vps.mount', '%d.mount' % self.ctid))
+            except Failure:
+                # vzctl unmounts again when a mount script fails (V4
+                # src/lib/fs.c vps_mount).
+                self.umount(scripts=False, quiet=True)
+                raise
         self.out.info('Container is mounted')
 
     def _attach_ploop(self, root):
@@ -422,22 +428,23 @@ class Call:
                       "data='balloon_ino=12,'" % (device, root))
         return device
 
-    def umount(self, scripts=True):
+    def umount(self, scripts=True, quiet=False):
         root = self.require_root()
         if scripts:
             self.run_scripts(('%d.umount' % self.ctid, 'vps.umount'))
+        info = (lambda text: None) if quiet else self.out.info
         ploop_device = None
         if self.layout() == 'ploop':
             ploop_device = ploop_lib().device_of(
                 self.host, self.host.disk_descriptor(self.ctid))
-            self.out.info('Unmounting file system at %s' % root)
+            info('Unmounting file system at %s' % root)
         self.kernel.umount(self.ctid, root)
         if ploop_device:
-            self.out.info('Unmounting device %s' % ploop_device)
+            info('Unmounting device %s' % ploop_device)
             ploop_lib().detach(self.host, device=ploop_device)
         if scripts:
             self.run_scripts(('%d.postumount' % self.ctid, 'vps.postumount'))
-        self.out.info('Container is unmounted')
+        info('Container is unmounted')
 
 
 def ploop_lib():

@@ -15,6 +15,7 @@ import testtools
 from nova_openvz.simulator import hostfs
 from nova_openvz.simulator import hostinit
 from nova_openvz.simulator import kernel
+from nova_openvz.simulator import realkernel
 from nova_openvz import vzconf
 from tests import fixtures as sim_fixtures
 
@@ -25,7 +26,9 @@ class HostTestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.fixture = self.useFixture(sim_fixtures.SimulatedHostFixture())
+        # Host files, locks and faults as the modelled backend keeps them.
+        self.fixture = self.useFixture(
+            sim_fixtures.SimulatedHostFixture(kernel='modelled'))
         self.root = self.fixture.root
         self.host = hostfs.Host(self.root)
 
@@ -139,7 +142,9 @@ class TestProcFiles(testtools.TestCase):
         self.assertEqual(int((ram + swap) * 1.5), ubc['privvmpages'][0])
 
     def test_running_containers_appear_in_proc(self):
-        fixture = self.useFixture(sim_fixtures.SimulatedHostFixture())
+        # The modelled veinfo: the minimal template boots only there.
+        fixture = self.useFixture(
+            sim_fixtures.SimulatedHostFixture(kernel='modelled'))
         fixture.vzctl('create', 101, '--layout', 'simfs', '--ipadd',
                       '10.1.1.1')
         fixture.vzctl('start', 101)
@@ -260,7 +265,8 @@ class TestLatencyAndCallLog(HostTestCase):
 
 class TestKernelBackend(HostTestCase):
 
-    def test_modelled_backend_is_the_default(self):
+    def test_modelled_when_asked_for(self):
+        self.assertEqual('modelled', kernel.configured(self.host))
         self.assertIsInstance(kernel.for_host(self.host),
                               kernel.ModelledKernel)
 
@@ -292,7 +298,9 @@ class TestHostInit(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.fixture = self.useFixture(sim_fixtures.SimulatedHostFixture())
+        # "simulate init DIR" with no --kernel, as a user runs it.
+        self.fixture = self.useFixture(
+            sim_fixtures.SimulatedHostFixture(kernel=None))
         self.root = self.fixture.root
 
     def test_vz_conf_and_samples(self):
@@ -342,6 +350,15 @@ class TestHostInit(testtools.TestCase):
         with open('/proc/meminfo') as f:
             total_kb = int(f.readline().split()[1])
         self.assertEqual(total_kb // 1024, info[1])
+
+    def test_auto_is_the_default_backend(self):
+        host = hostfs.Host(self.root)
+        self.assertFalse(os.path.exists(os.path.join(host.sim_dir, 'kernel')))
+        self.assertEqual('auto', kernel.configured(host))
+        real, _ = realkernel.probe()
+        self.assertIsInstance(kernel.for_host(host),
+                              realkernel.RealKernel if real else
+                              kernel.ModelledKernel)
 
     def test_reinit_keeps_containers_and_edits(self):
         rc, _, err = self.fixture.vzctl('create', 101, '--layout', 'simfs')

@@ -304,7 +304,10 @@ class PloopCommandTestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.host = self.useFixture(sim_fixtures.SimulatedHostFixture())
+        # The modelled image: its empty filesystem gives the exact sizes
+        # the tests compare with.
+        self.host = self.useFixture(
+            sim_fixtures.SimulatedHostFixture(kernel='modelled'))
         self.image_dir = self.host.path('images/root.hdd')
         self.xml = os.path.join(self.image_dir, 'DiskDescriptor.xml')
 

@@ -89,9 +89,8 @@ class RealKernelTestCase(testtools.TestCase):
         if not os.access(templates.BUSYBOX, os.X_OK):
             self.skipTest('no %s (Debian busybox-static) for the guest'
                           % templates.BUSYBOX)
-        self.host = self.useFixture(sim_fixtures.SimulatedHostFixture())
-        with open(self.host.sim_path('kernel'), 'w') as f:
-            f.write('real\n')
+        self.host = self.useFixture(
+            sim_fixtures.SimulatedHostFixture(kernel='real'))
         with open(self.host.path('vz/template/cache/%s.tar.gz' % TEMPLATE),
                   'wb') as f:
             f.write(busybox_template())
@@ -536,6 +535,66 @@ class TestSnapshots(RealKernelTestCase):
         self.assertNothingLeft()
 
 
+def bind_mount_script(source, target):
+    """A ``<CTID>.mount`` action script binding ``source`` read-only.
+
+    As an operator writes one (reference section 4): run on the host at
+    mount and start with VEID and VE_CONFFILE in the environment, it reads
+    VE_ROOT from the container's config and mounts under it.
+    """
+    return ('#!/bin/sh\n'
+            'set -e\n'
+            '[ -n "$VEID" ] && [ -f "$VE_CONFFILE" ]\n'
+            '. "$VE_CONFFILE"\n'
+            'mkdir -p "$VE_ROOT%(target)s"\n'
+            'mount --bind -o ro %(source)s "$VE_ROOT%(target)s"\n'
+            % {'source': shlex.quote(source), 'target': target})
+
+
+def write_mount_script(host, ctid, text):
+    path = host.path('etc/vz/conf/%d.mount' % ctid)
+    with open(path, 'w') as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+    return path
+
+
+class TestActionScripts(RealKernelTestCase):
+
+    def test_mount_script_binds_a_host_directory_read_only(self):
+        ctid = self.create(layout='ploop')
+        shared = self.useFixture(_TempDir()).path
+        with open(os.path.join(shared, 'hello'), 'w') as f:
+            f.write('from the host\n')
+        write_mount_script(self.host, ctid,
+                           bind_mount_script(shared, '/config-drive'))
+        inner = os.path.join(self.sim.ve_root(ctid), 'config-drive')
+        self.start(ctid)
+        self.assertEqual('from the host',
+                         self.inside(ctid, 'cat /config-drive/hello'))
+        self.assertIn('Read-only', self.host.vzctl(
+            'exec2', ctid, 'touch /config-drive/new')[2])
+        self.assertEqual(['hello'], os.listdir(shared))
+        # vzctl stop unmounts VE_ROOT with the bind mount under it.
+        self.vzctl('stop', ctid)
+        self.assertFalse(realkernel.is_mount_point(inner))
+        # vzctl mount runs the script again.
+        self.vzctl('mount', ctid)
+        self.assertTrue(realkernel.is_mount_point(inner))
+        self.vzctl('umount', ctid)
+        self.vzctl('destroy', ctid)
+        self.assertEqual(['hello'], os.listdir(shared))
+        self.assertNothingLeft()
+
+    def test_failing_mount_script_fails_start_with_79(self):
+        ctid = self.create()
+        write_mount_script(self.host, ctid, '#!/bin/sh\nexit 3\n')
+        _, err = self.vzctl('start', ctid, expect=79)
+        self.assertIn('%d.mount' % ctid, err)
+        self.assertEqual('CTID %d exist unmounted down\n' % ctid,
+                         self.vzctl('status', ctid)[0])
+
+
 class TestHygiene(RealKernelTestCase):
 
     def test_twenty_containers_start_and_stop_concurrently(self):
@@ -617,7 +676,7 @@ class TestTemplate(testtools.TestCase):
             self.assertEqual(b'\x7fELF', f.read(4))
 
     def test_simulate_info_says_which_backend_and_why(self):
-        host = self.useFixture(sim_fixtures.SimulatedHostFixture())
+        host = self.useFixture(sim_fixtures.SimulatedHostFixture(kernel=None))
 
         def cli(*args):
             return subprocess.run(
@@ -629,13 +688,21 @@ class TestTemplate(testtools.TestCase):
             hostfs.Host(host.root))[0], out)
         self.assertIn('real backend here: %s' % (
             'possible' if REAL else 'impossible'), out)
+        # Without --kernel the host runs auto, and says it is the default.
+        self.assertIn('configured: auto\n', out)
+        self.assertIn('why: auto is asked for (the default)', out)
         cli('init', host.root, '--kernel', 'auto')
         with open(host.sim_path('kernel')) as f:
             self.assertEqual('auto\n', f.read())
         out = cli('info', host.root)
         self.assertIn('kernel backend: %s\n' % (
             'real' if REAL else 'modelled'), out)
+        self.assertIn('why: auto is asked for (DIR/sim/kernel)', out)
         self.assertIn('checkpoint: ', out)
+        cli('init', host.root, '--kernel', 'modelled')
+        out = cli('info', host.root)
+        self.assertIn('kernel backend: modelled\n', out)
+        self.assertIn('why: modelled is asked for (DIR/sim/kernel)', out)
 
 
 def tar_text(data, name):

@@ -22,7 +22,10 @@ class VzctlTestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.host = self.useFixture(sim_fixtures.SimulatedHostFixture())
+        # The contract as the modelled backend keeps it: the minimal
+        # template has no shell, so its init only "runs" there.
+        self.host = self.useFixture(
+            sim_fixtures.SimulatedHostFixture(kernel='modelled'))
         self.root = self.host.root
 
     def vzctl(self, *args, expect=0):
@@ -326,6 +329,38 @@ class TestLifecycle(VzctlTestCase):
         err = self.vzctl('mount', CTID, expect=43)[1]
         self.assertEqual('Container private area %s does not exist\n'
                          % self.path('vz/private/101'), err)
+
+
+class TestActionScripts(VzctlTestCase):
+    """Reference 1.5 and 4: host-side action scripts at mount time."""
+
+    def setUp(self):
+        super().setUp()
+        self.create()
+
+    def script(self, name, text):
+        path = self.path('etc/vz/conf/' + name)
+        with open(path, 'w') as f:
+            f.write('#!/bin/sh\n' + text)
+        os.chmod(path, 0o755)
+
+    def test_mount_scripts_run_with_veid_and_conffile(self):
+        record = self.path('script-env')
+        for name in ('vps.mount', '%d.mount' % CTID):
+            self.script(name, 'echo "%s $VEID $VE_CONFFILE" >> %s\n'
+                        % (name, record))
+        self.vzctl('start', CTID)
+        with open(record) as f:
+            self.assertEqual(['%s %d %s' % (name, CTID,
+                                            self.host.conf_path(CTID))
+                              for name in ('vps.mount', '%d.mount' % CTID)],
+                             f.read().splitlines())
+
+    def test_failing_mount_script_unmounts_and_exits_79(self):
+        self.script('%d.mount' % CTID, 'exit 1\n')
+        _, err = self.vzctl('mount', CTID, expect=79)
+        self.assertIn('%d.mount' % CTID, err)
+        self.assertEqual('CTID 101 exist unmounted down\n', self.status())
 
 
 class TestSet(VzctlTestCase):

@@ -20,7 +20,10 @@ class VzlistTestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.host = self.useFixture(sim_fixtures.SimulatedHostFixture())
+        # vzlist over the modelled state (the minimal template cannot
+        # boot on the real backend, the default where it can run).
+        self.host = self.useFixture(
+            sim_fixtures.SimulatedHostFixture(kernel='modelled'))
 
     def vzctl(self, *args):
         rc, out, err = self.host.vzctl(*args)

@@ -28,9 +28,12 @@ class MigrationTestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.source = self.useFixture(sim_fixtures.SimulatedHostFixture())
+        # Both hosts modelled: the migrated CTs use the minimal template,
+        # which has no shell to boot on the real backend.
+        self.source = self.useFixture(
+            sim_fixtures.SimulatedHostFixture(kernel='modelled'))
         self.dest_root = self.useFixture(fixtures.TempDir()).path
-        hostinit.init_host(self.dest_root)
+        hostinit.init_host(self.dest_root, kernel='modelled')
         with open(self.source.path('sim/hosts.json'), 'w') as f:
             json.dump({DEST: self.dest_root}, f)
 
