@@ -27,6 +27,7 @@ from nova_openvz import images
 from nova_openvz import power
 from nova_openvz import privsep
 from nova_openvz import resources
+from nova_openvz import snapshots
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -48,6 +49,8 @@ class OpenVZDriver(driver.ComputeDriver):
     capabilities.update({
         # OS template tarballs are uploaded to Glance as raw/bare images.
         'supports_image_type_raw': True,
+        # manage_image_cache removes templates no instance uses.
+        'has_imagecache': True,
     })
 
     def __init__(self, virtapi, read_only=False):
@@ -298,6 +301,23 @@ class OpenVZDriver(driver.ComputeDriver):
         container = self._container(instance)
         if power.from_vzlist(container.status) != power_state.RUNNING:
             self.power_on(context, instance, network_info, block_device_info)
+
+    # Images ---------------------------------------------------------------
+
+    def manage_image_cache(self, context, all_instances):
+        self.templates.manage(all_instances)
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        """Snapshot a running or stopped server without stopping it."""
+        container = self.listing.find(instance.uuid, fresh=True)
+        if container is None:
+            raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
+        layout = self.host_config.container_config(container.ctid).get(
+            'VE_LAYOUT') or self.host_config.default_layout
+        snapshots.snapshot(context, instance, container.ctid,
+                           layout.partition(':')[0],
+                           container.status == 'running', image_id,
+                           update_task_state)
 
 
 def _is_executable(path):
