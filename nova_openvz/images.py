@@ -85,14 +85,13 @@ def archive_suffix(path, image_id):
         return '.tar'
     raise nova_exception.ImageUnacceptable(
         image_id=image_id,
-        reason='not an OS template: OpenVZ boots tar archives of a root '
-               'filesystem (plain, gzip, bzip2 or xz) uploaded with '
-               'disk_format=raw and container_format=bare')
+        reason='not a tar, tar.gz, tar.bz2 or tar.xz of a root '
+               'filesystem; ' + ACCEPTED)
 
 
-ACCEPTED = ('OpenVZ boots OS template tarballs: tar archives of a root '
-            'filesystem (plain, gzip, bzip2 or xz) uploaded with '
-            'disk_format=raw and container_format=bare')
+# Nova keeps 255 characters of a fault, so this comes first and is short.
+ACCEPTED = ('OpenVZ needs an OS template tarball with disk_format=raw and '
+            'container_format=bare')
 
 
 def check_format(image_meta):
@@ -104,14 +103,12 @@ def check_format(image_meta):
     container_format = field('container_format')
     reason = None
     if disk_format == 'ploop':
-        reason = ('disk_format ploop is not supported: vzctl creates '
-                  'containers only from OS templates. %s' % ACCEPTED)
+        # vzctl create only unpacks OS templates (reference 1.2).
+        reason = 'disk_format ploop cannot be booted; %s' % ACCEPTED
     elif disk_format and disk_format != 'raw':
-        reason = 'disk_format %s is not supported. %s' % (
-            disk_format, ACCEPTED)
+        reason = 'disk_format %s: %s' % (disk_format, ACCEPTED)
     elif container_format and container_format != 'bare':
-        reason = 'container_format %s is not supported. %s' % (
-            container_format, ACCEPTED)
+        reason = 'container_format %s: %s' % (container_format, ACCEPTED)
     if reason:
         raise nova_exception.ImageUnacceptable(image_id=image_meta.id,
                                                reason=reason)
@@ -144,8 +141,9 @@ def verify_download(context, image_id, path):
     if digest.hexdigest() != expected:
         raise nova_exception.ImageUnacceptable(
             image_id=image_id,
-            reason='downloaded data has %s %s, Glance says %s'
-                   % (algo, digest.hexdigest(), expected))
+            reason='download does not match the %s hash Glance recorded '
+                   '(%.16s..., got %.16s...)'
+                   % (algo, expected, digest.hexdigest()))
 
 
 class TemplateCache(object):
