@@ -14,8 +14,10 @@ import time
 
 from nova import context as nova_context
 from oslo_utils import uuidutils
+import testtools.content
 
 from nova_openvz import allinone
+from nova_openvz import images
 from nova_openvz.simulator import templates
 
 
@@ -43,13 +45,26 @@ class ImagesTestCase(allinone.OpenVZCloudTestCase):
         self.downloads = []
         real_download = type(self.glance).download
 
+        self.download_ends = []
+
         def counting(glance, context, image_id, *args, **kwargs):
             self.downloads.append(image_id)
             # Slow enough that every concurrent boot asks meanwhile.
-            time.sleep(1)
-            return real_download(glance, context, image_id, *args, **kwargs)
+            time.sleep(3)
+            try:
+                return real_download(glance, context, image_id, *args,
+                                     **kwargs)
+            finally:
+                self.download_ends.append(time.monotonic())
         self.stub_out('nova.tests.fixtures.GlanceFixture.download',
                       counting)
+        self.asked = []
+        real_ensure = images.TemplateCache.ensure
+
+        def ensure(cache, context, instance, image_meta):
+            self.asked.append(time.monotonic())
+            return real_ensure(cache, context, instance, image_meta)
+        self.stub_out('nova_openvz.images.TemplateCache.ensure', ensure)
 
     def base_template(self):
         if self.kernel_backend == 'real':
@@ -97,6 +112,15 @@ class TestTemplateCache(ImagesTestCase):
         for server in servers:
             self._wait_for_state_change(server, 'ACTIVE', max_retries=240)
         self.assertEqual([image['id']], self.downloads)
+        # The boots really overlapped: several asked for the template
+        # while its one download ran (how many depends on the machine's
+        # speed; the rest found it cached).
+        self.assertEqual(10, len(self.asked))
+        overlapped = len([t for t in self.asked
+                          if t < self.download_ends[0]])
+        self.addDetailUniqueName('overlapped', testtools.content.text_content(
+            str(overlapped)))
+        self.assertGreater(overlapped, 1)
         running = [r for r in self.vzlist() if r['status'] == 'running']
         self.assertEqual(10, len(running))
         self.assertEqual(1, len([f for f in self.cache_files()
