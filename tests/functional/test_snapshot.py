@@ -116,6 +116,25 @@ class TestSnapshot(allinone.OpenVZCloudTestCase):
                          self.exec2(clone, 'cat /srv/db/table'))
         self.assertNotEqual(record['ctid'], self.container(clone)['ctid'])
 
+    def test_simfs_server_is_frozen_while_packed_and_keeps_running(self):
+        self._require_real()
+        self.flags(layout='simfs', group='openvz')
+        server = self.boot(name='simfs')
+        self.exec2(server, 'echo simfs-row > /root/row && sync')
+        image_id = self._snapshot(server, name='simfs-snap')
+        calls = [c['argv'][:3] for c in self.vzhost.calls()
+                 if c['tool'] == 'vzctl' and c['argv'][0] in
+                 ('chkpnt', 'snapshot')]
+        ctid = str(self.container(server)['ctid'])
+        self.assertEqual([['chkpnt', ctid, '--suspend'],
+                          ['chkpnt', ctid, '--resume']], calls)
+        self.assertEqual('running', self.container(server)['status'])
+        self.exec2(server, 'true')   # thawed
+        self.assertEqual([], self._leftovers())
+        clone = self._create_server(name='simfs-clone', image_uuid=image_id,
+                                    flavor_id='1', networks='none')
+        self.assertEqual('simfs-row\n', self.exec2(clone, 'cat /root/row'))
+
     def test_snapshot_of_a_stopped_server(self):
         server = self._stop_server(self.boot(name='stopped'))
         image_id = self._snapshot(server, name='cold')
