@@ -262,3 +262,86 @@ class TestManage(testtools.TestCase):
                           remove_unused_base_images=False)
         self.assertEqual([], self.cache.manage([]))
         self.assertEqual(sorted(self.files), self.listing())
+
+
+class _Chunks(list):
+    """What glanceclient's ``data()`` returns: chunks, ``wrapped`` set."""
+    wrapped = True
+
+
+class _GlanceImage(dict):
+    """An image as glanceclient returns it: a dict with its schema."""
+    schema = {'name': 'image', 'properties': dict.fromkeys(
+        ('id', 'name', 'status', 'visibility', 'disk_format',
+         'container_format', 'size', 'checksum', 'os_hash_algo',
+         'os_hash_value'), {})}
+
+
+class _GlanceClient(object):
+    """The network side of Nova's Glance client, serving one image."""
+
+    def __init__(self, image, data):
+        self.image, self.data, self.downloads = image, data, 0
+
+    def call(self, context, version, method, args=()):
+        if method == 'get':
+            return _GlanceImage(self.image)
+        if method == 'data':
+            self.downloads += 1
+            return _Chunks([self.data[i:i + 1024]
+                            for i in range(0, len(self.data), 1024)])
+        raise AssertionError('unexpected Glance call %s' % method)
+
+
+class TestSignatureVerification(testtools.TestCase):
+    """ensure() downloads through Nova's Glance client and its verifier."""
+
+    def setUp(self):
+        super().setUp()
+        from nova import context as nova_context
+        from nova.image import glance
+
+        root = self.useFixture(fixtures.TempDir()).path
+        self.cache_dir = os.path.join(root, 'template', 'cache')
+        os.makedirs(self.cache_dir)
+        vz_conf = os.path.join(root, 'vz.conf')
+        with open(vz_conf, 'w') as f:
+            f.write('TEMPLATE=%s/template\n' % root)
+        self.staging = os.path.join(root, 'staging')
+        self.flags = self.useFixture(config_fixture.Config(openvz_conf.CONF))
+        self.flags.config(group='openvz', vz_conf=vz_conf,
+                          image_staging_dir=self.staging)
+        self.flags.config(group='oslo_concurrency', lock_path=root)
+        self.useFixture(sim_fixture.InProcessPrivsep())
+        data = templates.minimal_template_bytes()
+        self.client = _GlanceClient({
+            'id': IMAGE_ID, 'status': 'active', 'visibility': 'public',
+            'disk_format': 'raw', 'container_format': 'bare',
+            'size': len(data), 'os_hash_algo': 'sha512',
+            'os_hash_value': hashlib.sha512(data).hexdigest()}, data)
+        service = glance.GlanceImageServiceV2(client=self.client)
+        self.useFixture(fixtures.MockPatch(
+            'nova.image.glance.get_default_image_service',
+            return_value=service))
+        self.cache = images.TemplateCache(hostconfig.HostConfig())
+        self.context = nova_context.get_admin_context()
+        self.instance = FakeInstance()
+        self.instance.trusted_certs = None
+
+    def test_unsigned_image_is_refused_when_signatures_are_required(self):
+        self.flags.config(group='glance', verify_glance_signatures=True)
+        from cursive import exception as cursive_exception
+        error = self.assertRaises(
+            cursive_exception.SignatureVerificationError, self.cache.ensure,
+            self.context, self.instance, image_meta(disk_format='raw'))
+        self.assertIn('img_signature', str(error))
+        self.assertEqual(0, self.client.downloads)
+        self.assertEqual([], os.listdir(self.cache_dir))
+        self.assertEqual([], os.listdir(self.staging))
+
+    def test_without_the_option_the_image_is_streamed_and_cached(self):
+        name = self.cache.ensure(self.context, self.instance,
+                                 image_meta(disk_format='raw'))
+        self.assertEqual(1, self.client.downloads)
+        self.assertEqual([name + '.tar.gz'], os.listdir(self.cache_dir))
+        self.assertEqual([], os.listdir(self.staging))
