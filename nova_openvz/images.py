@@ -50,10 +50,7 @@ def template_name(image_meta, instance=None):
     ``default`` scripts; a missing version or architecture is left out.
     """
     props = image_meta.properties
-    version = None
-    if instance is not None:
-        version = (getattr(instance, 'system_metadata', None) or
-                   {}).get('image_os_version')
+    version = _system_metadata(instance).get('image_os_version')
     distro = _name_part('os_distro', props.get('os_distro'))
     parts = []
     if distro:
@@ -62,6 +59,14 @@ def template_name(image_meta, instance=None):
             _name_part('hw_architecture', props.get('hw_architecture')))
             if part]
     return '-'.join(parts + ['nova', image_meta.id])
+
+
+def _system_metadata(instance):
+    """The instance's system metadata if loaded (Nova loads it to build)."""
+    if instance is None or (hasattr(instance, 'obj_attr_is_set') and
+                            not instance.obj_attr_is_set('system_metadata')):
+        return {}
+    return instance.system_metadata or {}
 
 
 def _name_part(field, value):

@@ -46,11 +46,11 @@ class ImagesTestCase(allinone.OpenVZCloudTestCase):
         real_download = type(self.glance).download
 
         self.download_ends = []
+        self.download_seconds = 0
 
         def counting(glance, context, image_id, *args, **kwargs):
             self.downloads.append(image_id)
-            # Slow enough that every concurrent boot asks meanwhile.
-            time.sleep(3)
+            time.sleep(self.download_seconds)
             try:
                 return real_download(glance, context, image_id, *args,
                                      **kwargs)
@@ -101,6 +101,8 @@ class TestTemplateCache(ImagesTestCase):
     def test_ten_concurrent_boots_download_the_image_once(self):
         image = self.upload(self.base_template(),
                             properties={'os_distro': 'debian'})
+        # Slow enough that the concurrent boots ask meanwhile.
+        self.download_seconds = 3
         # Ten one-vCPU servers on a small machine: room in Placement.
         self.flags(cpu_allocation_ratio=16.0)
         self._run_periodics()
