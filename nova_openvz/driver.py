@@ -30,6 +30,7 @@ from nova_openvz import network
 from nova_openvz import power
 from nova_openvz import privsep
 from nova_openvz import resources
+from nova_openvz import snapshots
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -54,6 +55,8 @@ class OpenVZDriver(driver.ComputeDriver):
         'supports_image_type_raw': True,
         # Neutron ports join and leave a running container live.
         'supports_attach_interface': True,
+        # manage_image_cache removes templates no instance uses.
+        'has_imagecache': True,
     })
 
     def __init__(self, virtapi, read_only=False):
@@ -423,6 +426,23 @@ def _neutron_failed(event_name, instance):
               {'event': event_name}, instance=instance)
     if CONF.vif_plugging_is_fatal:
         raise nova_exception.VirtualInterfaceCreateException()
+
+    # Images ---------------------------------------------------------------
+
+    def manage_image_cache(self, context, all_instances):
+        self.templates.manage(all_instances)
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        """Snapshot a running or stopped server without stopping it."""
+        container = self.listing.find(instance.uuid, fresh=True)
+        if container is None:
+            raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
+        layout = self.host_config.container_config(container.ctid).get(
+            'VE_LAYOUT') or self.host_config.default_layout
+        snapshots.snapshot(context, instance, container.ctid,
+                           layout.partition(':')[0],
+                           container.status == 'running', image_id,
+                           update_task_state)
 
 
 def _is_executable(path):

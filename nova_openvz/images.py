@@ -7,9 +7,12 @@ and moved by the privileged helper into ``$TEMPLATE/cache`` under a name that
 vzctl's distribution scripts understand.
 """
 
+import hashlib
 import os
 import re
+import time
 
+import nova.conf  # noqa: F401  ([image_cache] options)
 from nova import exception as nova_exception
 from nova.virt import images as nova_images
 from oslo_concurrency import lockutils
@@ -29,29 +32,51 @@ _MAGIC = ((b'\x1f\x8b', '.tar.gz'),
 _TAR_MAGIC_OFFSET = 257
 _PROPERTY_RE = re.compile(r'^[a-z0-9][a-z0-9._]*\Z')
 SUFFIXES = ('.tar', '.tar.gz', '.tar.bz2', '.tar.xz')
+#: Read size when hashing a download: memory stays bounded.
+CHUNK_SIZE = 1024 * 1024
 
 
-def template_name(image_meta):
-    """OSTEMPLATE for an image: ``[distro[-arch]-]nova-<image id>``.
+def template_name(image_meta, instance=None):
+    """OSTEMPLATE for an image: ``[distro[-version][-arch]-]nova-<image id>``.
 
-    vzctl picks distribution scripts by stripping ``-parts`` from the end
-    of OSTEMPLATE, so ``ubuntu-x86_64-nova-<id>`` finds the Ubuntu scripts;
-    an image without a valid ``os_distro`` gets vzctl's defaults.  (Nova's
-    image model has no ``os_version``, so the version is not part of it.)
+    vzctl picks distribution scripts by trying ``dists/<OSTEMPLATE>.conf``
+    and stripping ``-parts`` from the end, so ``ubuntu-22.04-x86_64-nova-<id>``
+    finds ``ubuntu-22.04.conf``, else ``ubuntu.conf``, else ``default``.
+    The parts come from the image properties ``os_distro``, ``os_version``
+    and ``architecture`` (``hw_architecture``).  Nova's image model drops
+    ``os_version``; Nova keeps every image property in the instance's
+    system metadata (``image_os_version``), so it is read there.  Without a
+    valid ``os_distro`` the name is ``nova-<id>`` and vzctl uses its
+    ``default`` scripts; a missing version or architecture is left out.
     """
     props = image_meta.properties
+    version = _system_metadata(instance).get('image_os_version')
+    distro = _name_part('os_distro', props.get('os_distro'))
     parts = []
-    for field in ('os_distro', 'hw_architecture'):
-        value = str(props.get(field, '') or '').lower()
-        if not value:
-            break
-        if not _PROPERTY_RE.match(value):
-            LOG.warning('Ignoring image property %s=%r: not a template '
-                        'name part', field, value)
-            break
-        parts.append(value)
-    parts += ['nova', image_meta.id]
-    return '-'.join(parts)
+    if distro:
+        parts = [distro] + [part for part in (
+            _name_part('os_version', version),
+            _name_part('hw_architecture', props.get('hw_architecture')))
+            if part]
+    return '-'.join(parts + ['nova', image_meta.id])
+
+
+def _system_metadata(instance):
+    """The instance's system metadata if loaded (Nova loads it to build)."""
+    if instance is None or (hasattr(instance, 'obj_attr_is_set') and
+                            not instance.obj_attr_is_set('system_metadata')):
+        return {}
+    return instance.system_metadata or {}
+
+
+def _name_part(field, value):
+    """A property value usable in a template name, else None."""
+    value = str(value or '').lower()
+    if value and not _PROPERTY_RE.match(value):
+        LOG.warning('Ignoring image property %s=%r: not a template name '
+                    'part', field, value)
+        return None
+    return value or None
 
 
 def archive_suffix(path, image_id):
@@ -65,20 +90,65 @@ def archive_suffix(path, image_id):
         return '.tar'
     raise nova_exception.ImageUnacceptable(
         image_id=image_id,
-        reason='not an OS template: OpenVZ boots tar archives of a root '
-               'filesystem (plain, gzip, bzip2 or xz) uploaded with '
-               'disk_format=raw and container_format=bare')
+        reason='not a tar, tar.gz, tar.bz2 or tar.xz of a root '
+               'filesystem; ' + ACCEPTED)
+
+
+# Nova keeps 255 characters of a fault, so this comes first and is short.
+ACCEPTED = ('OpenVZ needs an OS template tarball with disk_format=raw and '
+            'container_format=bare')
 
 
 def check_format(image_meta):
-    """Refuse early what cannot be an OS template."""
-    disk_format = image_meta.obj_attr_is_set('disk_format') and \
-        image_meta.disk_format
-    if disk_format and disk_format != 'raw':
+    """Refuse early, before any download, what cannot be an OS template."""
+    def field(name):
+        return image_meta.obj_attr_is_set(name) and getattr(image_meta, name)
+
+    disk_format = field('disk_format')
+    container_format = field('container_format')
+    reason = None
+    if disk_format == 'ploop':
+        # vzctl create only unpacks OS templates (reference 1.2).
+        reason = 'disk_format ploop cannot be booted; %s' % ACCEPTED
+    elif disk_format and disk_format != 'raw':
+        reason = 'disk_format %s: %s' % (disk_format, ACCEPTED)
+    elif container_format and container_format != 'bare':
+        reason = 'container_format %s: %s' % (container_format, ACCEPTED)
+    if reason:
+        raise nova_exception.ImageUnacceptable(image_id=image_meta.id,
+                                               reason=reason)
+
+
+def verify_download(context, image_id, path):
+    """Check the file against the hash Glance recorded for the image.
+
+    glanceclient checks the same while Nova streams from a real Glance;
+    this check also covers download handlers and test doubles.  The
+    multihash (``os_hash_algo``/``os_hash_value``) wins over the legacy
+    MD5 ``checksum``; an image with neither is accepted, as Nova does.
+    """
+    info = nova_images.get_info(context, image_id)
+    algo, expected = info.get('os_hash_algo'), info.get('os_hash_value')
+    if not (algo and expected):
+        algo, expected = 'md5', info.get('checksum')
+    if not expected:
+        LOG.info('Image %s has no checksum in Glance; not verified',
+                 image_id)
+        return
+    try:
+        digest = hashlib.new(algo, usedforsecurity=False)
+    except ValueError:
         raise nova_exception.ImageUnacceptable(
-            image_id=image_meta.id,
-            reason='disk_format %s is not supported; upload OS template '
-                   'tarballs with disk_format=raw' % disk_format)
+            image_id=image_id, reason='unknown hash algorithm %s' % algo)
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(CHUNK_SIZE), b''):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise nova_exception.ImageUnacceptable(
+            image_id=image_id,
+            reason='download does not match the %s hash Glance recorded '
+                   '(%.16s..., got %.16s...)'
+                   % (algo, expected, digest.hexdigest()))
 
 
 class TemplateCache(object):
@@ -96,14 +166,18 @@ class TemplateCache(object):
         return None
 
     def ensure(self, context, instance, image_meta):
-        """Make sure the image is in the cache; return its OSTEMPLATE."""
+        """Make sure the image is in the cache; return its OSTEMPLATE.
+
+        Nova's fetch streams the image to a file chunk by chunk and checks
+        its signature when ``[glance] verify_glance_signatures`` or the
+        instance's trusted certificates ask; the hash is checked here.
+        """
         check_format(image_meta)
-        name = template_name(image_meta)
+        name = template_name(image_meta, instance)
         if self.cached(name):
             return name
         # One download per image per host, however many spawns wait here.
-        with lockutils.lock('openvz-template-' + image_meta.id,
-                            external=True):
+        with lockutils.lock(lock_name(image_meta.id), external=True):
             if self.cached(name):
                 return name
             fileutils.ensure_tree(CONF.openvz.image_staging_dir)
@@ -112,8 +186,64 @@ class TemplateCache(object):
             with fileutils.remove_path_on_error(staging):
                 nova_images.fetch(context, image_meta.id, staging,
                                   trusted_certs=instance.trusted_certs)
+                verify_download(context, image_meta.id, staging)
                 suffix = archive_suffix(staging, image_meta.id)
                 privsep.install_template(staging, name + suffix)
             LOG.info('Cached OS template %s%s', name, suffix,
                      instance=instance)
         return name
+
+    def templates(self):
+        """``{file name: image id}`` of the templates this driver cached."""
+        try:
+            names = os.listdir(self.host_config.template_cache_dir)
+        except OSError as e:
+            LOG.warning('Cannot list the template cache: %s', e)
+            return {}
+        found = {}
+        for filename in names:
+            image_id = privsep.nova_template_image(filename)
+            if image_id:
+                found[filename] = image_id
+        return found
+
+    def manage(self, all_instances):
+        """Age the cache and remove templates no instance uses any more.
+
+        ``all_instances`` are the instances Nova counts on this host (and
+        on hosts sharing its storage).  As in libvirt's image cache, a used
+        template is touched, and an unused one goes once it is older than
+        ``[image_cache] remove_unused_original_minimum_age_seconds``, if
+        ``remove_unused_base_images`` is set.  Templates the operator put
+        in the cache (names without ``nova-<image id>``) are never touched.
+        """
+        used = {instance.image_ref for instance in all_instances
+                if instance.image_ref}
+        min_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
+        removed = []
+        for filename, image_id in sorted(self.templates().items()):
+            if image_id in used:
+                privsep.touch_template(filename)
+                continue
+            if not CONF.image_cache.remove_unused_base_images:
+                continue
+            path = os.path.join(self.host_config.template_cache_dir,
+                                filename)
+            # The spawn lock: never remove what a spawn is about to use.
+            with lockutils.lock(lock_name(image_id), external=True):
+                try:
+                    age = time.time() - os.path.getmtime(path)
+                except OSError:
+                    continue   # removed meanwhile
+                if age < min_age:
+                    LOG.debug('Unused template %s is %ds old; kept until '
+                              '%ds', filename, age, min_age)
+                    continue
+                privsep.remove_template(filename)
+            LOG.info('Removed unused OS template %s', filename)
+            removed.append(filename)
+        return removed
+
+
+def lock_name(image_id):
+    return 'openvz-template-' + image_id

@@ -75,6 +75,8 @@ VZCTL_GRAMMAR = {
                         '--skip-config'},
     'snapshot-delete': {'--id'},
     'snapshot-list': {'-H', '-o', '--id'},
+    'snapshot-mount': {'--id', '--target'},
+    'snapshot-umount': {'--id'},
 }
 
 #: Options that take no value.
@@ -143,6 +145,8 @@ def validate_vzctl_argv(args):
         value = rest.pop(0)
         if '/' in value and option in ('--ostemplate', '--config'):
             raise ArgumentRejected('%s takes a name, not a path' % option)
+    if args[0] == 'snapshot-mount':
+        _check_snapshot_target(args[2:])
 
 
 def validate_vzlist_argv(args):
@@ -330,3 +334,162 @@ def remove_config_drive_scripts(ctid):
         path = os.path.join(conf_dir, '%d.%s' % (ctid, suffix))
         if os.path.lexists(path):
             os.unlink(path)
+
+
+# -- template cache upkeep and snapshots (issue 4) ---------------------------
+
+#: Templates this driver downloaded: ``[distro[-version][-arch]-]nova-<id>``;
+#: only these may be aged or removed, never an operator's own templates.
+_NOVA_TEMPLATE_RE = re.compile(
+    r'^(?:[a-z0-9][a-z0-9._]*-)*nova-(?P<image>[0-9a-f]{8}-[0-9a-f]{4}-'
+    r'[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.tar(\.gz|\.bz2|\.xz)?\Z')
+_UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+                      r'[0-9a-f]{12}\Z')
+_SNAPSHOT_FILE_RE = re.compile(
+    r'^snapshot-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+    r'[0-9a-f]{12}\.tar\.gz\Z')
+#: The paths tar may run from, and how long a pack may take at most.
+_TOOL_PATH = '/usr/sbin:/usr/bin:/sbin:/bin'
+
+
+def nova_template_image(filename):
+    """The image ID in a template file name this driver made, or None."""
+    match = _NOVA_TEMPLATE_RE.match(filename or '')
+    return match.group('image') if match else None
+
+
+def _nova_template_path(filename):
+    from nova_openvz import hostconfig
+
+    if nova_template_image(filename) is None:
+        raise ArgumentRejected('%r is not a template of this driver'
+                               % (filename,))
+    return os.path.join(hostconfig.HostConfig().template_cache_dir, filename)
+
+
+@vz_pctxt.entrypoint
+def touch_template(filename):
+    """Mark a cached template as in use now (its mtime), as libvirt does."""
+    path = _nova_template_path(filename)
+    if os.path.isfile(path) and not os.path.islink(path):
+        os.utime(path)
+
+
+@vz_pctxt.entrypoint
+def remove_template(filename):
+    """Remove a cached template of this driver; a missing one is fine."""
+    path = _nova_template_path(filename)
+    if os.path.lexists(path):
+        os.unlink(path)
+
+
+def _snapshot_uuid(guid):
+    text = str(guid).strip('{}').lower()
+    if not _UUID_RE.match(text):
+        raise ArgumentRejected('%r is not a snapshot UUID' % (guid,))
+    return text
+
+
+def snapshot_mount_dir(guid):
+    """Where a snapshot is mounted to be packed: next to the CT roots.
+
+    Root owns that directory (VE_ROOT's parent), so nova-compute cannot
+    swap the mount point for a link to somewhere else on the host.
+    """
+    from nova_openvz import hostconfig
+    from nova_openvz import vzconf
+
+    ve_root = hostconfig.HostConfig().values.get('VE_ROOT', '/vz/root/$VEID')
+    parent = os.path.dirname(vzconf.expand_veid(ve_root, 0))
+    return os.path.join(parent, 'nova-snapshot-' + _snapshot_uuid(guid))
+
+
+def _check_snapshot_target(options):
+    """snapshot-mount may only mount on its own snapshot's mount dir."""
+    values = dict(zip(options[::2], options[1::2]))
+    if '--id' not in values or '--target' not in values:
+        raise ArgumentRejected('snapshot-mount needs --id and --target')
+    if values['--target'] != snapshot_mount_dir(values['--id']):
+        raise ArgumentRejected('snapshot-mount target %r is not the '
+                               'snapshot mount directory'
+                               % values['--target'])
+
+
+@vz_pctxt.entrypoint
+def make_snapshot_mount_dir(guid):
+    """Create (or reuse an empty leftover) mount dir; return its path."""
+    path = snapshot_mount_dir(guid)
+    if os.path.islink(path):
+        os.unlink(path)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if os.listdir(path):
+            raise ArgumentRejected('%s is in use' % path)
+    return path
+
+
+@vz_pctxt.entrypoint
+def remove_snapshot_mount_dir(guid):
+    """Remove the mount dir; refuses (EBUSY/ENOTEMPTY) while mounted."""
+    path = snapshot_mount_dir(guid)
+    if os.path.islink(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        os.rmdir(path)
+
+
+def _pack(source, filename):
+    """tar+gzip ``source`` into the staging dir; ``(exit_code, stderr)``.
+
+    The output is opened here without following links and only if it does
+    not exist, so a planted link in the staging dir gains nothing; tar
+    writes to that descriptor and reads the tree with numeric owners.
+    """
+    if not _SNAPSHOT_FILE_RE.match(filename or ''):
+        raise ArgumentRejected('bad snapshot file name %r' % (filename,))
+    if not os.path.isdir(source):
+        raise ArgumentRejected('%s is not a directory' % source)
+    tar = shutil.which('tar', path=_TOOL_PATH)
+    if tar is None:
+        return 127, 'tar: not found in %s' % _TOOL_PATH
+    output = os.path.join(CONF.openvz.image_staging_dir, filename)
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                 os.O_NOFOLLOW, 0o644)
+    try:
+        os.fchmod(fd, 0o644)   # nova-compute reads it to upload it
+        proc = subprocess.run(
+            [tar, '--create', '--gzip', '--numeric-owner', '--sparse',
+             '--one-file-system', '--exclude=./.balloon-*',
+             '--directory', source, '.'],
+            stdout=fd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env={'LC_ALL': 'C', 'PATH': _TOOL_PATH},
+            timeout=CONF.openvz.tool_timeout, check=False)
+        code, stderr = proc.returncode, proc.stderr.decode('utf-8',
+                                                           'replace')
+    except subprocess.TimeoutExpired:
+        code, stderr = None, ''
+    finally:
+        os.close(fd)
+    if code != 0:
+        os.unlink(output)
+    return code, stderr
+
+
+@vz_pctxt.entrypoint
+def pack_snapshot(guid, filename):
+    """Pack the mounted snapshot ``guid`` as an OS template tarball."""
+    return _pack(snapshot_mount_dir(guid), filename)
+
+
+@vz_pctxt.entrypoint
+def pack_private_area(ctid, filename):
+    """Pack a simfs container's private area (the caller froze it)."""
+    from nova_openvz import hostconfig
+
+    _check_ctid(str(int(ctid)))
+    private = hostconfig.HostConfig().private_dir(int(ctid))
+    if os.path.isdir(os.path.join(private, 'root.hdd')):
+        raise ArgumentRejected('container %d is on ploop; pack a snapshot'
+                               % ctid)
+    return _pack(private, filename)

@@ -33,8 +33,6 @@ DOC = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, 'doc',
 
 #: test -> (driver method that raises NotImplementedError, Nova feature).
 NOT_IMPLEMENTED = {
-    'test_snapshot_not_running': ('snapshot', 'snapshots'),
-    'test_snapshot_running': ('snapshot', 'snapshots'),
     'test_set_admin_password': ('set_admin_password', 'admin password'),
     'test_rescue': ('rescue', 'rescue'),
     'test_unrescue_unrescued_instance': ('unrescue', 'rescue'),

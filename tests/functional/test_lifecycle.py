@@ -29,7 +29,8 @@ class TestLifecycle(allinone.OpenVZCloudTestCase):
                          config['DISKSPACE'])
         self.assertEqual('ploop', config['VE_LAYOUT'])
         self.assertIn(server['id'], config['DESCRIPTION'])
-        self.assertTrue(config['OSTEMPLATE'].startswith('debian-nova-'))
+        # os_distro and os_version of the image choose the scripts.
+        self.assertTrue(config['OSTEMPLATE'].startswith('debian-12-nova-'))
 
     def test_spawn_uses_create_one_set_and_start(self):
         before = len(self.vzhost.calls())

@@ -1,5 +1,6 @@
 """Glance images to OpenVZ OS templates."""
 
+import hashlib
 import io
 import os
 import random
@@ -14,6 +15,7 @@ import testtools
 from nova_openvz import conf as openvz_conf
 from nova_openvz import hostconfig
 from nova_openvz import images
+from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
 
 IMAGE_ID = '6d3c3bd2-8d0d-4c7b-9a7e-0d9b6f1e8a21'
@@ -26,30 +28,49 @@ def image_meta(properties=None, **fields):
     return objects.ImageMeta.from_dict(image)
 
 
+class FakeInstance(object):
+    """The instance fields template_name reads."""
+
+    def __init__(self, system_metadata=None, image_ref=IMAGE_ID):
+        self.system_metadata = system_metadata or {}
+        self.image_ref = image_ref
+
+
 class TestTemplateName(testtools.TestCase):
 
-    def test_distribution_and_architecture_lead_the_name(self):
-        # os_version is a Glance property Nova's image model drops.
+    def test_distribution_version_and_architecture_lead_the_name(self):
+        # Nova's image model drops os_version; Nova keeps every image
+        # property in the instance's system metadata.
         meta = image_meta({'os_distro': 'Ubuntu', 'os_version': '22.04',
-                           'hw_architecture': 'x86_64'})
+                           'architecture': 'x86_64'})
+        instance = FakeInstance({'image_os_version': '22.04'})
+        self.assertEqual('ubuntu-22.04-x86_64-nova-' + IMAGE_ID,
+                         images.template_name(meta, instance))
         self.assertEqual('ubuntu-x86_64-nova-' + IMAGE_ID,
                          images.template_name(meta))
 
-    def test_parts_stop_at_the_first_missing_one(self):
+    def test_version_and_architecture_need_a_distribution(self):
         self.assertEqual('centos-nova-' + IMAGE_ID, images.template_name(
             image_meta({'os_distro': 'centos'})))
         self.assertEqual('nova-' + IMAGE_ID, images.template_name(
-            image_meta({'hw_architecture': 'x86_64'})))
+            image_meta({'hw_architecture': 'x86_64'}),
+            FakeInstance({'image_os_version': '7'})))
+        self.assertEqual('centos-7-nova-' + IMAGE_ID, images.template_name(
+            image_meta({'os_distro': 'centos'}),
+            FakeInstance({'image_os_version': '7'})))
 
     def test_without_properties_the_name_is_nova_and_the_id(self):
         self.assertEqual('nova-' + IMAGE_ID,
-                         images.template_name(image_meta()))
+                         images.template_name(image_meta(), FakeInstance()))
 
     def test_invalid_parts_are_ignored(self):
         for distro in ('my distro', '../etc', '-debian', 'debian\n', 'déb'):
             meta = image_meta({'os_distro': distro})
             self.assertEqual('nova-' + IMAGE_ID, images.template_name(meta),
                              distro)
+        self.assertEqual('debian-nova-' + IMAGE_ID, images.template_name(
+            image_meta({'os_distro': 'debian'}),
+            FakeInstance({'image_os_version': '12-bookworm'})))
 
 
 class TestArchiveSuffix(testtools.TestCase):
@@ -96,14 +117,24 @@ class TestArchiveSuffix(testtools.TestCase):
 
 class TestCheckFormat(testtools.TestCase):
 
-    def test_qcow2_is_refused_before_any_download(self):
-        error = self.assertRaises(nova_exception.ImageUnacceptable,
-                                  images.check_format,
-                                  image_meta(disk_format='qcow2'))
-        self.assertIn('qcow2', error.format_message())
+    def test_disk_images_are_refused_saying_what_is_accepted(self):
+        for fields, word in (({'disk_format': 'qcow2'}, 'qcow2'),
+                             ({'disk_format': 'iso'}, 'iso'),
+                             ({'disk_format': 'ploop'}, 'ploop'),
+                             ({'disk_format': 'raw',
+                               'container_format': 'docker'}, 'docker')):
+            error = self.assertRaises(nova_exception.ImageUnacceptable,
+                                      images.check_format,
+                                      image_meta(**fields))
+            message = error.format_message()
+            self.assertIn(word, message)
+            self.assertIn('disk_format=raw and container_format=bare',
+                          message)
 
     def test_raw_and_unset_formats_pass(self):
         images.check_format(image_meta(disk_format='raw'))
+        images.check_format(image_meta(disk_format='raw',
+                                       container_format='bare'))
         images.check_format(image_meta())
 
 
@@ -144,3 +175,173 @@ class TestTemplateCache(testtools.TestCase):
                           images.template_name(meta) + '.tar'), 'w').close()
         self.assertRaises(nova_exception.ImageUnacceptable,
                           self.cache.ensure, None, None, meta)
+
+
+class TestVerifyDownload(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                                 'image.part')
+        self.data = templates.minimal_template_bytes()
+        with open(self.path, 'wb') as f:
+            f.write(self.data)
+        self.info = {}
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.images.get_info', lambda context, image_id: self.info))
+
+    def test_multihash_is_checked_first(self):
+        self.info.update(os_hash_algo='sha512',
+                         os_hash_value=hashlib.sha512(self.data).hexdigest(),
+                         checksum='not-looked-at')
+        images.verify_download(None, IMAGE_ID, self.path)
+        self.info['os_hash_value'] = hashlib.sha512(b'x').hexdigest()
+        error = self.assertRaises(nova_exception.ImageUnacceptable,
+                                  images.verify_download, None, IMAGE_ID,
+                                  self.path)
+        self.assertIn('sha512', error.format_message())
+
+    def test_legacy_md5_checksum_is_checked(self):
+        self.info['checksum'] = hashlib.md5(self.data).hexdigest()
+        images.verify_download(None, IMAGE_ID, self.path)
+        self.info['checksum'] = hashlib.md5(b'x').hexdigest()
+        self.assertRaises(nova_exception.ImageUnacceptable,
+                          images.verify_download, None, IMAGE_ID, self.path)
+
+    def test_an_image_without_hashes_is_accepted(self):
+        images.verify_download(None, IMAGE_ID, self.path)
+
+
+class TestManage(testtools.TestCase):
+
+    OTHER = '0f0e9b1c-6b1c-4c1a-9f7e-4a5c0e2b8d10'
+
+    def setUp(self):
+        super().setUp()
+        root = self.useFixture(fixtures.TempDir()).path
+        self.cache_dir = os.path.join(root, 'template', 'cache')
+        os.makedirs(self.cache_dir)
+        vz_conf = os.path.join(root, 'vz.conf')
+        with open(vz_conf, 'w') as f:
+            f.write('TEMPLATE=%s/template\n' % root)
+        self.flags = self.useFixture(config_fixture.Config(openvz_conf.CONF))
+        self.flags.config(group='openvz', vz_conf=vz_conf)
+        self.flags.config(group='oslo_concurrency', lock_path=root)
+        self.useFixture(sim_fixture.InProcessPrivsep())
+        self.cache = images.TemplateCache(hostconfig.HostConfig())
+        self.files = ['debian-12-nova-%s.tar.gz' % IMAGE_ID,
+                      'nova-%s.tar' % self.OTHER, 'centos-7-x86_64.tar.gz']
+        for name in self.files:
+            path = os.path.join(self.cache_dir, name)
+            open(path, 'w').close()
+            os.utime(path, (1000, 1000))
+
+    def listing(self):
+        return sorted(os.listdir(self.cache_dir))
+
+    def test_used_templates_are_touched_unused_old_ones_removed(self):
+        self.flags.config(group='image_cache',
+                          remove_unused_original_minimum_age_seconds=3600)
+        removed = self.cache.manage([FakeInstance()])
+        self.assertEqual(['nova-%s.tar' % self.OTHER], removed)
+        self.assertEqual(sorted(self.files[::2]), self.listing())
+        used = os.path.join(self.cache_dir, self.files[0])
+        self.assertGreater(os.path.getmtime(used), 1000)
+        # The operator's own template is never aged nor removed.
+        self.assertEqual(1000, os.path.getmtime(
+            os.path.join(self.cache_dir, self.files[2])))
+
+    def test_young_unused_templates_stay(self):
+        os.utime(os.path.join(self.cache_dir, self.files[1]))   # now
+        # Unused, but only the old one goes (default minimum age: a day).
+        self.assertEqual([self.files[0]], self.cache.manage([]))
+        self.assertEqual(sorted(self.files[1:]), self.listing())
+
+    def test_nothing_is_removed_when_nova_says_so(self):
+        self.flags.config(group='image_cache',
+                          remove_unused_base_images=False)
+        self.assertEqual([], self.cache.manage([]))
+        self.assertEqual(sorted(self.files), self.listing())
+
+
+class _Chunks(list):
+    """What glanceclient's ``data()`` returns: chunks, ``wrapped`` set."""
+    wrapped = True
+
+
+class _GlanceImage(dict):
+    """An image as glanceclient returns it: a dict with its schema."""
+    schema = {'name': 'image', 'properties': dict.fromkeys(
+        ('id', 'name', 'status', 'visibility', 'disk_format',
+         'container_format', 'size', 'checksum', 'os_hash_algo',
+         'os_hash_value'), {})}
+
+
+class _GlanceClient(object):
+    """The network side of Nova's Glance client, serving one image."""
+
+    def __init__(self, image, data):
+        self.image, self.data, self.downloads = image, data, 0
+
+    def call(self, context, version, method, args=()):
+        if method == 'get':
+            return _GlanceImage(self.image)
+        if method == 'data':
+            self.downloads += 1
+            return _Chunks([self.data[i:i + 1024]
+                            for i in range(0, len(self.data), 1024)])
+        raise AssertionError('unexpected Glance call %s' % method)
+
+
+class TestSignatureVerification(testtools.TestCase):
+    """ensure() downloads through Nova's Glance client and its verifier."""
+
+    def setUp(self):
+        super().setUp()
+        from nova import context as nova_context
+        from nova.image import glance
+
+        root = self.useFixture(fixtures.TempDir()).path
+        self.cache_dir = os.path.join(root, 'template', 'cache')
+        os.makedirs(self.cache_dir)
+        vz_conf = os.path.join(root, 'vz.conf')
+        with open(vz_conf, 'w') as f:
+            f.write('TEMPLATE=%s/template\n' % root)
+        self.staging = os.path.join(root, 'staging')
+        self.flags = self.useFixture(config_fixture.Config(openvz_conf.CONF))
+        self.flags.config(group='openvz', vz_conf=vz_conf,
+                          image_staging_dir=self.staging)
+        self.flags.config(group='oslo_concurrency', lock_path=root)
+        self.useFixture(sim_fixture.InProcessPrivsep())
+        data = templates.minimal_template_bytes()
+        self.client = _GlanceClient({
+            'id': IMAGE_ID, 'status': 'active', 'visibility': 'public',
+            'disk_format': 'raw', 'container_format': 'bare',
+            'size': len(data), 'os_hash_algo': 'sha512',
+            'os_hash_value': hashlib.sha512(data).hexdigest()}, data)
+        service = glance.GlanceImageServiceV2(client=self.client)
+        self.useFixture(fixtures.MockPatch(
+            'nova.image.glance.get_default_image_service',
+            return_value=service))
+        self.cache = images.TemplateCache(hostconfig.HostConfig())
+        self.context = nova_context.get_admin_context()
+        self.instance = FakeInstance()
+        self.instance.trusted_certs = None
+
+    def test_unsigned_image_is_refused_when_signatures_are_required(self):
+        self.flags.config(group='glance', verify_glance_signatures=True)
+        from cursive import exception as cursive_exception
+        error = self.assertRaises(
+            cursive_exception.SignatureVerificationError, self.cache.ensure,
+            self.context, self.instance, image_meta(disk_format='raw'))
+        self.assertIn('img_signature', str(error))
+        self.assertEqual(0, self.client.downloads)
+        self.assertEqual([], os.listdir(self.cache_dir))
+        self.assertEqual([], os.listdir(self.staging))
+
+    def test_without_the_option_the_image_is_streamed_and_cached(self):
+        name = self.cache.ensure(self.context, self.instance,
+                                 image_meta(disk_format='raw'))
+        self.assertEqual(1, self.client.downloads)
+        self.assertEqual([name + '.tar.gz'], os.listdir(self.cache_dir))
+        self.assertEqual([], os.listdir(self.staging))

@@ -349,7 +349,7 @@ class TestSimulatedStack(testtools.TestCase):
                 else 'False'
             self.assertEqual(expected, section[flag], (operation, flag))
         # What the driver lacks today, checked by name.
-        for flag in ('pause', 'suspend', 'resize', 'snapshot', 'rescue',
+        for flag in ('pause', 'suspend', 'resize', 'rescue',
                      'live_migration', 'console_output', 'config_drive',
                      'vnc_console'):
             self.assertEqual('False', section[flag], flag)

@@ -1,0 +1,143 @@
+"""Nova snapshots of containers, uploaded to Glance as OS templates.
+
+A snapshot never stops the server.  For a ploop container (reference 1.10)
+the container is frozen (``vzctl chkpnt --suspend``) only while vzctl
+takes a ploop snapshot without a memory dump (``--skip-suspend``), then
+thawed; the snapshot is mounted read-only (``snapshot-mount``), packed by
+the privileged helper into a gzip tarball of the root filesystem, unmounted
+and deleted (``snapshot-delete`` merges it back).  A simfs container has no
+ploop snapshots: it stays frozen while its private area is packed.  The
+tarball is what ``vzctl create`` unpacks, so the image boots again like any
+OS template (``disk_format=raw``, ``container_format=bare``).
+
+Every step that made something undoes it, in reverse order, whether the
+snapshot succeeds or fails.
+"""
+
+import contextlib
+import os
+import uuid
+
+from nova.compute import task_states
+from nova.image import glance
+from oslo_log import log as logging
+from oslo_utils import excutils
+from oslo_utils import fileutils
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import exception
+from nova_openvz import hosttools
+from nova_openvz import privsep
+
+LOG = logging.getLogger(__name__)
+CONF = openvz_conf.CONF
+
+IMAGE_API = glance.API()
+
+
+@contextlib.contextmanager
+def _undone_by(undo, *args):
+    """Run ``undo(*args)`` after the block; its error wins only on success.
+
+    When the block failed, a failing undo is logged and the block's own
+    error is what the caller (and the server's fault) sees.
+    """
+    try:
+        yield
+    except BaseException:
+        with excutils.save_and_reraise_exception():
+            try:
+                undo(*args)
+            except Exception:
+                LOG.exception('Cleanup step %s%r failed', undo.__name__,
+                              args)
+    else:
+        undo(*args)
+
+
+def _packed(result, what):
+    """Turn the helper's ``(exit_code, stderr)`` into success or an error."""
+    code, stderr = result
+    if code is None:
+        raise exception.ToolTimeout(tool='tar', command=what,
+                                    timeout=CONF.openvz.tool_timeout)
+    if code != 0:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        raise exception.HostToolError(
+            tool='tar', command=what, exit_code=code, stderr=stderr,
+            detail=' '.join(lines[-5:]) or '(no output)')
+
+
+def _thaw(ctid):
+    hosttools.vzctl('chkpnt', ctid, '--resume')
+
+
+@contextlib.contextmanager
+def _frozen(ctid, running):
+    """Freeze a running container's processes for the block."""
+    if not running:
+        yield
+        return
+    hosttools.vzctl('chkpnt', ctid, '--suspend')
+    with _undone_by(_thaw, ctid):
+        yield
+
+
+def _delete_snapshot(ctid, guid):
+    hosttools.vzctl('snapshot-delete', ctid, '--id', guid)
+
+
+def _umount_snapshot(ctid, guid):
+    hosttools.vzctl('snapshot-umount', ctid, '--id', guid)
+
+
+def _pack_ploop(ctid, running, filename):
+    guid = str(uuid.uuid4())
+    with _frozen(ctid, running):
+        hosttools.vzctl('snapshot', ctid, '--id', guid, '--skip-suspend',
+                        '--skip-config')
+    with _undone_by(_delete_snapshot, ctid, guid):
+        target = privsep.make_snapshot_mount_dir(guid)
+        with _undone_by(privsep.remove_snapshot_mount_dir, guid):
+            hosttools.vzctl('snapshot-mount', ctid, '--id', guid,
+                            '--target', target)
+            with _undone_by(_umount_snapshot, ctid, guid):
+                _packed(privsep.pack_snapshot(guid, filename),
+                        'snapshot of CT %d' % ctid)
+
+
+def _pack_simfs(ctid, running, filename):
+    with _frozen(ctid, running):
+        _packed(privsep.pack_private_area(ctid, filename),
+                'private area of CT %d' % ctid)
+
+
+def _remove(path):
+    if os.path.lexists(path):
+        os.unlink(path)
+
+
+def snapshot(context, instance, ctid, layout, running, image_id,
+             update_task_state):
+    """Snapshot container ``ctid`` into the Glance image ``image_id``."""
+    update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+    fileutils.ensure_tree(CONF.openvz.image_staging_dir)
+    filename = 'snapshot-%s.tar.gz' % image_id
+    path = os.path.join(CONF.openvz.image_staging_dir, filename)
+    _remove(path)   # a leftover of a crashed attempt would block O_EXCL
+    with _undone_by(_remove, path):
+        if layout == 'ploop':
+            _pack_ploop(ctid, running, filename)
+        else:
+            _pack_simfs(ctid, running, filename)
+        LOG.info('Packed CT %d into %d bytes for image %s', ctid,
+                 os.path.getsize(path), image_id, instance=instance)
+        update_task_state(task_state=task_states.IMAGE_UPLOADING,
+                          expected_state=task_states.IMAGE_PENDING_UPLOAD)
+        metadata = {'disk_format': 'raw', 'container_format': 'bare'}
+        # ImageNotFound (deleted meanwhile) goes up: Nova's manager
+        # handles it.
+        with open(path, 'rb') as data:
+            IMAGE_API.update(context, image_id, metadata, data,
+                             purge_props=False)
+    LOG.info('Snapshot uploaded as image %s', image_id, instance=instance)

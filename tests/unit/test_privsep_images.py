@@ -1,0 +1,172 @@
+"""Privileged file work for the template cache and snapshots.
+
+The entrypoints run in this process on a temporary host tree: what they
+accept, what they refuse, and what they leave on disk.
+"""
+
+import os
+import tarfile
+import uuid
+
+import fixtures
+from oslo_config import fixture as config_fixture
+import testtools
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import privsep
+from nova_openvz.simulator import fixture as sim_fixture
+
+CONF = openvz_conf.CONF
+REJECTED = privsep.ArgumentRejected
+IMAGE = '6d3c3bd2-8d0d-4c7b-9a7e-0d9b6f1e8a21'
+
+
+class HostTree(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.useFixture(fixtures.TempDir()).path
+        for sub in ('template/cache', 'root', 'private', 'staging'):
+            os.makedirs(os.path.join(self.root, sub))
+        vz_conf = os.path.join(self.root, 'vz.conf')
+        with open(vz_conf, 'w') as f:
+            f.write('TEMPLATE=%(r)s/template\nVE_ROOT=%(r)s/root/$VEID\n'
+                    'VE_PRIVATE=%(r)s/private/$VEID\n' % {'r': self.root})
+        self.useFixture(config_fixture.Config(CONF)).config(
+            group='openvz', vz_conf=vz_conf,
+            image_staging_dir=os.path.join(self.root, 'staging'))
+        self.cache = os.path.join(self.root, 'template/cache')
+        self.useFixture(sim_fixture.InProcessPrivsep())
+
+
+class TestTemplateUpkeep(HostTree):
+
+    def test_only_templates_of_this_driver_name_an_image(self):
+        self.assertEqual(IMAGE, privsep.nova_template_image(
+            'ubuntu-22.04-x86_64-nova-%s.tar.gz' % IMAGE))
+        self.assertEqual(IMAGE, privsep.nova_template_image(
+            'nova-%s.tar' % IMAGE))
+        for name in ('centos-7-x86_64.tar.gz', 'nova-%s.zip' % IMAGE,
+                     '../nova-%s.tar' % IMAGE, 'nova-%s.tar.gz.part' % IMAGE,
+                     'nova-not-a-uuid.tar'):
+            self.assertIsNone(privsep.nova_template_image(name), name)
+
+    def test_remove_and_touch_refuse_other_files(self):
+        own = os.path.join(self.cache, 'centos-7-x86_64.tar.gz')
+        open(own, 'w').close()
+        for entrypoint in (privsep.remove_template, privsep.touch_template):
+            self.assertRaises(REJECTED, entrypoint, 'centos-7-x86_64.tar.gz')
+            self.assertRaises(REJECTED, entrypoint, '../vz.conf')
+        self.assertTrue(os.path.exists(own))
+
+    def test_touch_then_remove(self):
+        name = 'nova-%s.tar.xz' % IMAGE
+        path = os.path.join(self.cache, name)
+        open(path, 'w').close()
+        os.utime(path, (0, 0))
+        privsep.touch_template(name)
+        self.assertGreater(os.path.getmtime(path), 0)
+        privsep.remove_template(name)
+        self.assertFalse(os.path.exists(path))
+        privsep.remove_template(name)   # already gone: no error
+
+
+class TestSnapshotMount(HostTree):
+
+    def test_mount_dir_sits_next_to_container_roots(self):
+        guid = str(uuid.uuid4())
+        expected = os.path.join(self.root, 'root', 'nova-snapshot-' + guid)
+        self.assertEqual(expected, privsep.snapshot_mount_dir(guid))
+        self.assertEqual(expected,
+                         privsep.snapshot_mount_dir('{%s}' % guid.upper()))
+        for bad in ('../../etc', '', guid + '/..', 'x' * 36):
+            self.assertRaises(REJECTED, privsep.snapshot_mount_dir, bad)
+
+    def test_snapshot_mount_only_on_its_own_dir(self):
+        guid = str(uuid.uuid4())
+        target = privsep.snapshot_mount_dir(guid)
+        privsep.validate_vzctl_argv(['snapshot-mount', '101', '--id', guid,
+                                     '--target', target])
+        privsep.validate_vzctl_argv(['snapshot-umount', '101', '--id', guid])
+        for argv in (['--id', guid, '--target', '/etc'],
+                     ['--id', guid, '--target', target + '/..'],
+                     ['--id', str(uuid.uuid4()), '--target', target],
+                     ['--target', target], ['--id', guid]):
+            self.assertRaises(REJECTED, privsep.validate_vzctl_argv,
+                              ['snapshot-mount', '101'] + argv)
+
+    def test_make_and_remove_the_mount_dir(self):
+        guid = str(uuid.uuid4())
+        path = privsep.make_snapshot_mount_dir(guid)
+        self.assertEqual(0o700, os.stat(path).st_mode & 0o777)
+        self.assertEqual(path, privsep.make_snapshot_mount_dir(guid))
+        open(os.path.join(path, 'busy'), 'w').close()
+        self.assertRaises(REJECTED, privsep.make_snapshot_mount_dir, guid)
+        self.assertRaises(OSError, privsep.remove_snapshot_mount_dir, guid)
+        os.unlink(os.path.join(path, 'busy'))
+        privsep.remove_snapshot_mount_dir(guid)
+        self.assertFalse(os.path.exists(path))
+
+
+class TestPack(HostTree):
+
+    def _tree(self, ctid=101):
+        private = os.path.join(self.root, 'private', str(ctid))
+        os.makedirs(os.path.join(private, 'srv/db'))
+        with open(os.path.join(private, 'srv/db/table'), 'w') as f:
+            f.write('rows-42\n')
+        os.symlink('/srv/db/table', os.path.join(private, 'table-link'))
+        return private
+
+    def test_private_area_becomes_a_template_tarball(self):
+        self._tree()
+        name = 'snapshot-%s.tar.gz' % uuid.uuid4()
+        self.assertEqual((0, ''), privsep.pack_private_area(101, name))
+        path = os.path.join(self.root, 'staging', name)
+        self.assertEqual(0o644, os.stat(path).st_mode & 0o777)
+        with tarfile.open(path) as tar:
+            names = set(tar.getnames())
+            self.assertIn('./srv/db/table', names)
+            self.assertEqual(b'rows-42\n',
+                             tar.extractfile('./srv/db/table').read())
+            self.assertEqual('/srv/db/table',
+                             tar.getmember('./table-link').linkname)
+
+    def test_a_planted_link_is_not_followed(self):
+        self._tree()
+        name = 'snapshot-%s.tar.gz' % uuid.uuid4()
+        victim = os.path.join(self.root, 'victim')
+        open(victim, 'w').close()
+        os.symlink(victim, os.path.join(self.root, 'staging', name))
+        self.assertRaises(OSError, privsep.pack_private_area, 101, name)
+        self.assertEqual(0, os.path.getsize(victim))
+
+    def test_bad_names_and_ploop_areas_are_refused(self):
+        private = self._tree()
+        for name in ('../x.tar.gz', 'snapshot-x.tar.gz', 'evil.tar.gz'):
+            self.assertRaises(REJECTED, privsep.pack_private_area, 101, name)
+        os.mkdir(os.path.join(private, 'root.hdd'))
+        self.assertRaises(REJECTED, privsep.pack_private_area, 101,
+                          'snapshot-%s.tar.gz' % uuid.uuid4())
+        self.assertRaises(REJECTED, privsep.pack_private_area, 0,
+                          'snapshot-%s.tar.gz' % uuid.uuid4())
+
+    def test_a_tar_failure_is_reported_and_leaves_no_file(self):
+        self._tree()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_openvz.privsep._TOOL_PATH', self._failing_tar()))
+        name = 'snapshot-%s.tar.gz' % uuid.uuid4()
+        code, stderr = privsep.pack_private_area(101, name)
+        self.assertNotEqual(0, code)
+        self.assertIn('tar', stderr)
+        self.assertEqual([], os.listdir(os.path.join(self.root, 'staging')))
+
+    def _failing_tar(self):
+        bin_dir = os.path.join(self.root, 'bin')
+        os.mkdir(bin_dir)
+        tar = os.path.join(bin_dir, 'tar')
+        with open(tar, 'w') as f:
+            f.write('#!/bin/sh\necho "tar: ./srv: Cannot open: I/O error"'
+                    ' >&2\nexit 2\n')
+        os.chmod(tar, 0o755)
+        return bin_dir
