@@ -256,7 +256,7 @@ def remove_destroyed_configs(ctid):
             os.unlink(path)
 
 
-# -- config drive --------------------------------------------------------------
+# -- config drive ------------------------------------------------------------
 
 _SAFE_PATH_RE = re.compile(r'^/[A-Za-z0-9._/-]+\Z')
 
