@@ -27,6 +27,7 @@ from nova_openvz import images
 from nova_openvz import power
 from nova_openvz import privsep
 from nova_openvz import resources
+from nova_openvz import volumes
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -48,6 +49,9 @@ class OpenVZDriver(driver.ComputeDriver):
     capabilities.update({
         # OS template tarballs are uploaded to Glance as raw/bare images.
         'supports_image_type_raw': True,
+        # The container uses the host's block device: os-brick's view of
+        # the new size is the container's (COMPUTE_VOLUME_EXTEND).
+        'supports_extend_volume': True,
     })
 
     def __init__(self, virtapi, read_only=False):
@@ -58,6 +62,7 @@ class OpenVZDriver(driver.ComputeDriver):
         self.allocator = containers.CtidAllocator(self.listing,
                                                   self.host_config)
         self.templates = images.TemplateCache(self.host_config)
+        self.volumes = volumes.ContainerVolumes()
         self.hypervisor_version = 0
 
     # Host ------------------------------------------------------------------
@@ -157,8 +162,7 @@ class OpenVZDriver(driver.ComputeDriver):
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
-        if driver.block_device_info_get_mapping(block_device_info):
-            raise exception.VolumesNotSupported()
+        volumes.check_boot(instance, block_device_info)
         hostname = _checked_hostname(instance)
         template = self.templates.ensure(context, instance, image_meta)
         for attempt in range(CTID_ATTEMPTS):
@@ -179,17 +183,24 @@ class OpenVZDriver(driver.ComputeDriver):
             finally:
                 self.allocator.release(ctid)
         try:
+            devices = self.volumes.prepare_spawn(
+                ctid, instance, block_device_info,
+                resources.layout(instance.flavor))
             # Nova's own shutdown_timeout becomes the graceful stop window,
             # so a normal power off needs no extra call (0 means vzctl's
             # default there, hence at least 1).
             hosttools.vzctl('set', ctid, '--save', '--onboot', 'no',
                             '--stop-timeout', max(1, CONF.shutdown_timeout),
-                            *resources.flavor_settings(instance.flavor))
+                            *resources.flavor_settings(
+                                instance.flavor,
+                                volumes.swap_mb(instance, block_device_info)),
+                            *devices)
             if power_on:
                 hosttools.vzctl('start', ctid, '--wait')
         except Exception:
             with excutils.save_and_reraise_exception():
                 self._remove_quietly(ctid, instance)
+                self._disconnect_quietly(block_device_info, instance)
         finally:
             self.listing.changed(instance.uuid, ctid)
         LOG.info('Container %d created%s', ctid,
@@ -220,6 +231,13 @@ class OpenVZDriver(driver.ComputeDriver):
             LOG.exception('Could not remove container %d after a failed '
                           'spawn', ctid, instance=instance)
 
+    def _disconnect_quietly(self, block_device_info, instance):
+        try:
+            self.volumes.disconnect_all(block_device_info, instance)
+        except Exception:
+            LOG.exception('Could not disconnect the volumes of a failed '
+                          'spawn', instance=instance)
+
     def _changing(self, instance, *argv, ok_codes=(0,)):
         """Run a vzctl command that changes the instance's container."""
         try:
@@ -243,14 +261,15 @@ class OpenVZDriver(driver.ComputeDriver):
         container = self.listing.find(instance.uuid, fresh=True)
         if container is None:
             LOG.info('Container already gone', instance=instance)
-            return
-        if destroy_disks:
+        elif destroy_disks:
             try:
                 self._remove(container.ctid)
             finally:
                 self.listing.forget(instance.uuid)
         else:
             self._changing(instance, 'stop', container.ctid, '--fast')
+        # The host side of the volumes goes in every case, as with libvirt.
+        self.volumes.disconnect_all(block_device_info, instance)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
@@ -298,6 +317,34 @@ class OpenVZDriver(driver.ComputeDriver):
         container = self._container(instance)
         if power.from_vzlist(container.status) != power_state.RUNNING:
             self.power_on(context, instance, network_info, block_device_info)
+
+    # Volumes ---------------------------------------------------------------
+
+    def get_volume_connector(self, instance):
+        return volumes.connector_properties()
+
+    def attach_volume(self, context, connection_info, instance, mountpoint,
+                      disk_bus=None, device_type=None, encryption=None):
+        ctid = self._container(instance).ctid
+        try:
+            self.volumes.attach(ctid, connection_info, mountpoint,
+                                encryption)
+        finally:
+            self.listing.changed(instance.uuid, ctid)
+
+    def detach_volume(self, context, connection_info, instance, mountpoint,
+                      encryption=None):
+        container = self.listing.find(instance.uuid, fresh=True)
+        ctid = container.ctid if container is not None else None
+        try:
+            self.volumes.detach(ctid, connection_info, mountpoint)
+        finally:
+            if ctid is not None:
+                self.listing.changed(instance.uuid, ctid)
+
+    def extend_volume(self, context, connection_info, instance,
+                      requested_size):
+        self.volumes.extend(connection_info, requested_size)
 
 
 def _is_executable(path):
