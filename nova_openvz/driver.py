@@ -320,6 +320,14 @@ class OpenVZDriver(driver.ComputeDriver):
 
     # Volumes ---------------------------------------------------------------
 
+    def default_root_device_name(self, instance, image_meta, root_bdm):
+        """``/dev/vda``, so volumes are named ``/dev/vdb``... as on KVM.
+
+        A container's root is no block device; the name only anchors the
+        names Nova gives volumes, which images and Trove expect at vdb.
+        """
+        return volumes.ROOT_DEVICE_NAME
+
     def get_volume_connector(self, instance):
         return volumes.connector_properties()
 

@@ -46,6 +46,8 @@ from nova_openvz import privsep
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
 
+#: The root device name Nova numbers volume names from (vdb, vdc...).
+ROOT_DEVICE_NAME = '/dev/vda'
 #: Where the ephemeral disk is mounted inside the container.
 EPHEMERAL_MOUNTPOINT = '/mnt'
 #: vzctl exec2 on a stopped container.
@@ -75,8 +77,10 @@ def _volume_id(connection_info):
 
 def device_name(mountpoint):
     """``/dev/vdb`` -> ``vdb``, refused unless a plain device name."""
-    name = (mountpoint or '').rpartition('/')[2]
+    prefix, _, name = (mountpoint or '').rpartition('/')
     try:
+        if prefix not in ('', '/dev'):
+            raise privsep.ArgumentRejected(mountpoint)
         privsep.check_device_node(name, 1, 0)
     except privsep.ArgumentRejected:
         raise nova_exception.InvalidInput(
@@ -234,19 +238,23 @@ class ContainerVolumes(object):
                 self._undo_attach(ctid, name, path, connection_info)
 
     def _undo_attach(self, ctid, name, path, connection_info):
-        try:
-            nodes = privsep.volume_nodes(ctid)
-            if name in nodes:
-                major, minor = nodes[name]
-                hosttools.vzctl('exec2', ctid, 'rm -f /dev/%s' % name,
-                                ok_codes=(0, EXIT_NOT_RUNNING))
-                hosttools.vzctl('set', ctid, '--devices',
-                                devices_arg(major, minor, 'none'), '--save')
-                privsep.set_volume_node(ctid, name)
-            disconnect(connection_info)
-        except Exception:
-            LOG.exception('Could not undo the attachment of %s at %s',
-                          path, name)
+        """Each step on its own, so one failure does not keep the rest."""
+        def step(function, *args, **kwargs):
+            try:
+                function(*args, **kwargs)
+            except Exception:
+                LOG.exception('Could not undo the attachment of %s at %s',
+                              path, name)
+        nodes = {}
+        step(lambda: nodes.update(privsep.volume_nodes(ctid)))
+        if name in nodes:
+            major, minor = nodes[name]
+            step(hosttools.vzctl, 'exec2', ctid, 'rm -f /dev/%s' % name,
+                 ok_codes=(0, EXIT_NOT_RUNNING))
+            step(hosttools.vzctl, 'set', ctid, '--devices',
+                 devices_arg(major, minor, 'none'), '--save')
+            step(privsep.set_volume_node, ctid, name)
+        step(disconnect, connection_info)
 
     def _mounted_inside(self, ctid, major, minor):
         """Mount points of the device inside a running container."""
