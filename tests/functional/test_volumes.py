@@ -14,8 +14,8 @@ import subprocess
 import time
 
 import fixtures
-from nova.tests.functional.api import client as api_client
 from nova.tests.fixtures import os_brick as nova_os_brick
+from nova.tests.functional.api import client as api_client
 from os_brick import privileged as brick_privileged
 from oslo_utils import uuidutils
 
