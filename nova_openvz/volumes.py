@@ -146,8 +146,6 @@ def check_boot(instance, block_device_info):
                 root and bdm.get('mount_device') == root):
             raise exception.BootFromVolumeNotSupported()
         device_name(bdm.get('mount_device'))
-    if not instance.image_ref:
-        raise exception.BootFromVolumeNotSupported()
     ephemerals = driver.block_device_info_get_ephemerals(block_device_info)
     if len(ephemerals) > 1:
         raise exception.EphemeralNotSupported(

@@ -157,9 +157,6 @@ class TestBootChecks(testtools.TestCase):
         # Nova aborts the build (no reschedule) on InvalidInput.
         self.assertTrue(issubclass(exception.BootFromVolumeNotSupported,
                                    nova_exception.InvalidInput))
-        self.assertRaises(exception.BootFromVolumeNotSupported,
-                          volumes.check_boot, _instance(image_ref=''),
-                          _bdi())
 
     def test_two_ephemeral_disks_are_refused(self):
         self.assertRaises(exception.EphemeralNotSupported,
