@@ -31,6 +31,7 @@ from nova_openvz import power
 from nova_openvz import privsep
 from nova_openvz import resources
 from nova_openvz import snapshots
+from nova_openvz import volumes
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -57,6 +58,9 @@ class OpenVZDriver(driver.ComputeDriver):
         'supports_attach_interface': True,
         # manage_image_cache removes templates no instance uses.
         'has_imagecache': True,
+        # The container uses the host's block device: os-brick's view of
+        # the new size is the container's (COMPUTE_VOLUME_EXTEND).
+        'supports_extend_volume': True,
     })
 
     def __init__(self, virtapi, read_only=False):
@@ -67,6 +71,7 @@ class OpenVZDriver(driver.ComputeDriver):
         self.allocator = containers.CtidAllocator(self.listing,
                                                   self.host_config)
         self.templates = images.TemplateCache(self.host_config)
+        self.volumes = volumes.ContainerVolumes()
         self.hypervisor_version = 0
         network.initialize()
 
@@ -167,8 +172,7 @@ class OpenVZDriver(driver.ComputeDriver):
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
-        if driver.block_device_info_get_mapping(block_device_info):
-            raise exception.VolumesNotSupported()
+        volumes.check_boot(instance, block_device_info)
         hostname = _checked_hostname(instance)
         nics = network.nics(network_info)
         template = self.templates.ensure(context, instance, image_meta)
@@ -190,6 +194,9 @@ class OpenVZDriver(driver.ComputeDriver):
             finally:
                 self.allocator.release(ctid)
         try:
+            devices = self.volumes.prepare_spawn(
+                ctid, instance, block_device_info,
+                resources.layout(instance.flavor))
             if configdrive.required_by(instance):
                 configdrive.attach(ctid, configdrive.build(
                     instance, network_info, admin_password, injected_files))
@@ -198,8 +205,10 @@ class OpenVZDriver(driver.ComputeDriver):
             # default there, hence at least 1).
             hosttools.vzctl('set', ctid, '--save', '--onboot', 'no',
                             '--stop-timeout', max(1, CONF.shutdown_timeout),
-                            *(resources.flavor_settings(instance.flavor) +
-                              network.set_args(nics) +
+                            *(resources.flavor_settings(
+                                instance.flavor,
+                                volumes.swap_mb(instance, block_device_info)) +
+                              list(devices) + network.set_args(nics) +
                               network.searchdomain_args(nics)))
             if power_on:
                 self._start(instance, ctid, network_info, nics,
@@ -209,6 +218,7 @@ class OpenVZDriver(driver.ComputeDriver):
                 self._remove_quietly(ctid, instance)
                 network.unplug(instance, network_info, quiet=True)
                 configdrive.remove(instance)
+                self._disconnect_quietly(block_device_info, instance)
         finally:
             self.listing.changed(instance.uuid, ctid)
         LOG.info('Container %d created%s', ctid,
@@ -261,7 +271,6 @@ class OpenVZDriver(driver.ComputeDriver):
         hosttools.vzctl('stop', ctid, '--fast', ok_codes=(0, 14))
         hosttools.vzctl('destroy', ctid, ok_codes=(0, 14))
         privsep.remove_destroyed_configs(ctid)
-        privsep.remove_config_drive_scripts(ctid)
 
     def _remove_quietly(self, ctid, instance):
         """Clean up after a failed spawn without hiding its error."""
@@ -270,6 +279,13 @@ class OpenVZDriver(driver.ComputeDriver):
         except Exception:
             LOG.exception('Could not remove container %d after a failed '
                           'spawn', ctid, instance=instance)
+
+    def _disconnect_quietly(self, block_device_info, instance):
+        try:
+            self.volumes.disconnect_all(block_device_info, instance)
+        except Exception:
+            LOG.exception('Could not disconnect the volumes of a failed '
+                          'spawn', instance=instance)
 
     def _changing(self, instance, *argv, ok_codes=(0,)):
         """Run a vzctl command that changes the instance's container."""
@@ -311,6 +327,8 @@ class OpenVZDriver(driver.ComputeDriver):
             network.unplug(instance, network_info, quiet=True)
         if destroy_disks:
             configdrive.remove(instance)
+        # The host side of the volumes goes in every case, as with libvirt.
+        self.volumes.disconnect_all(block_device_info, instance)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
@@ -443,6 +461,42 @@ def _neutron_failed(event_name, instance):
                            layout.partition(':')[0],
                            container.status == 'running', image_id,
                            update_task_state)
+
+    # Volumes ---------------------------------------------------------------
+
+    def default_root_device_name(self, instance, image_meta, root_bdm):
+        """``/dev/vda``, so volumes are named ``/dev/vdb``... as on KVM.
+
+        A container's root is no block device; the name only anchors the
+        names Nova gives volumes, which images and Trove expect at vdb.
+        """
+        return volumes.ROOT_DEVICE_NAME
+
+    def get_volume_connector(self, instance):
+        return volumes.connector_properties()
+
+    def attach_volume(self, context, connection_info, instance, mountpoint,
+                      disk_bus=None, device_type=None, encryption=None):
+        ctid = self._container(instance).ctid
+        try:
+            self.volumes.attach(ctid, connection_info, mountpoint,
+                                encryption)
+        finally:
+            self.listing.changed(instance.uuid, ctid)
+
+    def detach_volume(self, context, connection_info, instance, mountpoint,
+                      encryption=None):
+        container = self.listing.find(instance.uuid, fresh=True)
+        ctid = container.ctid if container is not None else None
+        try:
+            self.volumes.detach(ctid, connection_info, mountpoint)
+        finally:
+            if ctid is not None:
+                self.listing.changed(instance.uuid, ctid)
+
+    def extend_volume(self, context, connection_info, instance,
+                      requested_size):
+        self.volumes.extend(connection_info, requested_size)
 
 
 def _is_executable(path):

@@ -84,6 +84,27 @@ class ContainerIdExhausted(exception.NovaException):
     msg_fmt = _("No free container ID at or above %(start)s")
 
 
-class VolumesNotSupported(exception.NovaException):
-    msg_fmt = _("The OpenVZ driver cannot attach Cinder volumes yet; boot "
-                "this server without volumes")
+class BootFromVolumeNotSupported(exception.InvalidInput):
+    msg_fmt = _("An OpenVZ container's root file system is its own disk "
+                "image and cannot live on a Cinder volume: boot from an "
+                "image, and attach volumes as data disks")
+
+
+class EphemeralNotSupported(exception.InvalidInput):
+    msg_fmt = _("This ephemeral disk cannot be given to an OpenVZ "
+                "container: %(reason)s")
+
+
+class VolumeConnectFailed(exception.NovaException):
+    msg_fmt = _("Volume %(volume_id)s could not be connected on the host: "
+                "%(reason)s")
+
+
+class VolumeExtendFailed(exception.NovaException):
+    msg_fmt = _("Volume %(volume_id)s could not be extended on the host: "
+                "%(reason)s")
+
+
+class VolumeNotABlockDevice(exception.NovaException):
+    msg_fmt = _("The volume's host device %(path)s cannot be given to a "
+                "container: %(reason)s")

@@ -6,7 +6,7 @@ Flavor mapping (see doc/source/admin/flavors.rst):
 flavor                              container
 ==================================  =========================================
 memory_mb                           PHYSPAGES (``--ram <memory_mb>M``)
-swap (MB)                           SWAPPAGES (``--swap <swap>M``)
+swap (MB), or the swap BDM's size    SWAPPAGES (``--swap <swap>M``)
 vcpus                               CPUS (visible CPUs)
 root_gb (0: [openvz]default_root_gb)  DISKSPACE soft = hard = root_gb
 openvz:cpuunits, quota:cpu_shares,  CPUUNITS (weight), first one set wins
@@ -15,6 +15,10 @@ openvz:cpulimit, or                 CPULIMIT in percent of one CPU
 quota:cpu_quota / quota:cpu_period
 (per vCPU, as libvirt applies it)
 openvz:ioprio/iolimit/iopslimit     IOPRIO / IOLIMIT (MB/s) / IOPSLIMIT
+quota:disk_{read,write,total}_      IOLIMIT (bytes/s), unless openvz:iolimit
+bytes_sec                           is set: the smallest value set
+quota:disk_{read,write,total}_      IOPSLIMIT, unless openvz:iopslimit is
+iops_sec                            set: the smallest value set
 openvz:numproc, openvz:numfile      NUMPROC / NUMFILE
 ==================================  =========================================
 """
@@ -80,10 +84,39 @@ def _cpulimit(flavor):
     return int(math.ceil(100.0 * quota / period * flavor.vcpus))
 
 
-def flavor_settings(flavor):
-    """``vzctl set`` options that give a container its flavor's limits."""
+#: Nova's disk QoS extra specs, by the one vzctl limit each becomes.
+DISK_QOS = {
+    'iolimit': ('quota:disk_read_bytes_sec', 'quota:disk_write_bytes_sec',
+                'quota:disk_total_bytes_sec'),
+    'iopslimit': ('quota:disk_read_iops_sec', 'quota:disk_write_iops_sec',
+                  'quota:disk_total_iops_sec'),
+}
+
+
+def _disk_qos(flavor, name):
+    """The one OpenVZ limit for Nova's read/write/total disk specs.
+
+    OpenVZ has a single bandwidth and a single IOPS limit for all of a
+    container's I/O.  The smallest value set is used, so that no limit the
+    flavor sets is exceeded (reads and writes together stay below each);
+    0 means "no limit", as in Nova.
+    """
+    values = [extra_specs.check(key, flavor.extra_specs[key],
+                                {'type': int, 'min': 0})
+              for key in DISK_QOS[name] if key in flavor.extra_specs]
+    values = [value for value in values if value]
+    return min(values) if values else None
+
+
+def flavor_settings(flavor, swap_mb=None):
+    """``vzctl set`` options that give a container its flavor's limits.
+
+    :param swap_mb: the swap size when a swap block device mapping changes
+        the flavor's.
+    """
+    swap = flavor.swap if swap_mb is None else swap_mb
     args = ['--ram', '%dM' % flavor.memory_mb,
-            '--swap', '%dM' % (flavor.swap or 0),
+            '--swap', '%dM' % (swap or 0),
             '--cpus', str(flavor.vcpus),
             '--cpuunits', str(_cpuunits(flavor))]
     cpulimit = _cpulimit(flavor)
@@ -91,6 +124,12 @@ def flavor_settings(flavor):
         args += ['--cpulimit', str(cpulimit)]
     for name in ('ioprio', 'iolimit', 'iopslimit', 'numproc', 'numfile'):
         spec = extra_specs.value(flavor, name)
+        if spec is None and name == 'iolimit':
+            qos = _disk_qos(flavor, name)
+            # --iolimit takes MB/s unless a unit is given.
+            spec = None if qos is None else '%dB' % qos
+        elif spec is None and name == 'iopslimit':
+            spec = _disk_qos(flavor, name)
         if spec is not None:
             args += ['--' + name, str(spec)]
     return args

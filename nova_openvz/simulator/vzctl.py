@@ -389,6 +389,28 @@ class Call:
                 raise Failure(E_ACTIONSCRIPT, 'Error executing %s script %s'
                               % (name.rpartition('.')[2], script))
 
+    def run_inside_script(self, name):
+        """Run ``<CTID>.start`` or ``.stop`` inside the container.
+
+        vzctl runs the start script after setting up the container's
+        resources (devices included) and before init, the stop script before
+        halting it; a failure is exit 79 (V4 src/lib/env.c).
+        """
+        script = os.path.join(self.host.conf_dir, '%d.%s' % (self.ctid, name))
+        if not os.path.isfile(script):
+            return
+        with open(script, 'rb') as f:
+            text = f.read()
+        try:
+            code = self.kernel.exec(self.ctid, self.host.ve_root(self.ctid),
+                                    None, stdin=text)
+        except hostfs.ToolError as exc:
+            raise Failure(E_ACTIONSCRIPT, 'Error executing %s script %s: %s'
+                          % (name, script, exc.message))
+        if code != 0:
+            raise Failure(E_ACTIONSCRIPT, 'Error executing %s script %s'
+                          % (name, script))
+
     def mount(self, scripts=True):
         root = self.require_root()
         tree = self.tree()
@@ -707,6 +729,7 @@ def do_start(call, wait=False, force=False, skip_remount=False):
     call.kernel.start(call.ctid, config)
     try:
         apply_running(call, config)
+        call.run_inside_script('start')
         call.kernel.finish_start(call.ctid)
     except hostfs.ToolError:
         call.kernel.stop(call.ctid, fast=True)
@@ -725,6 +748,7 @@ def do_stop(call, fast=False, skip_umount=False):
     if not call.running():
         call.out.error('Unable to stop: container is not running')
         return 0
+    call.run_inside_script('stop')
     call.out.info('Stopping container ...')
     if fast:
         call.out.info('Killing container ...')

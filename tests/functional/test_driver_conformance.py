@@ -51,13 +51,6 @@ NOT_IMPLEMENTED = {
     'test_suspend': ('suspend', 'suspend'),
     'test_resume_unsuspended_instance': ('resume', 'suspend'),
     'test_resume_suspended_instance': ('suspend', 'suspend'),
-    'test_get_volume_connector': ('get_volume_connector', 'volumes'),
-    'test_get_volume_connector_storage_ip': ('get_volume_connector',
-                                             'volumes'),
-    'test_attach_detach_volume': ('attach_volume', 'volumes'),
-    'test_swap_volume': ('attach_volume', 'volumes'),
-    'test_attach_detach_different_power_states': ('attach_volume',
-                                                  'volumes'),
     'test_get_diagnostics': ('get_diagnostics', 'diagnostics'),
     'test_get_instance_diagnostics': ('get_instance_diagnostics',
                                       'diagnostics'),
@@ -164,6 +157,23 @@ class OpenVZDriverConformance(test_virt_drivers._VirtDriverTestCase,
     def test_live_migration_force_complete(self):
         instance, _ = self._get_running_instance()
         self.connection.live_migration_force_complete(instance)
+
+    # The suite attaches volumes of the type "fake", which only Nova's
+    # libvirt driver knows; this driver connects what os-brick knows and
+    # refuses other types (VolumeDriverNotFound).  Attach, detach and their
+    # power states are tested with real block devices through Nova's API in
+    # tests/functional/test_volumes.py.
+    _FAKE_VOLUMES = ('the suite attaches a "fake" volume type only libvirt '
+                     'knows; see tests/functional/test_volumes.py')
+
+    def test_attach_detach_volume(self):
+        self.skipTest(self._FAKE_VOLUMES)
+
+    def test_swap_volume(self):
+        self.skipTest(self._FAKE_VOLUMES)
+
+    def test_attach_detach_different_power_states(self):
+        self.skipTest(self._FAKE_VOLUMES)
 
     # Checks on the simulated host behind the suite's calls.
 

@@ -75,7 +75,7 @@ class TestPorts(NetworkTestCase):
     def test_reboot_brings_the_interfaces_back_from_the_guest_files(self):
         a, b = self.make_port(), self.make_port()
         first = self.boot_on_ports('first', [a])
-        second = self.boot_on_ports('second', [b])
+        self.boot_on_ports('second', [b])
         self._reboot_server(first, hard=True)
         self.assertIn('%s/24' % self.ipv4(a),
                       self.inside(first, 'ip -o addr show dev eth0'))

@@ -140,6 +140,43 @@ class TestFlavorSettings(_Base):
             self.assertIn(key, error.format_message())
 
 
+class TestDiskQos(_Base):
+
+    def test_the_smallest_bandwidth_and_iops_are_used(self):
+        args = options(resources.flavor_settings(flavor(**{
+            'quota:disk_read_bytes_sec': '20971520',
+            'quota:disk_write_bytes_sec': '10485760',
+            'quota:disk_total_iops_sec': '500',
+            'quota:disk_read_iops_sec': '800'})))
+        self.assertEqual('10485760B', args['--iolimit'])
+        self.assertEqual('500', args['--iopslimit'])
+
+    def test_zero_means_no_limit(self):
+        args = options(resources.flavor_settings(flavor(**{
+            'quota:disk_total_bytes_sec': '0',
+            'quota:disk_write_bytes_sec': '4096'})))
+        self.assertEqual('4096B', args['--iolimit'])
+        self.assertNotIn('--iopslimit', args)
+
+    def test_openvz_limits_win_over_nova_specs(self):
+        args = options(resources.flavor_settings(flavor(**{
+            'openvz:iolimit': '5', 'quota:disk_total_bytes_sec': '100',
+            'openvz:iopslimit': '7', 'quota:disk_total_iops_sec': '9'})))
+        self.assertEqual('5', args['--iolimit'])
+        self.assertEqual('7', args['--iopslimit'])
+
+    def test_bad_values_are_refused_with_the_key(self):
+        for value in ('-1', 'fast', '1.5'):
+            error = self.assertRaises(
+                exception.InvalidFlavorLimit, resources.flavor_settings,
+                flavor(**{'quota:disk_write_iops_sec': value}))
+            self.assertIn('quota:disk_write_iops_sec', str(error))
+
+    def test_a_swap_mapping_overrides_the_flavor_swap(self):
+        args = options(resources.flavor_settings(flavor(swap=512), 128))
+        self.assertEqual('128M', args['--swap'])
+
+
 class TestDisk(_Base):
 
     def test_root_gb_and_its_default(self):
