@@ -289,7 +289,7 @@ function openvz_configure_tempest {
     for flag in $OPENVZ_TEMPEST_DISABLED; do
         iniset "$TEMPEST_CONFIG" compute-feature-enabled "$flag" False
     done
-    # Containers get no network yet: no SSH validation.
+    # The busybox template has no SSH server: no SSH validation.
     iniset "$TEMPEST_CONFIG" validation run_validation False
     local image
     image=$(openstack --os-cloud devstack-admin image show \

@@ -438,13 +438,6 @@ class OpenVZDriver(driver.ComputeDriver):
         ctid = self._container(instance).ctid
         hosttools.vzctl('exec2', ctid, '-', stdin=script)
 
-
-def _neutron_failed(event_name, instance):
-    LOG.error('Neutron reported failure on event %(event)s',
-              {'event': event_name}, instance=instance)
-    if CONF.vif_plugging_is_fatal:
-        raise nova_exception.VirtualInterfaceCreateException()
-
     # Images ---------------------------------------------------------------
 
     def manage_image_cache(self, context, all_instances):
@@ -497,6 +490,13 @@ def _neutron_failed(event_name, instance):
     def extend_volume(self, context, connection_info, instance,
                       requested_size):
         self.volumes.extend(connection_info, requested_size)
+
+
+def _neutron_failed(event_name, instance):
+    LOG.error('Neutron reported failure on event %(event)s',
+              {'event': event_name}, instance=instance)
+    if CONF.vif_plugging_is_fatal:
+        raise nova_exception.VirtualInterfaceCreateException()
 
 
 def _is_executable(path):

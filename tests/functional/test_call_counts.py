@@ -68,6 +68,9 @@ class TestCallCounts(test.NoDBTestCase):
             self.context, uuid=instance_uuid or uuidutils.generate_uuid(),
             id=instance_id, hostname=hostname, flavor=self._flavor())
         instance.trusted_certs = None
+        # What the compute manager's instances carry (no config drive).
+        instance.config_drive = ''
+        instance.system_metadata = {}
         return instance
 
     def _image_meta(self):
