@@ -230,11 +230,13 @@ def shared_switch():
 class PortAgent(fixtures.Fixture):
     """Neutron's Open vSwitch agent and server, as far as Nova sees them.
 
-    Every 0.1 s it looks at the bound ports that are DOWN: once a port's
-    device is on the integration bridge with Neutron's IDs (native) or in
-    its ``qbr`` bridge (hybrid), it marks the port ACTIVE and tells Nova
+    Every 0.1 s it looks at the bound ports: once a DOWN port's device is
+    on the integration bridge with Neutron's IDs (native) or in its ``qbr``
+    bridge (hybrid), it marks the port ACTIVE and tells Nova
     ``network-vif-plugged`` through the API, as Neutron's Nova notifier
-    does.  ``hold`` keeps it quiet, to test a timeout.
+    does; an ACTIVE port whose device left the switch (or came back as a
+    new port) goes DOWN, to be reported plugged again.  ``hold`` keeps it
+    quiet, to test a timeout.
     """
 
     def __init__(self, test):
@@ -242,6 +244,7 @@ class PortAgent(fixtures.Fixture):
         self.test = test
         self.hold = False
         self.sent = []
+        self._plugged = {}   # port ID -> what plugged() said when ACTIVE
 
     def _setUp(self):
         self._stop = threading.Event()
@@ -263,25 +266,45 @@ class PortAgent(fixtures.Fixture):
             time.sleep(0.1)
 
     def plugged(self, port):
+        """The port's device as the switch has it now, or None.
+
+        Native: the Interface row (its UUID changes when os-vif deletes
+        and adds the port again); hybrid: the ``qbr`` bridge it is in.
+        """
         device = ('tap' + port['id'])[:14]
         if port['binding:vif_details'].get('ovs_hybrid_plug'):
             master = '/sys/class/net/%s/master' % device
-            return os.path.exists(master) and os.path.basename(
-                os.path.realpath(master)).startswith('qbr')
+            if os.path.exists(master):
+                bridge = os.path.basename(os.path.realpath(master))
+                if bridge.startswith('qbr'):
+                    return bridge
+            return None
         try:
             ofport = self.test.switch.interface(device, 'ofport')
             ids = self.test.switch.interface(device, 'external_ids')
+            row = self.test.switch.interface(device, '_uuid')
         except RuntimeError:
-            return False
-        return ofport not in ('', '[]', '-1') and port['id'] in ids
+            return None
+        if ofport in ('', '[]', '-1') or port['id'] not in ids:
+            return None
+        return row
 
     def _scan(self):
         for port in list(self.test.neutron._ports.values()):
-            if port.get('status') != 'DOWN' or not port.get('device_id'):
+            if not port.get('device_id'):
                 continue
-            if not self.plugged(port):
+            plugged = self.plugged(port)
+            if port.get('status') == 'ACTIVE' and \
+                    plugged != self._plugged.get(port['id']):
+                # Gone from the switch, or plugged again: Neutron sees the
+                # port go down (and up again on the next scan).
+                port['status'] = 'DOWN'
+                self._plugged.pop(port['id'], None)
+                continue
+            if port.get('status') != 'DOWN' or plugged is None:
                 continue
             port['status'] = 'ACTIVE'
+            self._plugged[port['id']] = plugged
             self.sent.append(port['id'])
             self.test.api.api_post('/os-server-external-events', {
                 'events': [{'name': 'network-vif-plugged',

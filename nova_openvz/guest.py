@@ -22,6 +22,7 @@ files) and secrets never appear on a command line.
 """
 
 import ipaddress
+import secrets
 
 #: Ends every here-document; the values inside are validated not to hold
 #: a line of their own (addresses, names, hashes).
@@ -188,6 +189,10 @@ def password_script(user, password):
     """
     if '\n' in password or '\r' in password or '\0' in password:
         raise ValueError('a password cannot hold line breaks')
+    # The here-document's end marker must not be the password itself.
+    eof = _EOF
+    while eof in password:
+        eof = '%s_%s' % (_EOF, secrets.token_hex(4))
     return ("set -e\n"
             "IFS= read -r pw <<'%(eof)s'\n%(password)s\n%(eof)s\n"
             "if command -v chpasswd >/dev/null 2>&1; then\n"
@@ -195,4 +200,4 @@ def password_script(user, password):
             "else\n"
             "    printf '%%s\\n%%s\\n' \"$pw\" \"$pw\" | "
             "passwd '%(user)s' >/dev/null\n"
-            "fi\n" % {'eof': _EOF, 'user': user, 'password': password})
+            "fi\n" % {'eof': eof, 'user': user, 'password': password})

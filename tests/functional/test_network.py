@@ -7,9 +7,21 @@ device is on the switch.  Everything is checked from inside the
 containers.
 """
 
+import base64
+import io
 import json
+import os
+import shutil
+import time
+import uuid
+
+import fixtures
+from nova import context as nova_context
+import testtools
 
 from nova_openvz import allinone
+from nova_openvz.simulator import templates
+from tests.unit.simulator import test_debian_template
 
 
 class NetworkTestCase(allinone.OpenVZCloudTestCase):
@@ -143,7 +155,6 @@ class TestPorts(NetworkTestCase):
         self._wait_for(detached)
 
     def _wait_for(self, condition, timeout=30):
-        import time
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
@@ -157,7 +168,6 @@ class TestGuestSetup(NetworkTestCase):
         from nova.api.metadata import base as instance_metadata
         port = self.make_port()
         user_data = '#!/bin/sh\necho hello from user data\n'
-        import base64
         server = self.boot_on_ports(
             'drive', [port], config_drive=True,
             user_data=base64.b64encode(user_data.encode()).decode())
@@ -212,3 +222,62 @@ class TestRoutedMode(NetworkTestCase):
         self.assertIn(self.ipv4(port),
                       self.inside(server, 'ip -o addr show dev venet0'))
         self.assertEqual([], self.switch.ports(self.integration_bridge))
+
+
+@testtools.skipUnless(test_debian_template.SLOW,
+                      'slow: set NOVA_OPENVZ_SLOW_TESTS=1 to build a Debian '
+                      'template and boot cloud-init through Nova')
+class TestCloudInitThroughNova(NetworkTestCase):
+    """Real cloud-init in a Debian container, fed by Nova's config drive."""
+
+    def _debian_image(self):
+        if not shutil.which('debootstrap'):
+            self.skipTest('debootstrap is not installed (bindep profile '
+                          '"slow")')
+        cache = os.environ.get(test_debian_template.CACHE_ENV) or \
+            self.useFixture(fixtures.TempDir()).path
+        os.makedirs(cache, exist_ok=True)
+        tarball = os.path.join(cache,
+                               test_debian_template.TEMPLATE + '.tar.gz')
+        if not os.path.exists(tarball):
+            templates.build_debian_template(tarball)
+        with open(tarball, 'rb') as f:
+            data = f.read()
+        image_id = str(uuid.uuid4())
+        self.glance.create(nova_context.get_admin_context(), {
+            'id': image_id, 'name': 'debian-cloud-init', 'status': 'active',
+            'disk_format': 'raw', 'container_format': 'bare',
+            'visibility': 'public', 'size': len(data),
+            'properties': {'os_distro': 'debian', 'os_version': '12'},
+        }, data=io.BytesIO(data))
+        return image_id
+
+    def test_cloud_init_configures_the_server_from_the_config_drive(self):
+        image_id = self._debian_image()
+        port = self.make_port()
+        user_data = ('#cloud-config\nwrite_files:\n'
+                     '  - path: /root/from-nova\n'
+                     '    content: hello through nova\n')
+        body = self._build_server(
+            name='cloudy', image_uuid=image_id, flavor_id='2',
+            networks=[{'port': port['id']}])
+        body.update(config_drive=True, user_data=base64.b64encode(
+            user_data.encode()).decode())
+        server = self._wait_for_state_change(
+            self.api.post_server({'server': body}), 'ACTIVE',
+            max_retries=240)
+        deadline = time.monotonic() + 300
+        status = ''
+        while 'status: done' not in status:
+            if time.monotonic() > deadline:
+                self.fail('cloud-init did not finish: %s' % status)
+            time.sleep(2)
+            ctid = self.container(server)['ctid']
+            status = self.vzhost.run('vzctl', 'exec2', ctid,
+                                     'cloud-init status --long')[1]
+        self.assertIn('source=/config-drive', status)
+        self.assertEqual('hello through nova',
+                         self.inside(server, 'cat /root/from-nova').strip())
+        self.assertIn(server['id'], self.inside(
+            server, 'cat /var/lib/cloud/data/instance-id'))
+        self.assertEqual('cloudy', self.inside(server, 'hostname').strip())

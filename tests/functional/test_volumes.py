@@ -107,7 +107,8 @@ class _RealBackendTestCase(allinone.OpenVZCloudTestCase):
             % self.container(server)['ctid']))
 
 
-class TestVolumes(_RealBackendTestCase):
+class _VolumeTestCase(_RealBackendTestCase):
+    """Cinder volumes backed by loop partitions, and their checks."""
 
     def setUp(self):
         super().setUp()
@@ -142,6 +143,9 @@ class TestVolumes(_RealBackendTestCase):
         return self.inside(server, 'mkdir -p /data && mount -o ro %s /data '
                                    '&& cat /data/kept; code=$?; umount /data;'
                                    ' exit $code' % device)
+
+
+class TestVolumes(_VolumeTestCase):
 
     def test_a_volume_is_kept_across_reboots_and_moves_to_another_server(self):
         first = self.boot(name='first')
@@ -260,6 +264,27 @@ class TestVolumes(_RealBackendTestCase):
         fault = self.api.get_server(server['id'])['fault']['message']
         self.assertIn('cannot live on a Cinder volume', fault)
         self.assertEqual([], self.vzlist())
+
+
+class TestRebuildKeepsPortsAndVolumes(_VolumeTestCase):
+    """What a database team relies on across a rebuild: same address, data."""
+
+    NETWORKING = True
+
+    def test_rebuild_keeps_the_address_and_the_volume_data(self):
+        port = self.make_port()
+        server = self.boot_on_ports('db', [port])
+        volume_id, _backing = self.volume()
+        device = self.attach(server, volume_id)
+        self.write_file(server, device, 'kept-over-rebuild')
+        server = self._rebuild_server(server, allinone.TEMPLATE_IMAGE_ID)
+        self.assertEqual('running', self.container(server)['status'])
+        device = self.api.get_server_volume(server['id'],
+                                            volume_id)['device']
+        self.assertEqual('kept-over-rebuild', self.read_file(server, device))
+        address = port['fixed_ips'][0]['ip_address']
+        self.assertIn('%s/24' % address,
+                      self.inside(server, 'ip -o addr show dev eth0'))
 
 
 class TestFlavorStorage(_RealBackendTestCase):

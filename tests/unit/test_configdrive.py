@@ -1,0 +1,218 @@
+"""The config drive: its files and the mount scripts that show them.
+
+``configdrive.build`` needs an ``InstanceMetadata`` (a full Nova instance
+and its network and DB lookups); it is left to the functional tests.  Here
+``configdrive._write`` (each file Nova's metadata gives) and
+``configdrive.remove`` are tested, and the privileged side that writes the
+container's mount action scripts.
+"""
+
+import os
+import uuid
+
+import fixtures
+from nova import objects
+from oslo_config import fixture as config_fixture
+import testtools
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import configdrive
+from nova_openvz import privsep
+from nova_openvz.simulator import fixture as sim_fixture
+
+CONF = openvz_conf.CONF
+CTID = 101
+REJECTED = privsep.ArgumentRejected
+
+
+class _OnSimulatedHost(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
+        self.useFixture(sim_fixture.InProcessPrivsep())
+        self.instances = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(config_fixture.Config(CONF)).config(
+            instances_path=self.instances)
+        self.conf_dir = os.path.join(self.host.root, 'etc/vz/conf')
+        self.ve_root = os.path.join(self.host.root, 'vz/custom-root/%d'
+                                    % CTID)
+        # The container's own VE_ROOT, as vzctl create writes it, differs
+        # from vz.conf's default (vz/root/$VEID).
+        with open(os.path.join(self.conf_dir, '%d.conf' % CTID), 'w') as f:
+            f.write('VE_ROOT="%s/vz/custom-root/$VEID"\n' % self.host.root)
+        self.uuid = str(uuid.uuid4())
+        self.source = os.path.join(self.instances, self.uuid, 'config-drive')
+        os.makedirs(self.source)
+
+    def script(self, suffix, ctid=CTID):
+        path = os.path.join(self.conf_dir, '%d.%s' % (ctid, suffix))
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return f.read()
+
+    def write_script(self, suffix, text):
+        with open(os.path.join(self.conf_dir, '%d.%s' % (CTID, suffix)),
+                  'w') as f:
+            f.write(text)
+
+
+class TestConfigDriveScripts(_OnSimulatedHost):
+
+    def test_mount_and_umount_scripts_bind_the_drive_read_only(self):
+        privsep.write_config_drive_scripts(CTID, self.source)
+        target = os.path.join(self.ve_root, 'config-drive')
+        mount = self.script('mount')
+        self.assertTrue(mount.startswith('#!/bin/sh\n'))
+        self.assertIn("[ -L '%s' ] && " % target, mount)
+        self.assertIn("mkdir -p '%s' && mount -n --bind '%s' '%s' && "
+                      "mount -n -o remount,bind,ro '%s' || exit 1\n"
+                      % (target, self.source, target, target), mount)
+        self.assertIn("umount -n '%s' || exit 1" % target,
+                      self.script('umount'))
+        for suffix in ('mount', 'umount'):
+            mode = os.stat(os.path.join(self.conf_dir, '%d.%s'
+                                        % (CTID, suffix))).st_mode
+            self.assertEqual(0o755, mode & 0o777)
+        self.assertIsNone(self.script('mount', ctid=102))
+
+    def test_without_a_container_ve_root_the_host_default_is_used(self):
+        os.unlink(os.path.join(self.conf_dir, '%d.conf' % CTID))
+        privsep.write_config_drive_scripts(CTID, self.source)
+        self.assertIn(" '%s/vz/root/%d/config-drive' " % (self.host.root,
+                                                          CTID),
+                      self.script('mount'))
+
+    def test_writing_again_replaces_the_lines(self):
+        privsep.write_config_drive_scripts(CTID, self.source)
+        first = self.script('mount')
+        privsep.write_config_drive_scripts(CTID, self.source)
+        self.assertEqual(first, self.script('mount'))
+        self.assertEqual(1, first.count('mount -n --bind'))
+
+    def test_lines_of_other_owners_are_kept(self):
+        self.write_script('mount', '#!/bin/sh\necho operator line\n')
+        privsep._write_managed(os.path.join(self.conf_dir, '%d.umount'
+                                            % CTID),
+                               'ephemeral', ['echo ephemeral line'])
+        privsep.write_config_drive_scripts(CTID, self.source)
+        mount, umount = self.script('mount'), self.script('umount')
+        self.assertTrue(mount.startswith('#!/bin/sh\necho operator line\n'))
+        self.assertIn('mount -n --bind', mount)
+        self.assertIn('echo ephemeral line\n', umount)
+        self.assertIn('umount -n', umount)
+
+        privsep.remove_config_drive_scripts(CTID)
+        self.assertEqual('#!/bin/sh\necho operator line\n',
+                         self.script('mount'))
+        umount = self.script('umount')
+        self.assertIn('echo ephemeral line\n', umount)
+        self.assertNotIn('config-drive', umount)
+
+    def test_removing_the_only_lines_removes_the_scripts(self):
+        privsep.write_config_drive_scripts(CTID, self.source)
+        privsep.remove_config_drive_scripts(CTID)
+        self.assertIsNone(self.script('mount'))
+        self.assertIsNone(self.script('umount'))
+        # Nothing to remove is fine.
+        privsep.remove_config_drive_scripts(CTID)
+
+    def test_sources_other_than_a_drive_directory_are_refused(self):
+        outside = os.path.join(self.host.root, 'outside')
+        os.makedirs(outside)
+        link = os.path.join(self.instances, 'link')
+        os.symlink(outside, link)
+        inner_link = os.path.join(self.instances, 'inner-link')
+        os.symlink(self.source, inner_link)
+        a_file = os.path.join(self.instances, 'file')
+        open(a_file, 'w').close()
+        for source in (outside, link, inner_link, a_file,
+                       os.path.join(self.instances, 'missing'),
+                       os.path.relpath(self.source),
+                       'config-drive',
+                       os.path.join(self.source, '..', '..', '..',
+                                    os.path.basename(outside)),
+                       os.path.join(self.source, '..', 'config-drive'),
+                       self.source + "'; reboot; '",
+                       self.source + '\n', '/', '', None):
+            self.assertRaises(REJECTED, privsep.write_config_drive_scripts,
+                              CTID, source)
+        self.assertIsNone(self.script('mount'))
+        self.assertIsNone(self.script('umount'))
+
+    def test_reserved_container_ids_are_refused(self):
+        for ctid in (0, 100, -101):
+            self.assertRaises((REJECTED, ValueError),
+                              privsep.write_config_drive_scripts, ctid,
+                              self.source)
+            self.assertRaises((REJECTED, ValueError),
+                              privsep.remove_config_drive_scripts, ctid)
+        self.assertEqual([], [n for n in os.listdir(self.conf_dir)
+                              if n.endswith('mount')])
+
+
+class TestAttachAndRemove(_OnSimulatedHost):
+
+    def instance(self):
+        objects.register_all()
+        return objects.Instance(uuid=self.uuid)
+
+    def test_directory_is_under_instances_path(self):
+        self.assertEqual(self.source,
+                         configdrive.directory(self.instance()))
+
+    def test_attach_then_remove(self):
+        configdrive.attach(CTID, self.source)
+        self.assertIn(self.source, self.script('mount'))
+        with open(os.path.join(self.source, 'file'), 'w') as f:
+            f.write('x')
+        configdrive.remove(self.instance(), CTID)
+        self.assertIsNone(self.script('mount'))
+        self.assertIsNone(self.script('umount'))
+        self.assertFalse(os.path.exists(self.source))
+        # The instance's directory went too, being empty.
+        self.assertFalse(os.path.exists(os.path.dirname(self.source)))
+
+    def test_remove_keeps_other_files_of_the_instance(self):
+        other = os.path.join(self.instances, self.uuid, 'console.log')
+        open(other, 'w').close()
+        configdrive.remove(self.instance())
+        self.assertFalse(os.path.exists(self.source))
+        self.assertTrue(os.path.exists(other))
+
+    def test_remove_of_nothing_is_fine(self):
+        configdrive.remove(objects.Instance(uuid=str(uuid.uuid4())), CTID)
+
+
+class TestWrite(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.base = self.useFixture(fixtures.TempDir()).path
+
+    def read(self, path):
+        with open(os.path.join(self.base, path), 'rb') as f:
+            return f.read()
+
+    def test_text_and_bytes_are_written(self):
+        configdrive._write(self.base, 'openstack/latest/meta_data.json',
+                           '{"name": "caf\u00e9"}')
+        configdrive._write(self.base, 'openstack/content/0000', b'\x00\xff')
+        self.assertEqual('{"name": "caf\u00e9"}'.encode('utf-8'),
+                         self.read('openstack/latest/meta_data.json'))
+        self.assertEqual(b'\x00\xff', self.read('openstack/content/0000'))
+
+    def test_paths_leaving_the_directory_are_refused(self):
+        outside = os.path.dirname(self.base)
+        for path in ('../escape', 'openstack/../../escape',
+                     os.path.join(outside, 'escape')):
+            self.assertRaises(ValueError, configdrive._write, self.base,
+                              path, 'x')
+        self.assertFalse(os.path.exists(os.path.join(outside, 'escape')))
+        self.assertEqual([], os.listdir(self.base))
+
+    def test_a_sibling_with_a_common_prefix_is_outside(self):
+        sibling = os.path.basename(self.base) + '-other/x'
+        self.assertRaises(ValueError, configdrive._write, self.base,
+                          '../' + sibling, 'x')
