@@ -247,13 +247,17 @@ class OpenVZDriver(driver.ComputeDriver):
             LOG.warning('Neutron did not report every port plugged; going '
                         'on since vif_plugging_is_fatal is False',
                         instance=instance)
-        self._configure_interfaces(ctid, nics)
+        self._configure_interfaces(ctid, nics, every=True)
 
-    def _configure_interfaces(self, ctid, nics):
-        """Write and apply the interfaces' addresses inside the guest."""
+    def _configure_interfaces(self, ctid, nics, every=False):
+        """Write and apply the interfaces' addresses inside the guest.
+
+        ``every``: ``nics`` are all the container's interfaces, so files
+        of interfaces detached while it was stopped are forgotten too.
+        """
         if nics and not network.routed():
             hosttools.vzctl('exec2', ctid, '-',
-                            stdin=guest.network_script(nics))
+                            stdin=guest.network_script(nics, prune=every))
 
     def _create(self, ctid, instance, template, hostname):
         args = ['create', ctid, '--ostemplate', template,

@@ -144,9 +144,44 @@ def _live(nic):
     return commands
 
 
-def network_script(nic_list):
-    """Shell script that writes and applies the interfaces ``nic_list``."""
-    parts = [_DETECT, 'if [ "$layout" = rhel ]; then\n']
+#: Shell function that forgets one interface's files (and source line).
+_FORGET = """forget() {
+    rm -f /etc/sysconfig/network-scripts/ifcfg-"$1" \\
+        /etc/sysconfig/network-scripts/route-"$1" \\
+        /etc/sysconfig/network-scripts/route6-"$1" \\
+        /etc/network/interfaces.d/"$1"
+    if [ -f /etc/network/interfaces ]; then
+        grep -vx "source /etc/network/interfaces.d/$1" \\
+            /etc/network/interfaces > /etc/network/interfaces.nova || :
+        cat /etc/network/interfaces.nova > /etc/network/interfaces
+        rm -f /etc/network/interfaces.nova
+    fi
+}
+"""
+
+#: Forget the files this driver wrote for interfaces the container no
+#: longer has (detached while it was stopped); $keep lists the others.
+_PRUNE = """for f in /etc/network/interfaces.d/* \\
+         /etc/sysconfig/network-scripts/ifcfg-*; do
+    grep -qs '^# Written by nova-openvz' "$f" || continue
+    name=${f##*/}
+    name=${name#ifcfg-}
+    case " $keep " in *" $name "*) ;; *) forget "$name" ;; esac
+done
+"""
+
+
+def network_script(nic_list, prune=False):
+    """Shell script that writes and applies the interfaces ``nic_list``.
+
+    With ``prune`` (``nic_list`` is then every interface of the container)
+    it also forgets what it wrote for interfaces that are gone.
+    """
+    parts = [_DETECT]
+    if prune:
+        keep = ' '.join(nic.ifname for nic in nic_list)
+        parts += [_FORGET, 'keep="%s"\n' % keep, _PRUNE]
+    parts.append('if [ "$layout" = rhel ]; then\n')
     for nic in nic_list:
         for name, text in sorted(rhel_files(nic).items()):
             parts.append(_heredoc('/etc/sysconfig/network-scripts/' + name,
@@ -167,17 +202,7 @@ def network_script(nic_list):
 
 def remove_interface_script(ifname):
     """Shell script that forgets interface ``ifname``'s configuration."""
-    return (_DETECT +
-            'rm -f /etc/sysconfig/network-scripts/ifcfg-%(i)s '
-            '/etc/sysconfig/network-scripts/route-%(i)s '
-            '/etc/sysconfig/network-scripts/route6-%(i)s '
-            '/etc/network/interfaces.d/%(i)s\n'
-            'if [ -f /etc/network/interfaces ]; then\n'
-            '    grep -vx "source /etc/network/interfaces.d/%(i)s" '
-            '/etc/network/interfaces > /etc/network/interfaces.nova || :\n'
-            '    cat /etc/network/interfaces.nova > /etc/network/interfaces\n'
-            '    rm -f /etc/network/interfaces.nova\n'
-            'fi\n' % {'i': ifname})
+    return _DETECT + _FORGET + 'forget %s\n' % ifname
 
 
 def password_script(user, password):

@@ -279,6 +279,22 @@ class TestRemoveInterfaceScript(_Sandbox):
         self.run_script(guest.remove_interface_script('eth3'))
         self.assertEqual([], self.files())
 
+    def test_a_start_forgets_interfaces_detached_while_stopped(self):
+        self.write('/etc/network/interfaces', 'auto lo\n')
+        self.write('/etc/network/interfaces.d/guest-own', 'auto dummy0\n')
+        self.run_script(guest.network_script([make_nic('eth0'),
+                                              make_nic('eth1')]))
+        # The start after eth1 was detached writes eth0 and prunes eth1;
+        # the guest's own file stays.
+        self.run_script(guest.network_script([make_nic('eth0')],
+                                             prune=True))
+        self.assertEqual(['/etc/network/interfaces',
+                          '/etc/network/interfaces.d/eth0',
+                          '/etc/network/interfaces.d/guest-own'],
+                         self.files())
+        self.assertEqual('auto lo\nsource /etc/network/interfaces.d/eth0\n',
+                         self.read('/etc/network/interfaces'))
+
 
 class TestPasswordScript(_Sandbox):
 

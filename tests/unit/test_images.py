@@ -138,16 +138,22 @@ class TestCheckFormat(testtools.TestCase):
         images.check_format(image_meta())
 
 
+def _template_host(test):
+    """A host tree with a template cache: (root, cache dir, vz.conf)."""
+    root = test.useFixture(fixtures.TempDir()).path
+    cache_dir = os.path.join(root, 'template', 'cache')
+    os.makedirs(cache_dir)
+    vz_conf = os.path.join(root, 'vz.conf')
+    with open(vz_conf, 'w') as f:
+        f.write('TEMPLATE=%s/template\n' % root)
+    return root, cache_dir, vz_conf
+
+
 class TestTemplateCache(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        root = self.useFixture(fixtures.TempDir()).path
-        self.cache_dir = os.path.join(root, 'template', 'cache')
-        os.makedirs(self.cache_dir)
-        vz_conf = os.path.join(root, 'vz.conf')
-        with open(vz_conf, 'w') as f:
-            f.write('TEMPLATE=%s/template\n' % root)
+        root, self.cache_dir, vz_conf = _template_host(self)
         self.useFixture(config_fixture.Config(openvz_conf.CONF)).config(
             group='openvz', vz_conf=vz_conf)
         self.cache = images.TemplateCache(hostconfig.HostConfig())
@@ -218,12 +224,7 @@ class TestManage(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        root = self.useFixture(fixtures.TempDir()).path
-        self.cache_dir = os.path.join(root, 'template', 'cache')
-        os.makedirs(self.cache_dir)
-        vz_conf = os.path.join(root, 'vz.conf')
-        with open(vz_conf, 'w') as f:
-            f.write('TEMPLATE=%s/template\n' % root)
+        root, self.cache_dir, vz_conf = _template_host(self)
         self.flags = self.useFixture(config_fixture.Config(openvz_conf.CONF))
         self.flags.config(group='openvz', vz_conf=vz_conf)
         self.flags.config(group='oslo_concurrency', lock_path=root)
@@ -301,12 +302,7 @@ class TestSignatureVerification(testtools.TestCase):
         from nova import context as nova_context
         from nova.image import glance
 
-        root = self.useFixture(fixtures.TempDir()).path
-        self.cache_dir = os.path.join(root, 'template', 'cache')
-        os.makedirs(self.cache_dir)
-        vz_conf = os.path.join(root, 'vz.conf')
-        with open(vz_conf, 'w') as f:
-            f.write('TEMPLATE=%s/template\n' % root)
+        root, self.cache_dir, vz_conf = _template_host(self)
         self.staging = os.path.join(root, 'staging')
         self.flags = self.useFixture(config_fixture.Config(openvz_conf.CONF))
         self.flags.config(group='openvz', vz_conf=vz_conf,
