@@ -26,6 +26,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -134,6 +135,7 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
         port = neutron.create_port(
             {'port': {'network_id': neutron.network_1['id']}})['port']
         self._ip_index += 1
+        self.addCleanup(_remove_host_devices, port['id'])
         stored = neutron._ports[port['id']]
         stored.update({
             'fixed_ips': [
@@ -197,6 +199,19 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
             if record.get('name') == server['id']:
                 return record
         return None
+
+
+def _remove_host_devices(port_id):
+    """What os-vif made on the host for a port a test left plugged.
+
+    Nova's harness stops without deleting servers; the containers go with
+    the simulated host, the hybrid bridge and veth pair would stay.
+    """
+    for prefix in ('qvb', 'qbr', 'tap'):
+        name = (prefix + port_id)[:14]
+        if os.path.exists('/sys/class/net/' + name):
+            subprocess.run(['ip', 'link', 'del', name], check=False,
+                           capture_output=True)
 
 
 _SWITCH = []
