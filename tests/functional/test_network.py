@@ -118,6 +118,16 @@ class TestPorts(NetworkTestCase):
         self.assertNotIn(('tap' + port['id'])[:14],
                          self.switch.ports(self.integration_bridge))
 
+    def test_port_late_but_not_fatal_still_boots(self):
+        self.flags(vif_plugging_timeout=2, vif_plugging_is_fatal=False)
+        self.agent.hold = True
+        late, peer = self.make_port(), self.make_port()
+        server = self.boot_on_ports('late', [late])
+        self.assertEqual('running', self.container(server)['status'])
+        self.agent.hold = False
+        self.boot_on_ports('peer', [peer])
+        self.ping(server, self.ipv4(peer))
+
     def test_attach_and_detach_an_interface_on_a_running_server(self):
         a, b, extra = self.make_port(), self.make_port(), self.make_port()
         first = self.boot_on_ports('first', [a])
