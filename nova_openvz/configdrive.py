@@ -76,10 +76,12 @@ def attach(ctid, source):
     privsep.write_config_drive_scripts(ctid, source)
 
 
-def remove(instance, ctid=None):
-    """Forget the config drive: its mount scripts and its files."""
-    if ctid is not None:
-        privsep.remove_config_drive_scripts(ctid)
+def remove(instance):
+    """Forget the config drive's files.
+
+    Its lines in the container's mount scripts go with the container:
+    vzctl destroy renames the scripts and the driver deletes them.
+    """
     shutil.rmtree(directory(instance), ignore_errors=True)
     try:
         os.rmdir(os.path.dirname(directory(instance)))

@@ -208,8 +208,7 @@ class OpenVZDriver(driver.ComputeDriver):
                             *(resources.flavor_settings(
                                 instance.flavor,
                                 volumes.swap_mb(instance, block_device_info)) +
-                              list(devices) + network.set_args(nics) +
-                              network.searchdomain_args(nics)))
+                              list(devices) + network.set_args(nics)))
             if power_on:
                 self._start(instance, ctid, network_info, nics,
                             wait_for_ports=True)

@@ -183,14 +183,10 @@ def set_args(nic_list):
         nameservers += [ns for ns in nic.nameservers if ns not in nameservers]
     for nameserver in nameservers:
         args += ['--nameserver', nameserver]
-    return args
-
-
-def searchdomain_args(nic_list):
-    """``--searchdomain``: the domain Nova gives instance host names."""
+    # The search domain is the domain Nova gives instance host names.
     if nic_list and CONF.api.dhcp_domain:
-        return ['--searchdomain', CONF.api.dhcp_domain]
-    return []
+        args += ['--searchdomain', CONF.api.dhcp_domain]
+    return args
 
 
 def to_osvif(vif):

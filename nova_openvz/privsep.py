@@ -258,8 +258,6 @@ def remove_destroyed_configs(ctid):
 
 # -- config drive ------------------------------------------------------------
 
-_SAFE_PATH_RE = re.compile(r'^/[A-Za-z0-9._/-]+\Z')
-
 #: Lines of the container's mount action scripts (vzctl runs them on the
 #: host after mounting VE_ROOT, before init starts, so nothing in the guest
 #: runs yet).  A guest may have made the mount point a symlink to a host
@@ -274,8 +272,8 @@ _CONFIG_DRIVE_UMOUNT = [
 
 
 def _checked_path(path):
-    if not isinstance(path, str) or not _SAFE_PATH_RE.match(path) or \
-            '..' in path.split('/'):
+    if not isinstance(path, str) or not _SCRIPT_PATH_RE.match(path) or \
+            '..' in path.split('/') or path == '/':
         raise ArgumentRejected('unusable path %r' % (path,))
     return path
 
@@ -286,32 +284,19 @@ def write_config_drive_scripts(ctid, source):
 
     ``source`` must be a real directory under Nova's ``instances_path``.
     """
-    from nova_openvz import hostconfig
-    from nova_openvz import vzconf
-
     _check_ctid(str(int(ctid)))
     _checked_path(source)
     if not _inside(source, CONF.instances_path) or \
             os.path.islink(source) or not os.path.isdir(source):
         raise ArgumentRejected('%r is not a config drive directory'
                                % (source,))
-    host = hostconfig.HostConfig()
-    ve_root = host.container_config(ctid).get('VE_ROOT') or \
-        host.values['VE_ROOT']
-    target = _checked_path(os.path.join(
-        vzconf.expand_veid(ve_root, ctid), 'config-drive'))
+    target = _checked_path(os.path.join(_container_paths(ctid)[1],
+                                        'config-drive'))
     values = {'source': os.path.realpath(source), 'target': target}
     for suffix, lines in (('mount', _CONFIG_DRIVE_MOUNT),
                           ('umount', _CONFIG_DRIVE_UMOUNT)):
-        _write_managed(os.path.join(host.conf_dir, '%d.%s' % (ctid, suffix)),
-                       'config-drive', [line % values for line in lines])
-
-
-@vz_pctxt.entrypoint
-def remove_config_drive_scripts(ctid):
-    """Take the config drive out of the container's mount scripts."""
-    for suffix in ('mount', 'umount'):
-        _write_managed(_script_path(ctid, suffix), 'config-drive', [])
+        _write_managed(_script_path(ctid, suffix), 'config-drive',
+                       [line % values for line in lines])
 
 
 # -- template cache upkeep and snapshots (issue 4) ---------------------------

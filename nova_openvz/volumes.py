@@ -89,30 +89,29 @@ def device_name(mountpoint):
     return name
 
 
-def connect(connection_info):
-    """Connect a volume on the host; return its block device path."""
-    data = connection_info.setdefault('data', {})
+def _brick_call(connection_info, error, method, *args):
+    """Run one os-brick connector method; its failure becomes ``error``."""
     try:
-        info = _brick(connection_info).connect_volume(data)
+        return getattr(_brick(connection_info), method)(*args)
     except nova_exception.NovaException:
         raise
     except Exception as e:
-        raise exception.VolumeConnectFailed(
-            volume_id=_volume_id(connection_info), reason=e)
+        raise error(volume_id=_volume_id(connection_info), reason=e)
+
+
+def connect(connection_info):
+    """Connect a volume on the host; return its block device path."""
+    data = connection_info.setdefault('data', {})
+    info = _brick_call(connection_info, exception.VolumeConnectFailed,
+                       'connect_volume', data)
     # Kept in the BDM, as libvirt does, for detach and extend.
     data['device_path'] = info['path']
     return info['path']
 
 
 def disconnect(connection_info):
-    data = connection_info.get('data') or {}
-    try:
-        _brick(connection_info).disconnect_volume(data, None)
-    except nova_exception.NovaException:
-        raise
-    except Exception as e:
-        raise exception.VolumeConnectFailed(
-            volume_id=_volume_id(connection_info), reason=e)
+    _brick_call(connection_info, exception.VolumeConnectFailed,
+                'disconnect_volume', connection_info.get('data') or {}, None)
 
 
 def block_numbers(path):
@@ -294,14 +293,9 @@ class ContainerVolumes(object):
         The container uses the host's device directly, so once os-brick
         sees the new size the container does too.
         """
-        data = connection_info.get('data') or {}
-        try:
-            size = _brick(connection_info).extend_volume(data)
-        except nova_exception.NovaException:
-            raise
-        except Exception as e:
-            raise exception.VolumeExtendFailed(
-                volume_id=_volume_id(connection_info), reason=e)
+        size = _brick_call(connection_info, exception.VolumeExtendFailed,
+                           'extend_volume',
+                           connection_info.get('data') or {})
         if size is None or size < requested_size:
             raise exception.VolumeExtendFailed(
                 volume_id=_volume_id(connection_info),

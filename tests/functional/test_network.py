@@ -37,6 +37,13 @@ class NetworkTestCase(allinone.OpenVZCloudTestCase):
     def ipv4(self, port):
         return port['fixed_ips'][0]['ip_address']
 
+    def _wait_for(self, condition, timeout=30):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                self.fail('timed out')
+            time.sleep(0.2)
+
     def ping(self, server, address):
         # The peer's interface may still be coming up: a few tries.
         return self.inside(server, 'ping -c 1 -W 1 %s || ping -c 3 -W 2 %s'
@@ -164,13 +171,6 @@ class TestPorts(NetworkTestCase):
                         if i['port_id'] == port['id']]
         self._wait_for(detached)
 
-    def _wait_for(self, condition, timeout=30):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                self.fail('timed out')
-            time.sleep(0.2)
-
 
 class TestGuestSetup(NetworkTestCase):
 
@@ -217,8 +217,6 @@ class TestGuestSetup(NetworkTestCase):
             server, 'grep ^root: /etc/shadow') != before)
         for call in self.vzhost.calls():
             self.assertNotIn(secret, ' '.join(call['argv']))
-
-    _wait_for = TestPorts._wait_for
 
 
 class TestRoutedMode(NetworkTestCase):

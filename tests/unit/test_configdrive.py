@@ -103,21 +103,6 @@ class TestConfigDriveScripts(_OnSimulatedHost):
         self.assertIn('echo ephemeral line\n', umount)
         self.assertIn('umount -n', umount)
 
-        privsep.remove_config_drive_scripts(CTID)
-        self.assertEqual('#!/bin/sh\necho operator line\n',
-                         self.script('mount'))
-        umount = self.script('umount')
-        self.assertIn('echo ephemeral line\n', umount)
-        self.assertNotIn('config-drive', umount)
-
-    def test_removing_the_only_lines_removes_the_scripts(self):
-        privsep.write_config_drive_scripts(CTID, self.source)
-        privsep.remove_config_drive_scripts(CTID)
-        self.assertIsNone(self.script('mount'))
-        self.assertIsNone(self.script('umount'))
-        # Nothing to remove is fine.
-        privsep.remove_config_drive_scripts(CTID)
-
     def test_sources_other_than_a_drive_directory_are_refused(self):
         outside = os.path.join(self.host.root, 'outside')
         os.makedirs(outside)
@@ -146,8 +131,6 @@ class TestConfigDriveScripts(_OnSimulatedHost):
             self.assertRaises((REJECTED, ValueError),
                               privsep.write_config_drive_scripts, ctid,
                               self.source)
-            self.assertRaises((REJECTED, ValueError),
-                              privsep.remove_config_drive_scripts, ctid)
         self.assertEqual([], [n for n in os.listdir(self.conf_dir)
                               if n.endswith('mount')])
 
@@ -167,9 +150,7 @@ class TestAttachAndRemove(_OnSimulatedHost):
         self.assertIn(self.source, self.script('mount'))
         with open(os.path.join(self.source, 'file'), 'w') as f:
             f.write('x')
-        configdrive.remove(self.instance(), CTID)
-        self.assertIsNone(self.script('mount'))
-        self.assertIsNone(self.script('umount'))
+        configdrive.remove(self.instance())
         self.assertFalse(os.path.exists(self.source))
         # The instance's directory went too, being empty.
         self.assertFalse(os.path.exists(os.path.dirname(self.source)))
@@ -182,7 +163,7 @@ class TestAttachAndRemove(_OnSimulatedHost):
         self.assertTrue(os.path.exists(other))
 
     def test_remove_of_nothing_is_fine(self):
-        configdrive.remove(objects.Instance(uuid=str(uuid.uuid4())), CTID)
+        configdrive.remove(objects.Instance(uuid=str(uuid.uuid4())))
 
 
 class TestWrite(testtools.TestCase):

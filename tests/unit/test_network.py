@@ -65,6 +65,8 @@ class _Base(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.flags = self.useFixture(config_fixture.Config(CONF)).config
+        # The domain Nova gives host names becomes the search domain.
+        self.flags(group='api', dhcp_domain='example.org')
         os_vif.objects.register_all()
 
 
@@ -200,7 +202,8 @@ class TestSetArgs(_Base):
              ('--netif_add', nics[1].netif_add()),
              ('--nameserver', '192.0.2.53'),
              ('--nameserver', '192.0.2.54'),
-             ('--nameserver', '2001:db8::53')],
+             ('--nameserver', '2001:db8::53'),
+             ('--searchdomain', 'example.org')],
             options(network.set_args(nics)))
         self.assertTrue(nics[1].netif_add().startswith(
             'eth1,FA:16:3E:00:00:02,'))
@@ -214,8 +217,14 @@ class TestSetArgs(_Base):
             [('--ipadd', '10.0.0.5'), ('--ipadd', '10.0.0.6'),
              ('--ipadd', '2001:db8::5'), ('--ipadd', '10.0.0.7'),
              ('--nameserver', '192.0.2.53'),
-             ('--nameserver', '2001:db8::53')],
+             ('--nameserver', '2001:db8::53'),
+             ('--searchdomain', 'example.org')],
             options(network.set_args(nics)))
+
+    def test_no_search_domain_without_nova_dhcp_domain(self):
+        self.flags(group='api', dhcp_domain='')
+        nics = network.nics([make_vif()])
+        self.assertNotIn('--searchdomain', network.set_args(nics))
 
     def test_no_ports_no_arguments(self):
         self.assertEqual([], network.set_args([]))
