@@ -192,8 +192,20 @@ class Kernel(abc.ABC):
         if self.real:
             self.refresh_proc()
 
+    def console_path(self, ctid):
+        """The container's console: what its init writes, appended.
+
+        It outlives stops and starts, as OpenVZ's consoles do (reference
+        1.8), and goes when the container is destroyed.
+        """
+        return os.path.join(self.host.state_dir, '%d.console' % ctid)
+
     def forget(self, ctid):
         """Drop what the kernel keeps of a destroyed container."""
+        try:
+            os.unlink(self.console_path(ctid))
+        except FileNotFoundError:
+            pass
         self.host.drop_runtime(ctid)
         self.refresh_proc()
 

@@ -415,9 +415,6 @@ class RealKernel(kernel.Kernel):
         self._save(ctid, state)
         return state
 
-    def console_path(self, ctid):
-        return os.path.join(self.host.state_dir, '%d.console' % ctid)
-
     def init_pid(self, ctid):
         """Host pid of the container's PID 1 (KernelError when none)."""
         pid = self._state(ctid).get('init_pid')
@@ -617,14 +614,6 @@ class RealKernel(kernel.Kernel):
                      init_pid=None)
         self._save(ctid, state)
         self.refresh_proc()
-
-    def forget(self, ctid):
-        for path in (self.console_path(ctid),):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        super().forget(ctid)
 
     def freeze(self, ctid):
         try:

@@ -6,7 +6,9 @@ where the reference is silent).  Kernel effects go through
 :mod:`nova_openvz.simulator.kernel`; ploop image work through
 :mod:`nova_openvz.simulator.ploop`.
 
-Not simulated: ``console``, ``convert``, ``quotaon``,
+``console`` lives in :mod:`nova_openvz.simulator.console`.
+
+Not simulated: ``convert``, ``quotaon``,
 ``quotaoff``, ``quotainit``, ``--netdev_add``/``--netdev_del``,
 ``--pci_add``/``--pci_del``, ``--meminfo``, ``--local_uid`` on set; they
 answer like an unknown command or option.  The modelled halt always
@@ -26,6 +28,7 @@ import shutil
 import sys
 import time
 
+from nova_openvz.simulator import console
 from nova_openvz.simulator import hostfs
 from nova_openvz.simulator import kernel as kernels
 from nova_openvz import vzconf
@@ -96,6 +99,7 @@ vzctl destroy | delete | mount | umount | status | compact <ctid>
 vzctl exec | exec2 | exec3 <ctid> <command> [arg ...]
 vzctl runscript <ctid> <script>
 vzctl enter <ctid> [--exec <command> [arg ...]]
+vzctl console <ctid> [ttynum]
 vzctl suspend | chkpnt <ctid> [--suspend|--resume|--dump|--kill]
    [--dumpfile <name>]
 vzctl resume | restore <ctid> [--undump|--resume|--kill] [--dumpfile <name>]
@@ -2227,6 +2231,7 @@ COMMANDS = {
     'exec3': Command(cmd_exec3, lock=False, positional=True),
     'runscript': Command(cmd_runscript, positional=True),
     'enter': Command(cmd_enter, lock=False, positional=True),
+    'console': Command(console.attach, lock=False, positional=True),
     'suspend': Command(cmd_chkpnt, CHKPNT_SPEC),
     'chkpnt': Command(cmd_chkpnt, CHKPNT_SPEC),
     'resume': Command(cmd_restore, RESTORE_SPEC),
