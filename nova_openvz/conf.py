@@ -85,6 +85,14 @@ tool_opts = [
                min=1,
                help='Seconds any single host tool call may run before it is '
                     'killed and reported as failed.'),
+    cfg.IntOpt('console_log_max_bytes',
+               default=1024 * 1024,
+               min=64 * 1024,
+               help='Size at which a container\'s console log, '
+                    '<instances_path>/<uuid>/console.log, is renamed to '
+                    'console.log.0 (replacing the older one) and started '
+                    'anew: the console takes at most twice this much disk '
+                    'per server. The API returns the last 100 KiB.'),
 ]
 
 network_opts = [

@@ -20,6 +20,8 @@ LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
 
 EXIT_LOCKED = 9
+#: Seconds ``vzctl console`` may take to say it attached.
+CONSOLE_ATTACH_TIMEOUT = 60
 
 #: vzctl exit codes (doc/source/reference) and the exceptions they become.
 VZCTL_ERRORS = {
@@ -79,8 +81,13 @@ def _error_for(call):
 
 def _invoke(tool, argv, stdin):
     started = time.monotonic()
-    exit_code, stdout, stderr = privsep.run_host_tool(
-        tool, argv, CONF.openvz.tool_timeout, stdin)
+    return _record(tool, argv, started, privsep.run_host_tool(
+        tool, argv, CONF.openvz.tool_timeout, stdin))
+
+
+def _record(tool, argv, started, result):
+    """Log a finished call and tell the listeners; its :class:`ToolCall`."""
+    exit_code, stdout, stderr = result
     call = ToolCall(tool, tuple(argv), exit_code, stdout, stderr,
                     time.monotonic() - started)
     LOG.debug('%(tool)s %(argv)s exited %(code)s in %(secs).3fs',
@@ -120,3 +127,25 @@ def vzctl(*argv, ok_codes=(0,), stdin=None):
 
 def vzlist(*argv, ok_codes=(0,)):
     return run('vzlist', *argv, ok_codes=ok_codes)
+
+
+def attach_console(ctid, directory):
+    """Keep ``vzctl console <ctid>`` attached, logging into ``directory``.
+
+    The session outlives this call (see :mod:`nova_openvz.consolelogger`);
+    nothing runs when one is attached already.
+
+    :returns: the attach's :class:`ToolCall`, or None if there was none.
+    :raises: a :class:`nova_openvz.exception.HostToolError` subclass with
+        vzctl's message and exit code when it cannot attach.
+    """
+    started = time.monotonic()
+    result = privsep.start_console_logger(
+        int(ctid), directory, CONF.openvz.console_log_max_bytes,
+        min(CONF.openvz.tool_timeout, CONSOLE_ATTACH_TIMEOUT))
+    if result is None:
+        return None
+    call = _record('vzctl', ('console', str(ctid)), started, result)
+    if call.exit_code != 0:
+        raise _error_for(call)
+    return call

@@ -82,7 +82,7 @@ def _raw_stdin():
     except termios.error:
         sys.stderr.write('Unable to get term attr\n')
         return lambda: None
-    tty.setraw(0)
+    tty.setraw(0, termios.TCSADRAIN)   # as vzctl: keep pending input
     return lambda: termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
