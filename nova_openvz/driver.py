@@ -19,6 +19,7 @@ from oslo_utils import excutils
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import configdrive
+from nova_openvz import console
 from nova_openvz import containers
 from nova_openvz import exception
 from nova_openvz import guest
@@ -209,11 +210,14 @@ class OpenVZDriver(driver.ComputeDriver):
                                 instance.flavor,
                                 volumes.swap_mb(instance, block_device_info)) +
                               list(devices) + network.set_args(nics)))
+            # Attached before the first start, the log shows init's start.
+            console.attach_quietly(instance, ctid)
             if power_on:
                 self._start(instance, ctid, network_info, nics,
                             wait_for_ports=True)
         except Exception:
             with excutils.save_and_reraise_exception():
+                console.remove(instance)
                 self._remove_quietly(ctid, instance)
                 network.unplug(instance, network_info, quiet=True)
                 configdrive.remove(instance)
@@ -317,6 +321,8 @@ class OpenVZDriver(driver.ComputeDriver):
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
         container = self.listing.find(instance.uuid, fresh=True)
+        if destroy_disks:
+            console.remove(instance)
         if container is None:
             LOG.info('Container already gone', instance=instance)
         elif destroy_disks:
@@ -342,6 +348,7 @@ class OpenVZDriver(driver.ComputeDriver):
         then start.  Hard: kill, then start.
         """
         ctid = self._container(instance).ctid
+        console.attach_quietly(instance, ctid)
         args = ['restart', ctid, '--wait']
         if reboot_type == 'HARD':
             args.append('--fast')
@@ -372,6 +379,7 @@ class OpenVZDriver(driver.ComputeDriver):
                  block_device_info=None, accel_info=None, share_info=None):
         ctid = self._container(instance).ctid
         netif = self.host_config.container_config(ctid).get('NETIF')
+        console.attach_quietly(instance, ctid)
         self._start(instance, ctid, network_info,
                     network.nics(network_info, netif))
 
@@ -381,6 +389,7 @@ class OpenVZDriver(driver.ComputeDriver):
         if power.from_vzlist(container.status) != power_state.RUNNING:
             self.power_on(context, instance, network_info, block_device_info)
         else:
+            console.attach_quietly(instance, container.ctid)
             network.plug(instance, network_info)
 
     # Networking --------------------------------------------------------------
@@ -427,6 +436,13 @@ class OpenVZDriver(driver.ComputeDriver):
         network.unplug(instance, [vif])
 
     # Inside the guest ----------------------------------------------------
+
+    def get_console_output(self, context, instance):
+        """The console log's last 100 KiB: what init and the guest printed.
+
+        Each byte is one character (Latin-1); Nova's API returns ASCII.
+        """
+        return console.output(instance, self._container(instance).ctid)
 
     def set_admin_password(self, instance, new_pass):
         """Set the password with the guest's chpasswd; never in an argv."""

@@ -3,13 +3,15 @@
 The driver answers a whole periodic cycle of Nova's compute manager from one
 ``vzlist -a -j`` listing, so the number of vzlist calls of a cycle does not
 grow with the number of containers; and a spawn changes the host with
-exactly ``vzctl create``, ``set`` and ``start``.  tools/benchmark.py measures
-the same at scale.
+exactly ``vzctl create``, ``set`` and ``start``, with the console logger's
+``vzctl console`` before the start.  tools/benchmark.py measures the same
+at scale.
 """
 
 import io
 import os
 
+import fixtures
 from nova.compute import power_state
 from nova.compute import provider_tree
 from nova import context as nova_context
@@ -22,6 +24,7 @@ from nova.virt import fake
 from oslo_utils import uuidutils
 
 from nova_openvz import conf as openvz_conf
+from nova_openvz import console
 from nova_openvz import containers
 from nova_openvz import driver as openvz_driver
 from nova_openvz import hosttools
@@ -38,6 +41,8 @@ class TestCallCounts(test.NoDBTestCase):
     def setUp(self):
         super().setUp()
         self.vzhost = self.useFixture(sim_fixture.SimulatedHostFixture())
+        # Where the console logs go (the default is inside Nova's package).
+        self.flags(instances_path=self.useFixture(fixtures.TempDir()).path)
         # The template download takes an external (file) lock.
         self.flags(lock_path=os.path.join(self.vzhost.root, 'locks'),
                    group='oslo_concurrency')
@@ -153,15 +158,18 @@ class TestCallCounts(test.NoDBTestCase):
                          sorted(c.argv[-1] for c in per_container))
         self.assertEqual(self._expected_states(), states)
 
-    def test_spawn_creates_sets_and_starts_once_each(self):
+    def test_spawn_creates_sets_attaches_console_and_starts_once_each(self):
         instance = self._instance(hostname='spawned')
         del self.calls[:]
         self._spawn(instance)
+        self.addCleanup(console.remove, instance)
         mutating = [c.argv[0] for c in self.calls if c.tool == 'vzctl']
-        self.assertEqual(['create', 'set', 'start'], mutating)
+        # The console logger attaches before the start, to log all of it.
+        self.assertEqual(['create', 'set', 'console', 'start'], mutating)
         self.assertEqual({'vzctl', 'vzlist'},
                          {c.tool for c in self.calls})
-        # The simulated host saw the same vzctl calls.
+        # The simulated host saw the same vzctl calls; it logs a call when
+        # it ends, and the console session goes on.
         logged = [c['argv'][0] for c in self.vzhost.calls()
                   if c['tool'] == 'vzctl' and c['argv'][0] != '--version']
         self.assertEqual(['create', 'set', 'start'], logged)

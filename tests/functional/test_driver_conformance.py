@@ -18,6 +18,7 @@ import logging
 import os
 import re
 
+import fixtures
 from nova import test
 from nova.tests.unit.virt import test_virt_drivers
 import testtools
@@ -54,7 +55,6 @@ NOT_IMPLEMENTED = {
     'test_get_instance_diagnostics': ('get_instance_diagnostics',
                                       'diagnostics'),
     'test_block_stats': ('block_stats', 'diagnostics'),
-    'test_get_console_output': ('get_console_output', 'console log'),
     'test_get_vnc_console': ('get_vnc_console', 'remote consoles'),
     'test_get_spice_console': ('get_spice_console', 'remote consoles'),
     'test_get_serial_console': ('get_serial_console', 'remote consoles'),
@@ -111,6 +111,8 @@ class OpenVZDriverConformance(test_virt_drivers._VirtDriverTestCase,
         # The suite's fake ports name a switch nobody runs; routed mode
         # gives their addresses to venet.  test_network plugs real ports.
         self.flags(network_mode='routed', group='openvz')
+        # Where the console logs go (the default is inside Nova's package).
+        self.flags(instances_path=self.useFixture(fixtures.TempDir()).path)
         self._upload_template()
         # The suite made its driver before the host existed; make it again
         # as nova-compute would, with the [openvz] options in place.

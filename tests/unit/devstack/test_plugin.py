@@ -350,7 +350,7 @@ class TestSimulatedStack(testtools.TestCase):
             self.assertEqual(expected, section[flag], (operation, flag))
         # What the driver lacks today, checked by name.
         for flag in ('pause', 'suspend', 'resize', 'rescue',
-                     'live_migration', 'console_output', 'vnc_console'):
+                     'live_migration', 'vnc_console'):
             self.assertEqual('False', section[flag], flag)
         self.assertEqual('False', tempest['validation']['run_validation'])
         self.assertEqual('11111111-2222-3333-4444-555555555555',
