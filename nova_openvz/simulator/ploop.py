@@ -56,9 +56,15 @@ arguments take a callable that receives ploop's informational lines):
   ``device_of(host, path)`` / ``devices(host)`` -- the simulated ploop
   devices (vzctl mount/umount of a ploop CT use them).
 * ``owner_ctid(host, path)`` -- the container a descriptor belongs to.
+* ``restore_descriptor(directory, delta, fmt='ploop1')`` -- write a new
+  ``DiskDescriptor.xml`` for a lone base delta (``ploop
+  restore-descriptor``).  A real delta carries its ext4 filesystem; a
+  modelled delta carries no files (they live next to it, above), so one
+  restored away from its directory shows an empty filesystem.
 """
 
 import collections
+import errno
 import fcntl
 import getopt
 import json
@@ -89,6 +95,8 @@ LIVE_TREE = 'fs'
 BYTES_PER_INODE = 16384
 
 # Exit codes (reference 6.2).
+SYSEXIT_OPEN = 4
+SYSEXIT_PLOOPFMT = 11
 SYSEXIT_MOUNT = 21
 SYSEXIT_RESIZE_FS = 26
 SYSEXIT_DEV_INUSE = 37
@@ -365,6 +373,85 @@ def _create_image(directory, sectors, fmt, image, blocksize, log,
     else:
         os.makedirs(content_dir(descriptor), 0o755, exist_ok=True)
     descriptor.save(log)
+    return descriptor
+
+
+#: How much of a modelled delta must be zeros: its header cluster.  A
+#: delta made by :func:`create_image` is sparse, so that part reads zero.
+_MODELLED_HEADER = 64 * 1024
+
+
+def _check_delta(path, raw, blocksize):
+    """Size in sectors of the lone delta ``path``, if it is one.
+
+    A real delta holds ext4 from its first byte; a modelled one is sparse
+    and starts with zeros.  A ploop1 delta is whole clusters long.
+
+    :raises PloopError: 4 when it cannot be opened, 11 when it is not a
+        delta of this host (the header or size is wrong).
+    """
+    try:
+        with open(path, 'rb') as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(_MODELLED_HEADER)
+    except OSError as exc:
+        raise PloopError(SYSEXIT_OPEN, "Can't open %s: %s"
+                         % (path, exc.strerror))
+    if raw:
+        if size == 0 or size % SECTOR_SIZE:
+            raise PloopError(SYSEXIT_PLOOPFMT, 'Invalid raw image %s: its '
+                             'size %d is not whole sectors' % (path, size))
+        return size // SECTOR_SIZE
+    if not (is_filesystem_image(path) or head.count(0) == len(head)):
+        raise PloopError(SYSEXIT_PLOOPFMT, 'Invalid image header in %s: '
+                         'not a ploop1 delta' % path)
+    cluster = blocksize * SECTOR_SIZE
+    if size == 0 or size % cluster:
+        raise PloopError(SYSEXIT_PLOOPFMT, 'Invalid ploop1 delta %s: its '
+                         'size %d is not whole %d-byte clusters'
+                         % (path, size, cluster))
+    return size // SECTOR_SIZE
+
+
+def restore_descriptor(directory, delta, fmt='ploop1',
+                       blocksize=DEFAULT_BLOCKSIZE, log=_quiet):
+    """Write ``directory/DiskDescriptor.xml`` for the base delta ``delta``.
+
+    The new descriptor has the one image (TOPDELTA, no parent) and the
+    disk size the delta has; its ``File`` is relative when the delta is in
+    ``directory``.  Returns the :class:`Descriptor`.
+
+    :raises PloopError: 38 for a bad format or an existing descriptor; 4
+        or 11 for an unusable delta (:func:`_check_delta`); 39 when the
+        descriptor cannot be written.
+    """
+    if fmt not in FORMATS:
+        raise PloopError(SYSEXIT_PARAM, 'Bad -f argument: %s' % fmt)
+    raw = fmt == 'raw'
+    directory = os.path.abspath(directory)
+    path = os.path.join(directory, DESCRIPTOR_NAME)
+    if os.path.lexists(path):
+        raise PloopError(SYSEXIT_PARAM, 'Unable to restore %s: the file '
+                         'exists' % path)
+    delta = os.path.abspath(delta)
+    size = _check_delta(delta, raw, blocksize)
+    name = (os.path.basename(delta) if os.path.dirname(delta) == directory
+            else delta)
+    descriptor = Descriptor(path, size, blocksize,
+                            'raw' if raw else 'expanded',
+                            [Image(TOPDELTA_UUID, name)],
+                            [Shot(TOPDELTA_UUID, NONE_UUID)])
+    try:
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+        if not is_filesystem_image(delta):
+            # The modelled filesystem of a delta away from its own
+            # directory: empty, as the delta carries no files.
+            os.makedirs(content_dir(descriptor), 0o755, exist_ok=True)
+        descriptor.save(log)
+    except OSError as exc:
+        raise PloopError(SYSEXIT_DISKDESCR, "Can't write %s: %s"
+                         % (path, exc.strerror))
     return descriptor
 
 
@@ -1119,6 +1206,14 @@ COMMAND_USAGE = {
                      '[-s] [-u <UUID>] \\\n'
                      '                           DiskDescriptor.xml',
     'list': 'Usage: ploop list [-a]',
+    'restore-descriptor': 'Usage: ploop restore-descriptor [-f FORMAT] '
+                          '[-b BLOCKSIZE] IMAGE_DIR BASE_DELTA\n'
+                          '       FORMAT := { raw | ploop1 }\n'
+                          '       BLOCKSIZE := block size in sectors (for '
+                          'raw image format)\n'
+                          '       IMAGE_DIR := directory where to place '
+                          'DiskDescriptor.xml\n'
+                          '       BASE_DELTA := path to image file',
     'getdev': 'Usage: ploop getdev\n'
               '(ask /dev/ploop0 about first unused minor number)',
 }
@@ -1509,6 +1604,24 @@ def _cmd_list(host, args):
     return 0
 
 
+def _cmd_restore_descriptor(host, args):
+    opts, rest = _options('restore-descriptor', args, 'f:b:')
+    fmt, blocksize = 'ploop1', DEFAULT_BLOCKSIZE
+    for opt, value in opts:
+        if opt == '-f':
+            if value not in FORMATS:
+                raise _usage_error('restore-descriptor')
+            fmt = value
+        elif opt == '-b':
+            if not value.isdigit() or not int(value):
+                raise _usage_error('restore-descriptor')
+            blocksize = int(value)
+    if len(rest) != 2:
+        raise _usage_error('restore-descriptor')
+    restore_descriptor(rest[0], rest[1], fmt, blocksize, _say)
+    return 0
+
+
 def _cmd_getdev(host, args):
     if args:
         raise _usage_error('getdev')
@@ -1531,6 +1644,7 @@ COMMANDS = {
     'snapshot-list': _cmd_snapshot_list,
     'list': _cmd_list,
     'getdev': _cmd_getdev,
+    'restore-descriptor': _cmd_restore_descriptor,
 }
 
 
