@@ -66,6 +66,30 @@ class BadKernel(HostToolError):
     """Exit 5: not an OpenVZ kernel, or its modules are not loaded."""
 
 
+class PloopImageCorrupt(HostToolError):
+    """ploop exit 11: the delta's header or size is not a ploop image's."""
+
+
+class PloopMountFailed(HostToolError):
+    """ploop exit 21: the filesystem in the image could not be mounted."""
+
+
+class PloopUmountFailed(HostToolError):
+    """ploop exit 22: the image's filesystem could not be unmounted."""
+
+
+class PloopImageInUse(HostToolError):
+    """ploop exit 37: the image is already attached to a device."""
+
+
+class PloopDescriptorInvalid(HostToolError):
+    """ploop exit 39: DiskDescriptor.xml is missing, bad or unwritable."""
+
+
+class PloopNotMounted(HostToolError):
+    """ploop exit 40: the image is not mounted."""
+
+
 class ToolTimeout(HostToolError):
     msg_fmt = _("%(tool)s %(command)s did not finish within %(timeout)s "
                 "seconds and was killed")

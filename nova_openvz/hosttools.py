@@ -1,16 +1,18 @@
 """The one place that runs OpenVZ host tools.
 
-Every vzctl and vzlist call goes through :func:`run`: it hands the argv to
-the privileged helper, logs the call with its duration, retries a container
-locked by another vzctl (exit code 9) with a growing wait, and turns any
-other failure into a typed exception that carries the tool's own message and
-exit code.
+Every vzctl, vzlist and ploop call goes through :func:`run`: it hands the
+argv to the privileged helper, logs the call with its duration, retries a
+container locked by another vzctl (exit code 9) with a growing wait, and
+turns any other failure into a typed exception that carries the tool's own
+message and exit code.
 """
 
 import collections
+import contextlib
 import time
 
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
@@ -40,6 +42,20 @@ VZCTL_ERRORS = {
     48: exception.TemplateUnpackFailed,
     91: exception.TemplateNotFound,
 }
+
+#: ploop exit codes (reference 6.2) and the exceptions they become.
+PLOOP_ERRORS = {
+    11: exception.PloopImageCorrupt,
+    21: exception.PloopMountFailed,
+    22: exception.PloopUmountFailed,
+    37: exception.PloopImageInUse,
+    38: exception.InvalidToolArgument,
+    39: exception.PloopDescriptorInvalid,
+    40: exception.PloopNotMounted,
+}
+
+#: The exit-code tables of the tools that have one.
+TOOL_ERRORS = {'vzctl': VZCTL_ERRORS, 'ploop': PLOOP_ERRORS}
 
 ToolCall = collections.namedtuple(
     'ToolCall', 'tool argv exit_code stdout stderr seconds')
@@ -74,8 +90,8 @@ def _error_for(call):
     if call.exit_code is None:
         return exception.ToolTimeout(tool=call.tool, command=command,
                                      timeout=CONF.openvz.tool_timeout)
-    error_class = (VZCTL_ERRORS.get(call.exit_code, exception.HostToolError)
-                   if call.tool == 'vzctl' else exception.HostToolError)
+    error_class = TOOL_ERRORS.get(call.tool, {}).get(
+        call.exit_code, exception.HostToolError)
     return error_class(**kwargs)
 
 
@@ -110,7 +126,8 @@ def run(tool, *argv, ok_codes=(0,), stdin=None):
     for attempt in range(CONF.openvz.lock_retries + 1):
         call = _invoke(tool, argv, stdin)
         last = attempt == CONF.openvz.lock_retries
-        if call.exit_code != EXIT_LOCKED or last:
+        # Exit 9 is vzctl's lock; to ploop it is a sysfs error.
+        if call.exit_code != EXIT_LOCKED or last or tool == 'ploop':
             break
         LOG.info('Container locked by another vzctl (%s); retrying in '
                  '%.1fs', _tool_message(call.stdout, call.stderr), wait)
@@ -127,6 +144,43 @@ def vzctl(*argv, ok_codes=(0,), stdin=None):
 
 def vzlist(*argv, ok_codes=(0,)):
     return run('vzlist', *argv, ok_codes=ok_codes)
+
+
+def ploop(*argv, ok_codes=(0,)):
+    return run('ploop', *argv, ok_codes=ok_codes)
+
+
+@contextlib.contextmanager
+def undone_by(undo, *args):
+    """Run ``undo(*args)`` after the block; its error wins only on success.
+
+    When the block failed, a failing undo is logged and the block's own
+    error is what the caller (and the server's fault) sees.
+    """
+    try:
+        yield
+    except BaseException:
+        with excutils.save_and_reraise_exception():
+            try:
+                undo(*args)
+            except Exception:
+                LOG.exception('Cleanup step %s%r failed', undo.__name__,
+                              args)
+    else:
+        undo(*args)
+
+
+def check_packed(result, what):
+    """Turn the helper's ``(exit_code, stderr)`` into success or an error."""
+    code, stderr = result
+    if code is None:
+        raise exception.ToolTimeout(tool='tar', command=what,
+                                    timeout=CONF.openvz.tool_timeout)
+    if code != 0:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        raise exception.HostToolError(
+            tool='tar', command=what, exit_code=code, stderr=stderr,
+            detail=' '.join(lines[-5:]) or '(no output)')
 
 
 def attach_console(ctid, directory):

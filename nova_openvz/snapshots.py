@@ -21,11 +21,9 @@ import uuid
 from nova.compute import task_states
 from nova.image import glance
 from oslo_log import log as logging
-from oslo_utils import excutils
 from oslo_utils import fileutils
 
 from nova_openvz import conf as openvz_conf
-from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import privsep
 
@@ -33,39 +31,6 @@ LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
 
 IMAGE_API = glance.API()
-
-
-@contextlib.contextmanager
-def _undone_by(undo, *args):
-    """Run ``undo(*args)`` after the block; its error wins only on success.
-
-    When the block failed, a failing undo is logged and the block's own
-    error is what the caller (and the server's fault) sees.
-    """
-    try:
-        yield
-    except BaseException:
-        with excutils.save_and_reraise_exception():
-            try:
-                undo(*args)
-            except Exception:
-                LOG.exception('Cleanup step %s%r failed', undo.__name__,
-                              args)
-    else:
-        undo(*args)
-
-
-def _packed(result, what):
-    """Turn the helper's ``(exit_code, stderr)`` into success or an error."""
-    code, stderr = result
-    if code is None:
-        raise exception.ToolTimeout(tool='tar', command=what,
-                                    timeout=CONF.openvz.tool_timeout)
-    if code != 0:
-        lines = [line for line in stderr.splitlines() if line.strip()]
-        raise exception.HostToolError(
-            tool='tar', command=what, exit_code=code, stderr=stderr,
-            detail=' '.join(lines[-5:]) or '(no output)')
 
 
 def _thaw(ctid):
@@ -79,7 +44,7 @@ def _frozen(ctid, running):
         yield
         return
     hosttools.vzctl('chkpnt', ctid, '--suspend')
-    with _undone_by(_thaw, ctid):
+    with hosttools.undone_by(_thaw, ctid):
         yield
 
 
@@ -96,20 +61,21 @@ def _pack_ploop(ctid, running, filename):
     with _frozen(ctid, running):
         hosttools.vzctl('snapshot', ctid, '--id', guid, '--skip-suspend',
                         '--skip-config')
-    with _undone_by(_delete_snapshot, ctid, guid):
+    with hosttools.undone_by(_delete_snapshot, ctid, guid):
         target = privsep.make_snapshot_mount_dir(guid)
-        with _undone_by(privsep.remove_snapshot_mount_dir, guid):
+        with hosttools.undone_by(privsep.remove_snapshot_mount_dir, guid):
             hosttools.vzctl('snapshot-mount', ctid, '--id', guid,
                             '--target', target)
-            with _undone_by(_umount_snapshot, ctid, guid):
-                _packed(privsep.pack_snapshot(guid, filename),
-                        'snapshot of CT %d' % ctid)
+            with hosttools.undone_by(_umount_snapshot, ctid, guid):
+                hosttools.check_packed(
+                    privsep.pack_snapshot(guid, filename),
+                    'snapshot of CT %d' % ctid)
 
 
 def _pack_simfs(ctid, running, filename):
     with _frozen(ctid, running):
-        _packed(privsep.pack_private_area(ctid, filename),
-                'private area of CT %d' % ctid)
+        hosttools.check_packed(privsep.pack_private_area(ctid, filename),
+                               'private area of CT %d' % ctid)
 
 
 def _remove(path):
@@ -125,7 +91,7 @@ def snapshot(context, instance, ctid, layout, running, image_id,
     filename = 'snapshot-%s.tar.gz' % image_id
     path = os.path.join(CONF.openvz.image_staging_dir, filename)
     _remove(path)   # a leftover of a crashed attempt would block O_EXCL
-    with _undone_by(_remove, path):
+    with hosttools.undone_by(_remove, path):
         if layout == 'ploop':
             _pack_ploop(ctid, running, filename)
         else:

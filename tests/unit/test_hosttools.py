@@ -85,6 +85,35 @@ class TestErrors(_HostToolsTest):
         self.assertIs(exception.HostToolError, type(error))
         self.assertEqual('vzlist', error.tool)
 
+    def test_ploop_exit_codes_become_their_typed_errors(self):
+        from nova_openvz import privsep
+
+        mount_dir = privsep.ploop_mount_dir(
+            '6d3c3bd2-8d0d-4c7b-9a7e-0d9b6f1e8a21')
+        for code, error_class in sorted(hosttools.PLOOP_ERRORS.items()) + [
+                (14, exception.HostToolError)]:
+            self.only_fault(tool='ploop', command='umount', exit_code=code,
+                            stderr='ploop said %d' % code)
+            error = self.assertRaises(exception.HostToolError,
+                                      hosttools.ploop, 'umount', '-m',
+                                      mount_dir)
+            self.assertIs(error_class, type(error), code)
+            self.assertEqual(('ploop', 'umount', code),
+                             (error.tool, error.command, error.exit_code))
+            self.assertIn('ploop umount failed with exit code %d: ploop '
+                          'said %d' % (code, code), error.format_message())
+
+    def test_ploop_exit_9_is_not_a_lock_to_wait_out(self):
+        from nova_openvz import privsep
+
+        self.only_fault(tool='ploop', command='umount', exit_code=9,
+                        stderr='Can not read sysfs')
+        error = self.assertRaises(
+            exception.HostToolError, hosttools.ploop, 'umount', '-m',
+            privsep.ploop_mount_dir('6d3c3bd2-8d0d-4c7b-9a7e-0d9b6f1e8a21'))
+        self.assertIs(exception.HostToolError, type(error))
+        self.assertEqual([9], [c.exit_code for c in self.seen])
+
     def test_without_stderr_the_end_of_stdout_is_the_message(self):
         stdout = '\n'.join('line %d' % i for i in range(1, 9))
         self.only_fault(tool='vzctl', command='start', exit_code=133,
