@@ -170,7 +170,36 @@ def validate_vzlist_argv(args):
         _check_ctid(word)
 
 
-_VALIDATORS = {'vzctl': validate_vzctl_argv, 'vzlist': validate_vzlist_argv}
+def validate_ploop_argv(args):
+    """Accept only the three calls that turn a ploop image into a template.
+
+    ``restore-descriptor -f ploop1 W W/root.hdd``, ``mount -r -m M
+    W/DiskDescriptor.xml`` and ``umount -m M``, where W is the image's
+    work directory in the staging dir and M its root-owned mount point
+    (:func:`ploop_work_dir`, :func:`ploop_mount_dir`), both of one image.
+    """
+    _check_words(args)
+    args = list(args)
+    if len(args) == 5 and args[:3] == ['restore-descriptor', '-f', 'ploop1']:
+        image = _work_image(args[3])
+        if args[4] == os.path.join(ploop_work_dir(image), PLOOP_DELTA):
+            return
+    elif len(args) == 5 and args[:3] == ['mount', '-r', '-m']:
+        image = _work_image(os.path.dirname(args[4]))
+        if args[4] == os.path.join(ploop_work_dir(image),
+                                   PLOOP_DESCRIPTOR) and \
+                args[3] == ploop_mount_dir(image):
+            return
+    elif len(args) == 3 and args[:2] == ['umount', '-m']:
+        name = os.path.basename(args[2])
+        if name.startswith(_PLOOP_MOUNT_PREFIX) and args[2] == \
+                ploop_mount_dir(name[len(_PLOOP_MOUNT_PREFIX):]):
+            return
+    raise ArgumentRejected('ploop %s is not allowed' % ' '.join(args))
+
+
+_VALIDATORS = {'vzctl': validate_vzctl_argv, 'vzlist': validate_vzlist_argv,
+               'ploop': validate_ploop_argv}
 
 
 MAX_STDIN = 1024 * 1024
@@ -195,7 +224,7 @@ def _run(tool, args, timeout, stdin=None):
 
 @vz_pctxt.entrypoint
 def run_host_tool(tool, args, timeout, stdin=None):
-    """Run ``tool`` (vzctl or vzlist) with a validated argv.
+    """Run ``tool`` (vzctl, vzlist or ploop) with a validated argv.
 
     ``stdin`` (text) is given to the tool on its standard input: scripts
     for ``vzctl exec2 <CT> -``, which may carry secrets that must not be
@@ -313,8 +342,10 @@ _NOVA_TEMPLATE_RE = re.compile(
     r'[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.tar(\.gz|\.bz2|\.xz)?\Z')
 _UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
                       r'[0-9a-f]{12}\Z')
-_SNAPSHOT_FILE_RE = re.compile(
-    r'^snapshot-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+#: What the helper may pack into the staging dir: a snapshot, or a ploop
+#: image on its way to the template cache.
+_PACK_FILE_RE = re.compile(
+    r'^(snapshot|ploop)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
     r'[0-9a-f]{12}\.tar\.gz\Z')
 #: The paths tar may run from, and how long a pack may take at most.
 _TOOL_PATH = '/usr/sbin:/usr/bin:/sbin:/bin'
@@ -358,18 +389,23 @@ def _snapshot_uuid(guid):
     return text
 
 
+def _mount_parent():
+    """VE_ROOT's parent: root owns it, unlike the staging dir."""
+    from nova_openvz import hostconfig
+    from nova_openvz import vzconf
+
+    ve_root = hostconfig.HostConfig().values.get('VE_ROOT', '/vz/root/$VEID')
+    return os.path.dirname(vzconf.expand_veid(ve_root, 0))
+
+
 def snapshot_mount_dir(guid):
     """Where a snapshot is mounted to be packed: next to the CT roots.
 
     Root owns that directory (VE_ROOT's parent), so nova-compute cannot
     swap the mount point for a link to somewhere else on the host.
     """
-    from nova_openvz import hostconfig
-    from nova_openvz import vzconf
-
-    ve_root = hostconfig.HostConfig().values.get('VE_ROOT', '/vz/root/$VEID')
-    parent = os.path.dirname(vzconf.expand_veid(ve_root, 0))
-    return os.path.join(parent, 'nova-snapshot-' + _snapshot_uuid(guid))
+    return os.path.join(_mount_parent(),
+                        'nova-snapshot-' + _snapshot_uuid(guid))
 
 
 def _check_snapshot_target(options):
@@ -383,10 +419,8 @@ def _check_snapshot_target(options):
                                % values['--target'])
 
 
-@vz_pctxt.entrypoint
-def make_snapshot_mount_dir(guid):
+def _make_mount_dir(path):
     """Create (or reuse an empty leftover) mount dir; return its path."""
-    path = snapshot_mount_dir(guid)
     if os.path.islink(path):
         os.unlink(path)
     try:
@@ -397,14 +431,24 @@ def make_snapshot_mount_dir(guid):
     return path
 
 
-@vz_pctxt.entrypoint
-def remove_snapshot_mount_dir(guid):
-    """Remove the mount dir; refuses (EBUSY/ENOTEMPTY) while mounted."""
-    path = snapshot_mount_dir(guid)
+def _remove_mount_dir(path):
+    """Remove a mount dir; refuses (EBUSY/ENOTEMPTY) while mounted."""
     if os.path.islink(path):
         os.unlink(path)
     elif os.path.isdir(path):
         os.rmdir(path)
+
+
+@vz_pctxt.entrypoint
+def make_snapshot_mount_dir(guid):
+    """Create (or reuse an empty leftover) mount dir; return its path."""
+    return _make_mount_dir(snapshot_mount_dir(guid))
+
+
+@vz_pctxt.entrypoint
+def remove_snapshot_mount_dir(guid):
+    """Remove the mount dir; refuses (EBUSY/ENOTEMPTY) while mounted."""
+    _remove_mount_dir(snapshot_mount_dir(guid))
 
 
 def _pack(source, filename):
@@ -414,8 +458,8 @@ def _pack(source, filename):
     not exist, so a planted link in the staging dir gains nothing; tar
     writes to that descriptor and reads the tree with numeric owners.
     """
-    if not _SNAPSHOT_FILE_RE.match(filename or ''):
-        raise ArgumentRejected('bad snapshot file name %r' % (filename,))
+    if not _PACK_FILE_RE.match(filename or ''):
+        raise ArgumentRejected('bad file name %r to pack' % (filename,))
     if not os.path.isdir(source):
         raise ArgumentRejected('%s is not a directory' % source)
     tar = shutil.which('tar', path=_TOOL_PATH)
@@ -461,6 +505,72 @@ def pack_private_area(ctid, filename):
         raise ArgumentRejected('container %d is on ploop; pack a snapshot'
                                % ctid)
     return _pack(private, filename)
+
+
+# -- ploop images (disk_format=ploop) ----------------------------------------
+#
+# A Glance ploop image is a lone base delta.  nova-compute downloads it into
+# its work directory in the staging dir; ploop rebuilds the descriptor there
+# and mounts it read-only on a mount point root owns (as for snapshots: a
+# mount point in nova-compute's own directory could be swapped for a link to
+# a host path); the helper packs the mounted tree as a template tarball.
+
+PLOOP_DELTA = 'root.hdd'
+PLOOP_DESCRIPTOR = 'DiskDescriptor.xml'
+_PLOOP_WORK_PREFIX = 'ploop-'
+_PLOOP_MOUNT_PREFIX = 'nova-ploop-'
+
+
+def _image_uuid(image_id):
+    text = str(image_id)
+    if not _UUID_RE.match(text):
+        raise ArgumentRejected('%r is not an image ID' % (image_id,))
+    return text
+
+
+def ploop_work_dir(image_id):
+    """``<staging dir>/ploop-<image id>``: the image's delta and descriptor."""
+    staging = os.path.abspath(CONF.openvz.image_staging_dir)
+    return os.path.join(staging, _PLOOP_WORK_PREFIX + _image_uuid(image_id))
+
+
+def _work_image(path):
+    """The image ID of a work dir path, exactly as ploop_work_dir makes it."""
+    name = os.path.basename(path)
+    if not name.startswith(_PLOOP_WORK_PREFIX):
+        raise ArgumentRejected('%r is not a ploop work directory' % (path,))
+    image = name[len(_PLOOP_WORK_PREFIX):]
+    if path != ploop_work_dir(image):
+        raise ArgumentRejected('%r is not a ploop work directory' % (path,))
+    return image
+
+
+def ploop_mount_dir(image_id):
+    """Where a ploop image is mounted to be packed: next to the CT roots."""
+    return os.path.join(_mount_parent(),
+                        _PLOOP_MOUNT_PREFIX + _image_uuid(image_id))
+
+
+@vz_pctxt.entrypoint
+def make_ploop_mount_dir(image_id):
+    """Create (or reuse an empty leftover) the image's mount dir."""
+    return _make_mount_dir(ploop_mount_dir(image_id))
+
+
+@vz_pctxt.entrypoint
+def remove_ploop_mount_dir(image_id):
+    """Remove the image's mount dir; refuses while mounted."""
+    _remove_mount_dir(ploop_mount_dir(image_id))
+
+
+def ploop_pack_name(image_id):
+    return '%s%s.tar.gz' % (_PLOOP_WORK_PREFIX, _image_uuid(image_id))
+
+
+@vz_pctxt.entrypoint
+def pack_ploop_image(image_id):
+    """Pack the mounted ploop image into ``<staging>/ploop-<id>.tar.gz``."""
+    return _pack(ploop_mount_dir(image_id), ploop_pack_name(image_id))
 
 
 # -- Volumes and ephemeral disks ---------------------------------------------

@@ -151,8 +151,8 @@ class TestRunHostTool(testtools.TestCase):
         super().setUp()
         self.useFixture(sim_fixture.InProcessPrivsep())
 
-    def test_only_vzctl_and_vzlist_may_run(self):
-        for tool in ('ploop', 'vzmigrate', 'sh', '../../bin/sh', None):
+    def test_only_vzctl_vzlist_and_ploop_may_run(self):
+        for tool in ('vzmigrate', 'sh', '../../bin/sh', None):
             self.assertRaises(REJECTED, privsep.run_host_tool,
                               tool, ['--version'], 10)
 

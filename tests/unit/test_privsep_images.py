@@ -170,3 +170,80 @@ class TestPack(HostTree):
                     ' >&2\nexit 2\n')
         os.chmod(tar, 0o755)
         return bin_dir
+
+
+class TestPloopImages(HostTree):
+    """The ploop grammar, the mount dir and the pack of a ploop image."""
+
+    def setUp(self):
+        super().setUp()
+        self.work = os.path.join(self.root, 'staging', 'ploop-' + IMAGE)
+        self.mount = os.path.join(self.root, 'root', 'nova-ploop-' + IMAGE)
+
+    def test_paths_of_an_image(self):
+        self.assertEqual(self.work, privsep.ploop_work_dir(IMAGE))
+        self.assertEqual(self.mount, privsep.ploop_mount_dir(IMAGE))
+        for bad in ('../../etc', '', IMAGE + '/..', IMAGE.upper(), 'x' * 36):
+            self.assertRaises(REJECTED, privsep.ploop_work_dir, bad)
+            self.assertRaises(REJECTED, privsep.ploop_mount_dir, bad)
+
+    def test_the_three_calls_of_a_conversion_are_allowed(self):
+        for argv in (['restore-descriptor', '-f', 'ploop1', self.work,
+                      self.work + '/root.hdd'],
+                     ['mount', '-r', '-m', self.mount,
+                      self.work + '/DiskDescriptor.xml'],
+                     ['umount', '-m', self.mount]):
+            privsep.validate_ploop_argv(argv)
+
+    def test_anything_else_is_refused(self):
+        other = os.path.join(self.root, 'staging',
+                             'ploop-' + str(uuid.uuid4()))
+        xml = self.work + '/DiskDescriptor.xml'
+        for argv in (
+                ['list'], ['--version'], ['init', '-s', '1G', self.work],
+                ['umount', xml], ['umount', '-d', '/dev/ploop0'],
+                ['umount', '-m', '/'], ['umount', '-m', self.mount + '/..'],
+                ['umount', '-m', os.path.join(self.root, 'root',
+                                              'nova-ploop-x')],
+                # read-write, elsewhere, or another image's mount point
+                ['mount', '-m', self.mount, xml],
+                ['mount', '-r', '-m', '/etc', xml],
+                ['mount', '-r', '-m', self.mount,
+                 other + '/DiskDescriptor.xml'],
+                ['mount', '-r', '-m', self.mount, '/vz/private/101/root.hdd/'
+                 'DiskDescriptor.xml'],
+                ['mount', '-r', '-m', self.mount, xml, 'more'],
+                # other formats, other places, other deltas
+                ['restore-descriptor', '-f', 'raw', self.work,
+                 self.work + '/root.hdd'],
+                ['restore-descriptor', '-f', 'ploop1', '/etc',
+                 '/etc/root.hdd'],
+                ['restore-descriptor', '-f', 'ploop1', self.work,
+                 other + '/root.hdd'],
+                ['restore-descriptor', '-f', 'ploop1', self.work + '/.',
+                 self.work + '/./root.hdd'],
+                ['restore-descriptor', '-f', 'ploop1', self.work,
+                 self.work + '/root.hdd\n']):
+            self.assertRaises(REJECTED, privsep.validate_ploop_argv, argv)
+
+    def test_make_pack_and_remove_the_mount_dir(self):
+        path = privsep.make_ploop_mount_dir(IMAGE)
+        self.assertEqual((self.mount, 0o700),
+                         (path, os.stat(path).st_mode & 0o777))
+        os.makedirs(os.path.join(path, 'etc'))
+        with open(os.path.join(path, 'etc/hostname'), 'w') as f:
+            f.write('from-ploop\n')
+        open(os.path.join(path, '.balloon-c3a5ae3d-ce7f-43c4-a1ea-'
+                                'c61e2b4504e8'), 'w').close()
+        self.assertEqual((0, ''), privsep.pack_ploop_image(IMAGE))
+        packed = os.path.join(self.root, 'staging', 'ploop-%s.tar.gz' % IMAGE)
+        with tarfile.open(packed) as tar:
+            self.assertEqual(['.', './etc', './etc/hostname'],
+                             sorted(tar.getnames()))
+        self.assertRaises(OSError, privsep.remove_ploop_mount_dir, IMAGE)
+        for name in ('.balloon-c3a5ae3d-ce7f-43c4-a1ea-c61e2b4504e8',
+                     'etc/hostname', 'etc'):
+            path = os.path.join(self.mount, name)
+            (os.rmdir if name == 'etc' else os.unlink)(path)
+        privsep.remove_ploop_mount_dir(IMAGE)
+        self.assertFalse(os.path.exists(self.mount))
