@@ -129,8 +129,9 @@ def check_tools():
         return _result(
             WARNING, 'vzctl and vzlist found in %s, ploop is not'
             % CONF.openvz.tools_dir,
-            'flavors asking for openvz:layout=ploop will fail to boot; '
-            'install ploop or keep every flavor on simfs')
+            'flavors asking for openvz:layout=ploop and disk_format=ploop '
+            'images will fail to boot; install ploop or keep every flavor '
+            'on simfs and every image a template tarball')
     return _result(PASS, '%s found in %s'
                    % (', '.join(required), CONF.openvz.tools_dir))
 

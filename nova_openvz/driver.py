@@ -55,6 +55,8 @@ class OpenVZDriver(driver.ComputeDriver):
     capabilities.update({
         # OS template tarballs are uploaded to Glance as raw/bare images.
         'supports_image_type_raw': True,
+        # ploop images are converted to OS templates, once per host.
+        'supports_image_type_ploop': True,
         # Neutron ports join and leave a running container live.
         'supports_attach_interface': True,
         # manage_image_cache removes templates no instance uses.

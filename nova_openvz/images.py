@@ -5,11 +5,20 @@ xz), the format of OpenVZ's template cache.  An image is downloaded once per
 host into a staging directory nova-compute owns, recognised by its content,
 and moved by the privileged helper into ``$TEMPLATE/cache`` under a name that
 vzctl's distribution scripts understand.
+
+A ``disk_format=ploop`` image is a ploop base delta (a ``root.hdd``), as
+Nova's Virtuozzo driver takes it.  vzctl only creates containers from
+templates (reference 1.2), so the delta is turned into one, once per host:
+``ploop restore-descriptor`` gives it a descriptor, ``ploop mount -r``
+shows its filesystem, the privileged helper packs that into a gzip tarball
+for the cache, and ``ploop umount`` ends it.
 """
 
+import contextlib
 import hashlib
 import os
 import re
+import shutil
 import time
 
 import nova.conf  # noqa: F401  ([image_cache] options)
@@ -20,6 +29,8 @@ from oslo_log import log as logging
 from oslo_utils import fileutils
 
 from nova_openvz import conf as openvz_conf
+from nova_openvz import exception
+from nova_openvz import hosttools
 from nova_openvz import privsep
 
 LOG = logging.getLogger(__name__)
@@ -95,8 +106,14 @@ def archive_suffix(path, image_id):
 
 
 # Nova keeps 255 characters of a fault, so this comes first and is short.
-ACCEPTED = ('OpenVZ needs an OS template tarball with disk_format=raw and '
-            'container_format=bare')
+ACCEPTED = ('OpenVZ needs disk_format=raw (OS template tarball) or '
+            'disk_format=ploop, with container_format=bare')
+PLOOP = 'ploop'
+#: ploop failures that say the image is bad, not the host: such a boot
+#: is not retried on another host.
+_PLOOP_IMAGE_ERRORS = (exception.PloopImageCorrupt,
+                       exception.PloopDescriptorInvalid,
+                       exception.PloopMountFailed)
 
 
 def check_format(image_meta):
@@ -107,10 +124,7 @@ def check_format(image_meta):
     disk_format = field('disk_format')
     container_format = field('container_format')
     reason = None
-    if disk_format == 'ploop':
-        # vzctl create only unpacks OS templates (reference 1.2).
-        reason = 'disk_format ploop cannot be booted; %s' % ACCEPTED
-    elif disk_format and disk_format != 'raw':
+    if disk_format and disk_format not in ('raw', PLOOP):
         reason = 'disk_format %s: %s' % (disk_format, ACCEPTED)
     elif container_format and container_format != 'bare':
         reason = 'container_format %s: %s' % (container_format, ACCEPTED)
@@ -181,6 +195,13 @@ class TemplateCache(object):
             if self.cached(name):
                 return name
             fileutils.ensure_tree(CONF.openvz.image_staging_dir)
+            if _is_ploop(image_meta):
+                suffix = '.tar.gz'
+                _convert_ploop(context, instance, image_meta.id,
+                               name + suffix)
+                LOG.info('Cached OS template %s%s', name, suffix,
+                         instance=instance)
+                return name
             staging = os.path.join(CONF.openvz.image_staging_dir,
                                    name + '.part')
             with fileutils.remove_path_on_error(staging):
@@ -243,6 +264,77 @@ class TemplateCache(object):
             LOG.info('Removed unused OS template %s', filename)
             removed.append(filename)
         return removed
+
+
+def _is_ploop(image_meta):
+    return (image_meta.obj_attr_is_set('disk_format') and
+            image_meta.disk_format == PLOOP)
+
+
+def _remove_staged(work, packed):
+    """Drop a ploop image's work dir and packed tarball, if there."""
+    if os.path.lexists(work):
+        shutil.rmtree(work)
+    if os.path.lexists(packed):
+        os.unlink(packed)
+
+
+def _umount_ploop(mount_dir):
+    hosttools.ploop('umount', '-m', mount_dir)
+
+
+@contextlib.contextmanager
+def _bad_image_errors(image_id, *directories):
+    """ploop's verdict on the image itself becomes ImageUnacceptable.
+
+    Nova keeps 255 characters of a fault, so the image's own directories
+    are left out of ploop's message: it names the files relative to them.
+    """
+    try:
+        yield
+    except _PLOOP_IMAGE_ERRORS as exc:
+        reason = exc.format_message()
+        for directory in directories:
+            reason = reason.replace(directory + os.sep, '')
+        raise nova_exception.ImageUnacceptable(
+            image_id=image_id, reason=reason) from exc
+
+
+def _convert_ploop(context, instance, image_id, filename):
+    """Download the ploop image ``image_id``; cache it as ``filename``.
+
+    The caller holds the image's lock.  Whatever happens, the mount, the
+    mount dir and the staged files are gone afterwards.
+    """
+    work = privsep.ploop_work_dir(image_id)
+    packed = os.path.join(CONF.openvz.image_staging_dir,
+                          privsep.ploop_pack_name(image_id))
+    _remove_staged(work, packed)   # a leftover of a crashed attempt
+    started = time.monotonic()
+    with hosttools.undone_by(_remove_staged, work, packed):
+        os.mkdir(work, 0o755)
+        delta = os.path.join(work, privsep.PLOOP_DELTA)
+        nova_images.fetch(context, image_id, delta,
+                          trusted_certs=instance.trusted_certs)
+        verify_download(context, image_id, delta)
+        fetched = time.monotonic()
+        mount_dir = privsep.ploop_mount_dir(image_id)
+        with _bad_image_errors(image_id, work, mount_dir):
+            hosttools.ploop('restore-descriptor', '-f', 'ploop1', work,
+                            delta)
+            privsep.make_ploop_mount_dir(image_id)
+            with hosttools.undone_by(privsep.remove_ploop_mount_dir,
+                                     image_id):
+                hosttools.ploop('mount', '-r', '-m', mount_dir,
+                                os.path.join(work, privsep.PLOOP_DESCRIPTOR))
+                with hosttools.undone_by(_umount_ploop, mount_dir):
+                    hosttools.check_packed(privsep.pack_ploop_image(image_id),
+                                           'ploop image %s' % image_id)
+        privsep.install_template(packed, filename)
+    LOG.info('Converted ploop image %(image)s to a template: download '
+             '%(fetch).1fs, conversion %(convert).1fs',
+             {'image': image_id, 'fetch': fetched - started,
+              'convert': time.monotonic() - fetched}, instance=instance)
 
 
 def lock_name(image_id):
