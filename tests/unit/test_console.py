@@ -7,6 +7,7 @@ would.  Functional tests read real init output through Nova's API.
 """
 
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -73,6 +74,24 @@ class ConsoleLogTestCase(testtools.TestCase):
     def logger_pid(self):
         with open(os.path.join(self.directory, 'console.pid')) as f:
             return int(f.read())
+
+    def kill(self, pid):
+        """SIGKILL ``pid`` and wait until it is dead (or a zombie).
+
+        kill() returns before the process is gone; the driver must not
+        find it still running, as a host reboot would leave it.
+        """
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with open('/proc/%d/stat' % pid) as f:
+                    if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                        return
+            except FileNotFoundError:
+                return
+            time.sleep(0.01)
+        self.fail('process %d did not die' % pid)
 
     def console_sessions(self):
         """Pids of ``vzctl console <CTID>`` processes of this host."""
@@ -198,9 +217,9 @@ class TestOutput(ConsoleLogTestCase):
 
     def test_output_attaches_a_lost_logger_again(self):
         console.attach(self.instance, CTID)
-        os.kill(self.logger_pid(), 9)   # as a host reboot would
+        self.kill(self.logger_pid())   # as a host reboot would
         for pid in self.console_sessions():
-            os.kill(pid, 9)
+            self.kill(pid)
         self.print_on_console('missed while detached\n')
         console.output(self.instance, CTID)
         self.print_on_console('seen again\n')
