@@ -208,8 +208,9 @@ class TestPloopImages(ImagesTestCase):
     """``disk_format=ploop`` images: a ploop delta holding a root tree."""
 
     def ploop_delta(self, files):
-        """A delta made with the host's own ploop: the base template and
-        ``{path: text}`` files on its ext4 filesystem.
+        """A delta made with the host's own ploop, holding ``files``.
+
+        Its ext4 filesystem has the base template and ``{path: text}``.
         """
         made = os.path.join(self.vzhost.root, 'made-%s'
                             % uuidutils.generate_uuid())
@@ -254,9 +255,13 @@ class TestPloopImages(ImagesTestCase):
             self.ploop_delta({'etc/made-in': 'a ploop image\n'}),
             disk_format='ploop', properties={'os_distro': 'debian'})
         first = self.boot_image(image['id'], name='first')
+        # The template serves either layout.
+        self.flags(layout='simfs', group='openvz')
         second = self.boot_image(image['id'], name='second')
-        for server in (first, second):
+        for server, layout in ((first, 'ploop'), (second, 'simfs')):
             ctid = str(self.container(server)['ctid'])
+            self.assertEqual(layout, self.host_tool(
+                'vzlist', '-H', '-o', 'layout', ctid).strip())
             self.assertEqual('a ploop image\n', self.host_tool(
                 'vzctl', 'exec2', ctid, 'cat /etc/made-in'))
         # Converted once: one download, one template, nothing staged or
@@ -265,7 +270,10 @@ class TestPloopImages(ImagesTestCase):
         self.assertEqual(['debian-nova-%s.tar.gz' % image['id']],
                          [f for f in self.cache_files() if image['id'] in f])
         self.assertEqual([], self.staged())
-        self.assertEqual('', self.host_tool('ploop', 'list', '-a'))
+        # The ploop server's own disk is attached; the image's is not.
+        attached = self.host_tool('ploop', 'list', '-a')
+        self.assertEqual(1, len(attached.splitlines()))
+        self.assertNotIn(image['id'], attached)
 
     def test_a_corrupt_ploop_image_fails_with_ploops_own_words(self):
         self.flags(max_attempts=1, group='scheduler')
