@@ -20,7 +20,7 @@ from nova.virt import configdrive as nova_configdrive
 from oslo_log import log as logging
 
 from nova_openvz import conf as openvz_conf
-from nova_openvz import privsep
+from nova_openvz.privsep import containers as priv_containers
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -73,7 +73,7 @@ def _write(base, path, data):
 
 def attach(ctid, source):
     """Have vzctl show ``source`` read-only inside container ``ctid``."""
-    privsep.write_config_drive_scripts(ctid, source)
+    priv_containers.write_config_drive_scripts(ctid, source)
 
 
 def remove(instance):

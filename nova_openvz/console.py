@@ -20,7 +20,7 @@ from oslo_utils import units
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
 from nova_openvz import hosttools
-from nova_openvz import privsep
+from nova_openvz.privsep import console as priv_console
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -55,13 +55,13 @@ def attach_quietly(instance, ctid):
 
 def detach(instance):
     if os.path.isdir(directory(instance)):
-        privsep.stop_console_logger(directory(instance))
+        priv_console.stop_console_logger(directory(instance))
 
 
 def remove(instance):
     """Detach the console and delete its log (the directory stays)."""
     detach(instance)
-    for name in privsep.CONSOLE_FILES + (privsep.CONSOLE_PID,):
+    for name in priv_console.CONSOLE_FILES + (priv_console.CONSOLE_PID,):
         try:
             os.unlink(os.path.join(directory(instance), name))
         except FileNotFoundError:
@@ -79,8 +79,8 @@ def output(instance, ctid):
     attached = attach_quietly(instance, ctid)
     data = None
     if os.path.isdir(directory(instance)):
-        data = privsep.console_log_tail(directory(instance),
-                                        MAX_OUTPUT_BYTES)
+        data = priv_console.console_log_tail(directory(instance),
+                                             MAX_OUTPUT_BYTES)
     if data is None and not attached:
         raise nova_exception.ConsoleNotAvailable()
     return (data or b'').decode('latin-1')

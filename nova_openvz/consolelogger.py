@@ -9,7 +9,7 @@ to ``console.log.0`` so at most two files of ``--max-bytes`` each are kept.
 SIGTERM makes it detach the way a user would (Esc ``.``) and exit.
 
 It is started by the privileged entrypoint
-:func:`nova_openvz.privsep.start_console_logger`, never by hand::
+:func:`nova_openvz.privsep.console.start_console_logger`, never by hand::
 
     python -m nova_openvz.consolelogger --vzctl PATH --ctid N --dir DIR \\
         --max-bytes N --timeout SECONDS

@@ -29,7 +29,7 @@ from nova_openvz import hosttools
 from nova_openvz import images
 from nova_openvz import network
 from nova_openvz import power
-from nova_openvz import privsep
+from nova_openvz.privsep import containers as priv_containers
 from nova_openvz import resources
 from nova_openvz import snapshots
 from nova_openvz import volumes
@@ -279,7 +279,7 @@ class OpenVZDriver(driver.ComputeDriver):
         """Stop and destroy a container and vzctl's leftover files."""
         hosttools.vzctl('stop', ctid, '--fast', ok_codes=(0, 14))
         hosttools.vzctl('destroy', ctid, ok_codes=(0, 14))
-        privsep.remove_destroyed_configs(ctid)
+        priv_containers.remove_destroyed_configs(ctid)
 
     def _remove_quietly(self, ctid, instance):
         """Clean up after a failed spawn without hiding its error."""

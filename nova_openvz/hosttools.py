@@ -16,7 +16,8 @@ from oslo_utils import excutils
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
-from nova_openvz import privsep
+from nova_openvz.privsep import console as priv_console
+from nova_openvz.privsep import tools as priv_tools
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -97,7 +98,7 @@ def _error_for(call):
 
 def _invoke(tool, argv, stdin):
     started = time.monotonic()
-    return _record(tool, argv, started, privsep.run_host_tool(
+    return _record(tool, argv, started, priv_tools.run_host_tool(
         tool, argv, CONF.openvz.tool_timeout, stdin))
 
 
@@ -194,7 +195,7 @@ def attach_console(ctid, directory):
         vzctl's message and exit code when it cannot attach.
     """
     started = time.monotonic()
-    result = privsep.start_console_logger(
+    result = priv_console.start_console_logger(
         int(ctid), directory, CONF.openvz.console_log_max_bytes,
         min(CONF.openvz.tool_timeout, CONSOLE_ATTACH_TIMEOUT))
     if result is None:

@@ -31,7 +31,7 @@ from oslo_utils import fileutils
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
 from nova_openvz import hosttools
-from nova_openvz import privsep
+from nova_openvz.privsep import images as priv_images
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -209,7 +209,7 @@ class TemplateCache(object):
                                   trusted_certs=instance.trusted_certs)
                 verify_download(context, image_meta.id, staging)
                 suffix = archive_suffix(staging, image_meta.id)
-                privsep.install_template(staging, name + suffix)
+                priv_images.install_template(staging, name + suffix)
             LOG.info('Cached OS template %s%s', name, suffix,
                      instance=instance)
         return name
@@ -223,7 +223,7 @@ class TemplateCache(object):
             return {}
         found = {}
         for filename in names:
-            image_id = privsep.nova_template_image(filename)
+            image_id = priv_images.nova_template_image(filename)
             if image_id:
                 found[filename] = image_id
         return found
@@ -244,7 +244,7 @@ class TemplateCache(object):
         removed = []
         for filename, image_id in sorted(self.templates().items()):
             if image_id in used:
-                privsep.touch_template(filename)
+                priv_images.touch_template(filename)
                 continue
             if not CONF.image_cache.remove_unused_base_images:
                 continue
@@ -260,7 +260,7 @@ class TemplateCache(object):
                     LOG.debug('Unused template %s is %ds old; kept until '
                               '%ds', filename, age, min_age)
                     continue
-                privsep.remove_template(filename)
+                priv_images.remove_template(filename)
             LOG.info('Removed unused OS template %s', filename)
             removed.append(filename)
         return removed
@@ -306,31 +306,32 @@ def _convert_ploop(context, instance, image_id, filename):
     The caller holds the image's lock.  Whatever happens, the mount, the
     mount dir and the staged files are gone afterwards.
     """
-    work = privsep.ploop_work_dir(image_id)
+    work = priv_images.ploop_work_dir(image_id)
     packed = os.path.join(CONF.openvz.image_staging_dir,
-                          privsep.ploop_pack_name(image_id))
+                          priv_images.ploop_pack_name(image_id))
     _remove_staged(work, packed)   # a leftover of a crashed attempt
     started = time.monotonic()
     with hosttools.undone_by(_remove_staged, work, packed):
         os.mkdir(work, 0o755)
-        delta = os.path.join(work, privsep.PLOOP_DELTA)
+        delta = os.path.join(work, priv_images.PLOOP_DELTA)
         nova_images.fetch(context, image_id, delta,
                           trusted_certs=instance.trusted_certs)
         verify_download(context, image_id, delta)
         fetched = time.monotonic()
-        mount_dir = privsep.ploop_mount_dir(image_id)
+        mount_dir = priv_images.ploop_mount_dir(image_id)
         with _bad_image_errors(image_id, work, mount_dir):
             hosttools.ploop('restore-descriptor', '-f', 'ploop1', work,
                             delta)
-            privsep.make_ploop_mount_dir(image_id)
-            with hosttools.undone_by(privsep.remove_ploop_mount_dir,
+            priv_images.make_ploop_mount_dir(image_id)
+            with hosttools.undone_by(priv_images.remove_ploop_mount_dir,
                                      image_id):
-                hosttools.ploop('mount', '-r', '-m', mount_dir,
-                                os.path.join(work, privsep.PLOOP_DESCRIPTOR))
+                hosttools.ploop('mount', '-r', '-m', mount_dir, os.path.join(
+                    work, priv_images.PLOOP_DESCRIPTOR))
                 with hosttools.undone_by(_umount_ploop, mount_dir):
-                    hosttools.check_packed(privsep.pack_ploop_image(image_id),
-                                           'ploop image %s' % image_id)
-        privsep.install_template(packed, filename)
+                    hosttools.check_packed(
+                        priv_images.pack_ploop_image(image_id),
+                        'ploop image %s' % image_id)
+        priv_images.install_template(packed, filename)
     LOG.info('Converted ploop image %(image)s to a template: download '
              '%(fetch).1fs, conversion %(convert).1fs',
              {'image': image_id, 'fetch': fetched - started,

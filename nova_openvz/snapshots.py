@@ -25,7 +25,7 @@ from oslo_utils import fileutils
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import hosttools
-from nova_openvz import privsep
+from nova_openvz.privsep import images as priv_images
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -62,19 +62,19 @@ def _pack_ploop(ctid, running, filename):
         hosttools.vzctl('snapshot', ctid, '--id', guid, '--skip-suspend',
                         '--skip-config')
     with hosttools.undone_by(_delete_snapshot, ctid, guid):
-        target = privsep.make_snapshot_mount_dir(guid)
-        with hosttools.undone_by(privsep.remove_snapshot_mount_dir, guid):
+        target = priv_images.make_snapshot_mount_dir(guid)
+        with hosttools.undone_by(priv_images.remove_snapshot_mount_dir, guid):
             hosttools.vzctl('snapshot-mount', ctid, '--id', guid,
                             '--target', target)
             with hosttools.undone_by(_umount_snapshot, ctid, guid):
                 hosttools.check_packed(
-                    privsep.pack_snapshot(guid, filename),
+                    priv_images.pack_snapshot(guid, filename),
                     'snapshot of CT %d' % ctid)
 
 
 def _pack_simfs(ctid, running, filename):
     with _frozen(ctid, running):
-        hosttools.check_packed(privsep.pack_private_area(ctid, filename),
+        hosttools.check_packed(priv_images.pack_private_area(ctid, filename),
                                'private area of CT %d' % ctid)
 
 

@@ -9,8 +9,9 @@ container then gets the host's block device under the name Nova assigned
 * the node is made inside: at once with ``vzctl exec2 <CTID> mknod ...``
   when the container runs, and at every later start by the container's
   ``<CTID>.start`` action script, which vzctl runs inside the container
-  before init (see :func:`nova_openvz.privsep.set_volume_node`).  So the
-  volume survives reboots and stop/start, and a volume given at boot is
+  before init (see
+  :func:`nova_openvz.privsep.containers.set_volume_node`).  So the volume
+  survives reboots and stop/start, and a volume given at boot is
   there before the container's init runs.
 
 Detach refuses while a file system of the volume is mounted inside the
@@ -42,6 +43,7 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import privsep
+from nova_openvz.privsep import containers as priv_containers
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -81,7 +83,7 @@ def device_name(mountpoint):
     try:
         if prefix not in ('', '/dev'):
             raise privsep.ArgumentRejected(mountpoint)
-        privsep.check_device_node(name, 1, 0)
+        priv_containers.check_device_node(name, 1, 0)
     except privsep.ArgumentRejected:
         raise nova_exception.InvalidInput(
             reason='device name %r cannot be given to a container'
@@ -182,14 +184,14 @@ class ContainerVolumes(object):
                 raise exception.EphemeralNotSupported(
                     reason='the ephemeral disk needs the ploop layout, '
                            'this flavor gives %s' % layout)
-            privsep.make_ephemeral_disk(
+            priv_containers.make_ephemeral_disk(
                 ctid, size, CONF.default_ephemeral_format or 'ext4',
                 EPHEMERAL_MOUNTPOINT)
         for bdm in driver.block_device_info_get_mapping(block_device_info):
             name = device_name(bdm['mount_device'])
             path = connect(bdm['connection_info'])
             major, minor = block_numbers(path)
-            privsep.set_volume_node(ctid, name, major, minor)
+            priv_containers.set_volume_node(ctid, name, major, minor)
             args += ['--devices', devices_arg(major, minor)]
             if hasattr(bdm, 'save'):
                 bdm.save()
@@ -222,7 +224,8 @@ class ContainerVolumes(object):
         path = connect(connection_info)
         try:
             major, minor = block_numbers(path)
-            previous = privsep.set_volume_node(ctid, name, major, minor)
+            previous = priv_containers.set_volume_node(ctid, name, major,
+                                                       minor)
             if previous and previous != (major, minor):
                 raise nova_exception.InvalidInput(
                     reason='device %s of the container is already another '
@@ -243,14 +246,14 @@ class ContainerVolumes(object):
                 LOG.exception('Could not undo the attachment of %s at %s',
                               path, name)
         nodes = {}
-        step(lambda: nodes.update(privsep.volume_nodes(ctid)))
+        step(lambda: nodes.update(priv_containers.volume_nodes(ctid)))
         if name in nodes:
             major, minor = nodes[name]
             step(hosttools.vzctl, 'exec2', ctid, 'rm -f /dev/%s' % name,
                  ok_codes=(0, EXIT_NOT_RUNNING))
             step(hosttools.vzctl, 'set', ctid, '--devices',
                  devices_arg(major, minor, 'none'), '--save')
-            step(privsep.set_volume_node, ctid, name)
+            step(priv_containers.set_volume_node, ctid, name)
         step(disconnect, connection_info)
 
     def _mounted_inside(self, ctid, major, minor):
@@ -268,7 +271,7 @@ class ContainerVolumes(object):
         """Take the volume away from the container, then disconnect it."""
         name = device_name(mountpoint)
         if ctid is not None:
-            nodes = privsep.volume_nodes(ctid)
+            nodes = priv_containers.volume_nodes(ctid)
             if name in nodes:
                 major, minor = nodes[name]
                 mounts = self._mounted_inside(ctid, major, minor)
@@ -281,7 +284,7 @@ class ContainerVolumes(object):
                                 ok_codes=(0, EXIT_NOT_RUNNING))
                 hosttools.vzctl('set', ctid, '--devices',
                                 devices_arg(major, minor, 'none'), '--save')
-                privsep.set_volume_node(ctid, name)
+                priv_containers.set_volume_node(ctid, name)
             else:
                 LOG.warning('Container %d has no volume at %s', ctid,
                             mountpoint)

@@ -10,7 +10,7 @@ import time
 
 from nova_openvz import allinone
 from nova_openvz import conf as openvz_conf
-from nova_openvz import privsep
+from nova_openvz.privsep import console as priv_console
 
 CONF = openvz_conf.CONF
 
@@ -99,5 +99,5 @@ class TestConsoleOutput(allinone.OpenVZCloudTestCase):
         self._delete_server(server)
         directory = os.path.join(CONF.instances_path, server['id'])
         self.assertFalse(os.path.exists(directory))
-        self.assertFalse(privsep._process_alive(pid))
+        self.assertFalse(priv_console._process_alive(pid))
         self.assertEqual([], self.vzhost.all_leftovers())

@@ -18,6 +18,7 @@ import testtools
 from nova_openvz import conf as openvz_conf
 from nova_openvz import configdrive
 from nova_openvz import privsep
+from nova_openvz.privsep import containers as priv_containers
 from nova_openvz.simulator import fixture as sim_fixture
 
 CONF = openvz_conf.CONF
@@ -61,7 +62,7 @@ class _OnSimulatedHost(testtools.TestCase):
 class TestConfigDriveScripts(_OnSimulatedHost):
 
     def test_mount_and_umount_scripts_bind_the_drive_read_only(self):
-        privsep.write_config_drive_scripts(CTID, self.source)
+        priv_containers.write_config_drive_scripts(CTID, self.source)
         target = os.path.join(self.ve_root, 'config-drive')
         mount = self.script('mount')
         self.assertTrue(mount.startswith('#!/bin/sh\n'))
@@ -79,24 +80,24 @@ class TestConfigDriveScripts(_OnSimulatedHost):
 
     def test_without_a_container_ve_root_the_host_default_is_used(self):
         os.unlink(os.path.join(self.conf_dir, '%d.conf' % CTID))
-        privsep.write_config_drive_scripts(CTID, self.source)
+        priv_containers.write_config_drive_scripts(CTID, self.source)
         self.assertIn(" '%s/vz/root/%d/config-drive' " % (self.host.root,
                                                           CTID),
                       self.script('mount'))
 
     def test_writing_again_replaces_the_lines(self):
-        privsep.write_config_drive_scripts(CTID, self.source)
+        priv_containers.write_config_drive_scripts(CTID, self.source)
         first = self.script('mount')
-        privsep.write_config_drive_scripts(CTID, self.source)
+        priv_containers.write_config_drive_scripts(CTID, self.source)
         self.assertEqual(first, self.script('mount'))
         self.assertEqual(1, first.count('mount -n --bind'))
 
     def test_lines_of_other_owners_are_kept(self):
         self.write_script('mount', '#!/bin/sh\necho operator line\n')
-        privsep._write_managed(os.path.join(self.conf_dir, '%d.umount'
-                                            % CTID),
-                               'ephemeral', ['echo ephemeral line'])
-        privsep.write_config_drive_scripts(CTID, self.source)
+        priv_containers._write_managed(
+            os.path.join(self.conf_dir, '%d.umount' % CTID),
+            'ephemeral', ['echo ephemeral line'])
+        priv_containers.write_config_drive_scripts(CTID, self.source)
         mount, umount = self.script('mount'), self.script('umount')
         self.assertTrue(mount.startswith('#!/bin/sh\necho operator line\n'))
         self.assertIn('mount -n --bind', mount)
@@ -121,7 +122,8 @@ class TestConfigDriveScripts(_OnSimulatedHost):
                        os.path.join(self.source, '..', 'config-drive'),
                        self.source + "'; reboot; '",
                        self.source + '\n', '/', '', None):
-            self.assertRaises(REJECTED, privsep.write_config_drive_scripts,
+            self.assertRaises(REJECTED,
+                              priv_containers.write_config_drive_scripts,
                               CTID, source)
         self.assertIsNone(self.script('mount'))
         self.assertIsNone(self.script('umount'))
@@ -129,7 +131,7 @@ class TestConfigDriveScripts(_OnSimulatedHost):
     def test_reserved_container_ids_are_refused(self):
         for ctid in (0, 100, -101):
             self.assertRaises((REJECTED, ValueError),
-                              privsep.write_config_drive_scripts, ctid,
+                              priv_containers.write_config_drive_scripts, ctid,
                               self.source)
         self.assertEqual([], [n for n in os.listdir(self.conf_dir)
                               if n.endswith('mount')])

@@ -23,6 +23,7 @@ from nova_openvz import console
 from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import privsep
+from nova_openvz.privsep import console as priv_console
 from nova_openvz.simulator import fixture as privsep_fixture
 from tests import fixtures as sim_fixtures
 
@@ -147,7 +148,7 @@ class TestConsoleLogger(ConsoleLogTestCase):
         self.print_on_console('last words\n')
         self.wait_logged('last words\n')
         console.detach(self.instance)
-        self.assertFalse(privsep._process_alive(pid))
+        self.assertFalse(priv_console._process_alive(pid))
         self.assertEqual([], self.console_sessions())
         self.assertEqual(['console.log'], os.listdir(self.directory))
         # The simulated host logged the session once vzctl detached: with
@@ -183,9 +184,9 @@ class TestConsoleLogger(ConsoleLogTestCase):
         rc, _, err = self.host.vzctl('destroy', CTID)
         self.assertEqual(0, rc, err)
         deadline = time.monotonic() + 10
-        while privsep._process_alive(pid) and time.monotonic() < deadline:
+        while priv_console._process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        self.assertFalse(privsep._process_alive(pid))
+        self.assertFalse(priv_console._process_alive(pid))
         self.assertEqual([], self.console_sessions())
         self.assertFalse(os.path.exists(os.path.join(self.directory,
                                                      'console.pid')))
@@ -245,10 +246,10 @@ class TestPrivilegedSide(ConsoleLogTestCase):
                     link, self.directory + '/../' + self.instance.uuid,
                     self.instances):
             self.assertRaises(privsep.ArgumentRejected,
-                              privsep.start_console_logger, CTID, bad,
+                              priv_console.start_console_logger, CTID, bad,
                               65536, 10)
             self.assertRaises(privsep.ArgumentRejected,
-                              privsep.console_log_tail, bad, 100)
+                              priv_console.console_log_tail, bad, 100)
 
     def test_a_planted_pid_file_kills_nothing(self):
         os.makedirs(self.directory)
@@ -257,7 +258,7 @@ class TestPrivilegedSide(ConsoleLogTestCase):
         self.addCleanup(sleeper.kill)
         with open(os.path.join(self.directory, 'console.pid'), 'w') as f:
             f.write('%d\n' % sleeper.pid)
-        self.assertFalse(privsep.stop_console_logger(self.directory))
+        self.assertFalse(priv_console.stop_console_logger(self.directory))
         self.assertIsNone(sleeper.poll())
         # Nor does it stop a real logger from being attached.
         console.attach(self.instance, CTID)
@@ -270,5 +271,5 @@ class TestPrivilegedSide(ConsoleLogTestCase):
         with open(secret, 'w') as f:
             f.write('root only')
         os.symlink(secret, os.path.join(self.directory, 'console.log'))
-        self.assertRaises(OSError, privsep.console_log_tail,
+        self.assertRaises(OSError, priv_console.console_log_tail,
                           self.directory, 100)

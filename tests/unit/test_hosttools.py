@@ -86,9 +86,9 @@ class TestErrors(_HostToolsTest):
         self.assertEqual('vzlist', error.tool)
 
     def test_ploop_exit_codes_become_their_typed_errors(self):
-        from nova_openvz import privsep
+        from nova_openvz.privsep import images as priv_images
 
-        mount_dir = privsep.ploop_mount_dir(
+        mount_dir = priv_images.ploop_mount_dir(
             '6d3c3bd2-8d0d-4c7b-9a7e-0d9b6f1e8a21')
         for code, error_class in sorted(hosttools.PLOOP_ERRORS.items()) + [
                 (14, exception.HostToolError)]:
@@ -104,13 +104,14 @@ class TestErrors(_HostToolsTest):
                           'said %d' % (code, code), error.format_message())
 
     def test_ploop_exit_9_is_not_a_lock_to_wait_out(self):
-        from nova_openvz import privsep
+        from nova_openvz.privsep import images as priv_images
 
         self.only_fault(tool='ploop', command='umount', exit_code=9,
                         stderr='Can not read sysfs')
         error = self.assertRaises(
             exception.HostToolError, hosttools.ploop, 'umount', '-m',
-            privsep.ploop_mount_dir('6d3c3bd2-8d0d-4c7b-9a7e-0d9b6f1e8a21'))
+            priv_images.ploop_mount_dir(
+                '6d3c3bd2-8d0d-4c7b-9a7e-0d9b6f1e8a21'))
         self.assertIs(exception.HostToolError, type(error))
         self.assertEqual([9], [c.exit_code for c in self.seen])
 

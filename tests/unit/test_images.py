@@ -469,7 +469,7 @@ class TestPloopImages(testtools.TestCase):
             f.write('#!/bin/sh\necho "tar: disk read error" >&2\nexit 2\n')
         os.chmod(os.path.join(tools, 'tar'), 0o755)
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_openvz.privsep._TOOL_PATH', tools))
+            'nova_openvz.privsep.TOOL_PATH', tools))
         error = self.assertRaises(exception.HostToolError, self.ensure)
         self.assertEqual(('tar', 2), (error.tool, error.exit_code))
         self.assertEqual('umount', self.ploop_calls()[-1][0])

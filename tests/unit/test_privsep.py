@@ -20,6 +20,9 @@ import testtools
 from nova_openvz import conf as openvz_conf
 from nova_openvz import containers
 from nova_openvz import privsep
+from nova_openvz.privsep import containers as priv_containers
+from nova_openvz.privsep import images as priv_images
+from nova_openvz.privsep import tools as priv_tools
 from nova_openvz.simulator import fixture as sim_fixture
 
 CONF = openvz_conf.CONF
@@ -34,10 +37,10 @@ class TestVzctlGrammar(testtools.TestCase):
         self.flags = self.useFixture(config_fixture.Config(CONF))
 
     def accept(self, *argv):
-        privsep.validate_vzctl_argv(list(argv))
+        priv_tools.validate_vzctl_argv(list(argv))
 
     def reject(self, *argv):
-        self.assertRaises(REJECTED, privsep.validate_vzctl_argv, list(argv))
+        self.assertRaises(REJECTED, priv_tools.validate_vzctl_argv, list(argv))
 
     def test_the_driver_command_lines_are_accepted(self):
         instance = str(uuid.uuid4())
@@ -122,9 +125,9 @@ class TestVzctlGrammar(testtools.TestCase):
                     'x' * (privsep.MAX_ARG_LEN + 1))
 
     def test_argv_must_be_a_list_of_strings(self):
-        self.assertRaises(REJECTED, privsep.validate_vzctl_argv,
+        self.assertRaises(REJECTED, priv_tools.validate_vzctl_argv,
                           'start 101')
-        self.assertRaises(REJECTED, privsep.validate_vzctl_argv,
+        self.assertRaises(REJECTED, priv_tools.validate_vzctl_argv,
                           ['start', 101])
 
 
@@ -132,17 +135,17 @@ class TestVzlistGrammar(testtools.TestCase):
 
     def test_listings_the_driver_makes_are_accepted(self):
         fields = ','.join(containers.LIST_FIELDS)
-        privsep.validate_vzlist_argv(['-a', '-j'])
-        privsep.validate_vzlist_argv(['-a', '-j', '-o', fields])
-        privsep.validate_vzlist_argv(['-j', '-o', fields, '101', '102'])
-        privsep.validate_vzlist_argv(['-a', '-H', '-o', 'physpages.l'])
+        priv_tools.validate_vzlist_argv(['-a', '-j'])
+        priv_tools.validate_vzlist_argv(['-a', '-j', '-o', fields])
+        priv_tools.validate_vzlist_argv(['-j', '-o', fields, '101', '102'])
+        priv_tools.validate_vzlist_argv(['-a', '-H', '-o', 'physpages.l'])
 
     def test_other_words_are_refused(self):
         for argv in (['-o'], ['-o', 'ctid;id'], ['-o', 'CTID'],
                      ['-a', '0'], ['--all'], ['-a', '-d', 'x'],
                      ['-n', 'name'], ['-j', '-o', 'ctid', '-1'],
                      ['-o', 'ctid\n'], ['101\n']):
-            self.assertRaises(REJECTED, privsep.validate_vzlist_argv, argv)
+            self.assertRaises(REJECTED, priv_tools.validate_vzlist_argv, argv)
 
 
 class TestRunHostTool(testtools.TestCase):
@@ -153,7 +156,7 @@ class TestRunHostTool(testtools.TestCase):
 
     def test_only_vzctl_vzlist_and_ploop_may_run(self):
         for tool in ('vzmigrate', 'sh', '../../bin/sh', None):
-            self.assertRaises(REJECTED, privsep.run_host_tool,
+            self.assertRaises(REJECTED, priv_tools.run_host_tool,
                               tool, ['--version'], 10)
 
     def test_a_rejected_argv_runs_nothing(self):
@@ -165,11 +168,11 @@ class TestRunHostTool(testtools.TestCase):
             f.write('#!/bin/sh\ntouch %s\n' % marker)
         os.chmod(script, 0o755)
         self.flags.config(group='openvz', tools_dir=tools)
-        self.assertRaises(REJECTED, privsep.run_host_tool,
+        self.assertRaises(REJECTED, priv_tools.run_host_tool,
                           'vzctl', ['destroy', '0'], 10)
         self.assertFalse(os.path.exists(marker))
         self.assertEqual((0, '', ''),
-                         privsep.run_host_tool('vzctl', ['--version'], 10))
+                         priv_tools.run_host_tool('vzctl', ['--version'], 10))
         self.assertTrue(os.path.exists(marker))
 
 
@@ -195,7 +198,7 @@ class TestInstallTemplate(_OnSimulatedHost):
 
     def test_a_staged_image_moves_into_the_template_cache(self):
         source = self.stage()
-        privsep.install_template(source, 'debian-12-nova-abc.tar.gz')
+        priv_images.install_template(source, 'debian-12-nova-abc.tar.gz')
         target = os.path.join(self.cache, 'debian-12-nova-abc.tar.gz')
         with open(target, 'rb') as f:
             self.assertEqual(b'template bytes', f.read())
@@ -217,7 +220,7 @@ class TestInstallTemplate(_OnSimulatedHost):
                        os.path.join(self.staging, '..', 'secret'),
                        os.path.join(self.staging, 'dir.part'),
                        os.path.join(self.staging, 'missing.part')):
-            self.assertRaises(REJECTED, privsep.install_template,
+            self.assertRaises(REJECTED, priv_images.install_template,
                               source, 'x.tar.gz')
         self.assertEqual([], os.listdir(self.cache))
         self.assertTrue(os.path.exists(outside))
@@ -226,12 +229,12 @@ class TestInstallTemplate(_OnSimulatedHost):
         source = self.stage()
         for name in ('../x.tar.gz', 'sub/x.tar.gz', '.x.tar.gz', 'X.tar.gz',
                      'x.zip', 'x.tar.gz\n', 'x.qcow2', '', None):
-            self.assertRaises(REJECTED, privsep.install_template,
+            self.assertRaises(REJECTED, priv_images.install_template,
                               source, name)
         self.assertEqual([], os.listdir(self.cache))
         self.assertTrue(os.path.exists(source))
         for name in ('a.tar', 'a-1.0_b.tar.bz2', 'a.tar.xz'):
-            privsep.install_template(self.stage(), name)
+            priv_images.install_template(self.stage(), name)
         self.assertEqual(['a-1.0_b.tar.bz2', 'a.tar', 'a.tar.xz'],
                          sorted(os.listdir(self.cache)))
 
@@ -244,12 +247,12 @@ class TestRemoveDestroyedConfigs(_OnSimulatedHost):
 
     def test_only_the_containers_destroyed_files_are_removed(self):
         destroyed = ['101.%s.destroyed' % s
-                     for s in privsep.DESTROYED_SUFFIXES]
+                     for s in priv_containers.DESTROYED_SUFFIXES]
         kept = ['101.conf', '102.conf.destroyed', '101.ext_storage',
                 '1010.conf.destroyed']
         for name in destroyed + kept:
             self.touch(name)
-        privsep.remove_destroyed_configs(101)
+        priv_containers.remove_destroyed_configs(101)
         left = set(os.listdir(self.conf_dir))
         self.assertEqual(set(), left & set(destroyed))
         self.assertEqual(set(kept), left & set(kept))
@@ -258,7 +261,7 @@ class TestRemoveDestroyedConfigs(_OnSimulatedHost):
         self.touch('0.conf.destroyed')
         for ctid in (0, 100, -101, '101/../0'):
             self.assertRaises((REJECTED, ValueError),
-                              privsep.remove_destroyed_configs, ctid)
+                              priv_containers.remove_destroyed_configs, ctid)
         self.assertIn('0.conf.destroyed', os.listdir(self.conf_dir))
 
 
@@ -310,9 +313,9 @@ class TestRealDaemon(testtools.TestCase):
         self.assertNotEqual(os.getpid(), daemon)
         # Nothing may run the tool in this process: only the daemon can.
         self.useFixture(fixtures.MockPatchObject(
-            privsep, '_run', side_effect=AssertionError('ran in client')))
+            priv_tools, '_run', side_effect=AssertionError('ran in client')))
 
-        code, out, err = privsep.run_host_tool('vzlist', ['-a', '-j'], 30)
+        code, out, err = priv_tools.run_host_tool('vzlist', ['-a', '-j'], 30)
 
         self.assertEqual(0, code, err)
         self.assertEqual([], json.loads(out))
@@ -323,8 +326,8 @@ class TestRealDaemon(testtools.TestCase):
         self.assertNotEqual(_caps(os.getpid()), _caps(daemon))
 
     def test_the_daemon_refuses_a_bad_argv_too(self):
-        self.assertRaises(REJECTED, privsep.run_host_tool,
+        self.assertRaises(REJECTED, priv_tools.run_host_tool,
                           'vzctl', ['destroy', '0'], 30)
-        self.assertRaises(REJECTED, privsep.run_host_tool,
+        self.assertRaises(REJECTED, priv_tools.run_host_tool,
                           'ploop', ['list'], 30)
         self.assertEqual([], self.host.calls())

@@ -14,6 +14,8 @@ import testtools
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import privsep
+from nova_openvz.privsep import images as priv_images
+from nova_openvz.privsep import tools as priv_tools
 from nova_openvz.simulator import fixture as sim_fixture
 
 CONF = openvz_conf.CONF
@@ -42,19 +44,20 @@ class HostTree(testtools.TestCase):
 class TestTemplateUpkeep(HostTree):
 
     def test_only_templates_of_this_driver_name_an_image(self):
-        self.assertEqual(IMAGE, privsep.nova_template_image(
+        self.assertEqual(IMAGE, priv_images.nova_template_image(
             'ubuntu-22.04-x86_64-nova-%s.tar.gz' % IMAGE))
-        self.assertEqual(IMAGE, privsep.nova_template_image(
+        self.assertEqual(IMAGE, priv_images.nova_template_image(
             'nova-%s.tar' % IMAGE))
         for name in ('centos-7-x86_64.tar.gz', 'nova-%s.zip' % IMAGE,
                      '../nova-%s.tar' % IMAGE, 'nova-%s.tar.gz.part' % IMAGE,
                      'nova-not-a-uuid.tar'):
-            self.assertIsNone(privsep.nova_template_image(name), name)
+            self.assertIsNone(priv_images.nova_template_image(name), name)
 
     def test_remove_and_touch_refuse_other_files(self):
         own = os.path.join(self.cache, 'centos-7-x86_64.tar.gz')
         open(own, 'w').close()
-        for entrypoint in (privsep.remove_template, privsep.touch_template):
+        for entrypoint in (priv_images.remove_template,
+                           priv_images.touch_template):
             self.assertRaises(REJECTED, entrypoint, 'centos-7-x86_64.tar.gz')
             self.assertRaises(REJECTED, entrypoint, '../vz.conf')
         self.assertTrue(os.path.exists(own))
@@ -64,11 +67,11 @@ class TestTemplateUpkeep(HostTree):
         path = os.path.join(self.cache, name)
         open(path, 'w').close()
         os.utime(path, (0, 0))
-        privsep.touch_template(name)
+        priv_images.touch_template(name)
         self.assertGreater(os.path.getmtime(path), 0)
-        privsep.remove_template(name)
+        priv_images.remove_template(name)
         self.assertFalse(os.path.exists(path))
-        privsep.remove_template(name)   # already gone: no error
+        priv_images.remove_template(name)   # already gone: no error
 
 
 class TestSnapshotMount(HostTree):
@@ -76,35 +79,36 @@ class TestSnapshotMount(HostTree):
     def test_mount_dir_sits_next_to_container_roots(self):
         guid = str(uuid.uuid4())
         expected = os.path.join(self.root, 'root', 'nova-snapshot-' + guid)
-        self.assertEqual(expected, privsep.snapshot_mount_dir(guid))
+        self.assertEqual(expected, priv_images.snapshot_mount_dir(guid))
         self.assertEqual(expected,
-                         privsep.snapshot_mount_dir('{%s}' % guid.upper()))
+                         priv_images.snapshot_mount_dir('{%s}' % guid.upper()))
         for bad in ('../../etc', '', guid + '/..', 'x' * 36):
-            self.assertRaises(REJECTED, privsep.snapshot_mount_dir, bad)
+            self.assertRaises(REJECTED, priv_images.snapshot_mount_dir, bad)
 
     def test_snapshot_mount_only_on_its_own_dir(self):
         guid = str(uuid.uuid4())
-        target = privsep.snapshot_mount_dir(guid)
-        privsep.validate_vzctl_argv(['snapshot-mount', '101', '--id', guid,
-                                     '--target', target])
-        privsep.validate_vzctl_argv(['snapshot-umount', '101', '--id', guid])
+        target = priv_images.snapshot_mount_dir(guid)
+        priv_tools.validate_vzctl_argv(['snapshot-mount', '101', '--id', guid,
+                                        '--target', target])
+        priv_tools.validate_vzctl_argv(['snapshot-umount', '101', '--id',
+                                        guid])
         for argv in (['--id', guid, '--target', '/etc'],
                      ['--id', guid, '--target', target + '/..'],
                      ['--id', str(uuid.uuid4()), '--target', target],
                      ['--target', target], ['--id', guid]):
-            self.assertRaises(REJECTED, privsep.validate_vzctl_argv,
+            self.assertRaises(REJECTED, priv_tools.validate_vzctl_argv,
                               ['snapshot-mount', '101'] + argv)
 
     def test_make_and_remove_the_mount_dir(self):
         guid = str(uuid.uuid4())
-        path = privsep.make_snapshot_mount_dir(guid)
+        path = priv_images.make_snapshot_mount_dir(guid)
         self.assertEqual(0o700, os.stat(path).st_mode & 0o777)
-        self.assertEqual(path, privsep.make_snapshot_mount_dir(guid))
+        self.assertEqual(path, priv_images.make_snapshot_mount_dir(guid))
         open(os.path.join(path, 'busy'), 'w').close()
-        self.assertRaises(REJECTED, privsep.make_snapshot_mount_dir, guid)
-        self.assertRaises(OSError, privsep.remove_snapshot_mount_dir, guid)
+        self.assertRaises(REJECTED, priv_images.make_snapshot_mount_dir, guid)
+        self.assertRaises(OSError, priv_images.remove_snapshot_mount_dir, guid)
         os.unlink(os.path.join(path, 'busy'))
-        privsep.remove_snapshot_mount_dir(guid)
+        priv_images.remove_snapshot_mount_dir(guid)
         self.assertFalse(os.path.exists(path))
 
 
@@ -121,7 +125,7 @@ class TestPack(HostTree):
     def test_private_area_becomes_a_template_tarball(self):
         self._tree()
         name = 'snapshot-%s.tar.gz' % uuid.uuid4()
-        self.assertEqual((0, ''), privsep.pack_private_area(101, name))
+        self.assertEqual((0, ''), priv_images.pack_private_area(101, name))
         path = os.path.join(self.root, 'staging', name)
         self.assertEqual(0o644, os.stat(path).st_mode & 0o777)
         with tarfile.open(path) as tar:
@@ -138,25 +142,26 @@ class TestPack(HostTree):
         victim = os.path.join(self.root, 'victim')
         open(victim, 'w').close()
         os.symlink(victim, os.path.join(self.root, 'staging', name))
-        self.assertRaises(OSError, privsep.pack_private_area, 101, name)
+        self.assertRaises(OSError, priv_images.pack_private_area, 101, name)
         self.assertEqual(0, os.path.getsize(victim))
 
     def test_bad_names_and_ploop_areas_are_refused(self):
         private = self._tree()
         for name in ('../x.tar.gz', 'snapshot-x.tar.gz', 'evil.tar.gz'):
-            self.assertRaises(REJECTED, privsep.pack_private_area, 101, name)
+            self.assertRaises(REJECTED, priv_images.pack_private_area, 101,
+                              name)
         os.mkdir(os.path.join(private, 'root.hdd'))
-        self.assertRaises(REJECTED, privsep.pack_private_area, 101,
+        self.assertRaises(REJECTED, priv_images.pack_private_area, 101,
                           'snapshot-%s.tar.gz' % uuid.uuid4())
-        self.assertRaises(REJECTED, privsep.pack_private_area, 0,
+        self.assertRaises(REJECTED, priv_images.pack_private_area, 0,
                           'snapshot-%s.tar.gz' % uuid.uuid4())
 
     def test_a_tar_failure_is_reported_and_leaves_no_file(self):
         self._tree()
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_openvz.privsep._TOOL_PATH', self._failing_tar()))
+            'nova_openvz.privsep.TOOL_PATH', self._failing_tar()))
         name = 'snapshot-%s.tar.gz' % uuid.uuid4()
-        code, stderr = privsep.pack_private_area(101, name)
+        code, stderr = priv_images.pack_private_area(101, name)
         self.assertNotEqual(0, code)
         self.assertIn('tar', stderr)
         self.assertEqual([], os.listdir(os.path.join(self.root, 'staging')))
@@ -181,11 +186,11 @@ class TestPloopImages(HostTree):
         self.mount = os.path.join(self.root, 'root', 'nova-ploop-' + IMAGE)
 
     def test_paths_of_an_image(self):
-        self.assertEqual(self.work, privsep.ploop_work_dir(IMAGE))
-        self.assertEqual(self.mount, privsep.ploop_mount_dir(IMAGE))
+        self.assertEqual(self.work, priv_images.ploop_work_dir(IMAGE))
+        self.assertEqual(self.mount, priv_images.ploop_mount_dir(IMAGE))
         for bad in ('../../etc', '', IMAGE + '/..', IMAGE.upper(), 'x' * 36):
-            self.assertRaises(REJECTED, privsep.ploop_work_dir, bad)
-            self.assertRaises(REJECTED, privsep.ploop_mount_dir, bad)
+            self.assertRaises(REJECTED, priv_images.ploop_work_dir, bad)
+            self.assertRaises(REJECTED, priv_images.ploop_mount_dir, bad)
 
     def test_the_three_calls_of_a_conversion_are_allowed(self):
         for argv in (['restore-descriptor', '-f', 'ploop1', self.work,
@@ -193,7 +198,7 @@ class TestPloopImages(HostTree):
                      ['mount', '-r', '-m', self.mount,
                       self.work + '/DiskDescriptor.xml'],
                      ['umount', '-m', self.mount]):
-            privsep.validate_ploop_argv(argv)
+            priv_tools.validate_ploop_argv(argv)
 
     def test_anything_else_is_refused(self):
         other = os.path.join(self.root, 'staging',
@@ -224,10 +229,10 @@ class TestPloopImages(HostTree):
                  self.work + '/./root.hdd'],
                 ['restore-descriptor', '-f', 'ploop1', self.work,
                  self.work + '/root.hdd\n']):
-            self.assertRaises(REJECTED, privsep.validate_ploop_argv, argv)
+            self.assertRaises(REJECTED, priv_tools.validate_ploop_argv, argv)
 
     def test_make_pack_and_remove_the_mount_dir(self):
-        path = privsep.make_ploop_mount_dir(IMAGE)
+        path = priv_images.make_ploop_mount_dir(IMAGE)
         self.assertEqual((self.mount, 0o700),
                          (path, os.stat(path).st_mode & 0o777))
         os.makedirs(os.path.join(path, 'etc'))
@@ -235,15 +240,15 @@ class TestPloopImages(HostTree):
             f.write('from-ploop\n')
         open(os.path.join(path, '.balloon-c3a5ae3d-ce7f-43c4-a1ea-'
                                 'c61e2b4504e8'), 'w').close()
-        self.assertEqual((0, ''), privsep.pack_ploop_image(IMAGE))
+        self.assertEqual((0, ''), priv_images.pack_ploop_image(IMAGE))
         packed = os.path.join(self.root, 'staging', 'ploop-%s.tar.gz' % IMAGE)
         with tarfile.open(packed) as tar:
             self.assertEqual(['.', './etc', './etc/hostname'],
                              sorted(tar.getnames()))
-        self.assertRaises(OSError, privsep.remove_ploop_mount_dir, IMAGE)
+        self.assertRaises(OSError, priv_images.remove_ploop_mount_dir, IMAGE)
         for name in ('.balloon-c3a5ae3d-ce7f-43c4-a1ea-c61e2b4504e8',
                      'etc/hostname', 'etc'):
             path = os.path.join(self.mount, name)
             (os.rmdir if name == 'etc' else os.unlink)(path)
-        privsep.remove_ploop_mount_dir(IMAGE)
+        priv_images.remove_ploop_mount_dir(IMAGE)
         self.assertFalse(os.path.exists(self.mount))

@@ -22,6 +22,7 @@ import testtools
 from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import privsep
+from nova_openvz.privsep import containers as priv_containers
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz import volumes
 
@@ -48,30 +49,31 @@ class _OnSimulatedHost(testtools.TestCase):
 class TestVolumeNodes(_OnSimulatedHost):
 
     def test_nodes_are_kept_in_the_start_script(self):
-        self.assertIsNone(privsep.set_volume_node(CTID, 'vdb', 259, 0))
-        self.assertIsNone(privsep.set_volume_node(CTID, 'vdc', 8, 16))
+        self.assertIsNone(priv_containers.set_volume_node(CTID, 'vdb', 259, 0))
+        self.assertIsNone(priv_containers.set_volume_node(CTID, 'vdc', 8, 16))
         text = self.script('start')
         self.assertTrue(text.startswith('#!/bin/sh\n'))
         self.assertIn('rm -f /dev/vdb; mknod -m 0660 /dev/vdb b 259 0\n',
                       text)
         self.assertIn('rm -f /dev/vdc; mknod -m 0660 /dev/vdc b 8 16\n', text)
         self.assertEqual({'vdb': (259, 0), 'vdc': (8, 16)},
-                         privsep.volume_nodes(CTID))
+                         priv_containers.volume_nodes(CTID))
         mode = os.stat(os.path.join(self.conf_dir, '%d.start' % CTID))
         self.assertTrue(mode.st_mode & stat.S_IXUSR)
 
     def test_removing_the_last_node_removes_the_script(self):
-        privsep.set_volume_node(CTID, 'vdb', 259, 0)
-        self.assertEqual((259, 0), privsep.set_volume_node(CTID, 'vdb'))
+        priv_containers.set_volume_node(CTID, 'vdb', 259, 0)
+        self.assertEqual((259, 0),
+                         priv_containers.set_volume_node(CTID, 'vdb'))
         self.assertIsNone(self.script('start'))
-        self.assertEqual({}, privsep.volume_nodes(CTID))
+        self.assertEqual({}, priv_containers.volume_nodes(CTID))
 
     def test_other_lines_of_the_script_are_kept(self):
         path = os.path.join(self.conf_dir, '%d.start' % CTID)
         with open(path, 'w') as f:
             f.write('#!/bin/sh\necho operator line\n')
-        privsep.set_volume_node(CTID, 'vdb', 259, 0)
-        privsep.set_volume_node(CTID, 'vdb')
+        priv_containers.set_volume_node(CTID, 'vdb', 259, 0)
+        priv_containers.set_volume_node(CTID, 'vdb')
         self.assertEqual('#!/bin/sh\necho operator line\n',
                          self.script('start'))
 
@@ -82,10 +84,10 @@ class TestVolumeNodes(_OnSimulatedHost):
                                    ('vdb', 8, -1), ('vdb', 8, 2 ** 20),
                                    ('vdb', '8', 0), ('vdb', True, 0)):
             self.assertRaises(privsep.ArgumentRejected,
-                              privsep.set_volume_node, CTID, name, major,
-                              minor)
-        self.assertRaises(privsep.ArgumentRejected, privsep.set_volume_node,
-                          0, 'vdb', 8, 0)
+                              priv_containers.set_volume_node, CTID, name,
+                              major, minor)
+        self.assertRaises(privsep.ArgumentRejected,
+                          priv_containers.set_volume_node, 0, 'vdb', 8, 0)
         self.assertIsNone(self.script('start'))
 
 
@@ -100,8 +102,8 @@ class TestEphemeralDisk(_OnSimulatedHost):
         if not os.path.exists('/sbin/mkfs.ext4') and \
                 not os.path.exists('/usr/sbin/mkfs.ext4'):
             self.skipTest('needs mkfs.ext4')
-        privsep.make_ephemeral_disk(CTID, 1, 'ext4', '/mnt')
-        image = os.path.join(self.private, privsep.EPHEMERAL_IMAGE)
+        priv_containers.make_ephemeral_disk(CTID, 1, 'ext4', '/mnt')
+        image = os.path.join(self.private, priv_containers.EPHEMERAL_IMAGE)
         self.assertEqual(1024 ** 3, os.path.getsize(image))
         # Sparse: mkfs wrote metadata only.
         self.assertLess(os.stat(image).st_blocks * 512, 200 * 1024 ** 2)
@@ -113,7 +115,7 @@ class TestEphemeralDisk(_OnSimulatedHost):
     def test_a_failed_mkfs_leaves_nothing(self):
         self.useFixture(fixtures.EnvironmentVariable('PATH', '/nonexistent'))
         self.assertRaises((OSError, processutils.ProcessExecutionError),
-                          privsep.make_ephemeral_disk, CTID, 1, 'ext4',
+                          priv_containers.make_ephemeral_disk, CTID, 1, 'ext4',
                           '/mnt')
         self.assertEqual([], os.listdir(self.private))
         self.assertIsNone(self.script('mount'))
@@ -124,7 +126,7 @@ class TestEphemeralDisk(_OnSimulatedHost):
                      (1, 'ext4', 'mnt'), (1, 'ext4', '/mnt/../etc'),
                      (1, 'ext4', "/mnt'x"), ('1', 'ext4', '/mnt')):
             self.assertRaises(privsep.ArgumentRejected,
-                              privsep.make_ephemeral_disk, CTID, *args)
+                              priv_containers.make_ephemeral_disk, CTID, *args)
         self.assertEqual([], os.listdir(self.private))
 
 
@@ -241,9 +243,10 @@ class TestAttachDetachArgv(testtools.TestCase):
         self.useFixture(fixtures.MockPatch(
             'nova_openvz.hosttools.vzctl', side_effect=vzctl))
         self.useFixture(fixtures.MockPatch(
-            'nova_openvz.privsep.set_volume_node', side_effect=set_node))
+            'nova_openvz.privsep.containers.set_volume_node',
+            side_effect=set_node))
         self.useFixture(fixtures.MockPatch(
-            'nova_openvz.privsep.volume_nodes',
+            'nova_openvz.privsep.containers.volume_nodes',
             side_effect=lambda ctid: dict(self.nodes)))
         self.disconnect = self.useFixture(fixtures.MockPatch(
             'nova_openvz.volumes.disconnect')).mock

@@ -1,0 +1,144 @@
+"""Console loggers: start, find, stop them and read their log."""
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+from nova_openvz import privsep
+
+CONF = privsep.CONF
+
+# A container's console is an interactive vzctl session (reference 1.8), so
+# a small logger process (nova_openvz.consolelogger) holds one open per
+# container and appends it to console.log in the instance's directory.  Its
+# pid file lives there too; since nova-compute owns that directory, a pid is
+# trusted only if /proc shows our logger for that very directory.
+
+CONSOLE_LOGGER = 'nova_openvz.consolelogger'
+CONSOLE_FILES = ('console.log', 'console.log.0')
+CONSOLE_PID = 'console.pid'
+#: A logger detaches within its own 5 seconds, or is killed.
+CONSOLE_STOP_SECONDS = 10
+
+
+def _instance_dir(directory):
+    """``directory`` if it is ``<instances_path>/<instance uuid>``."""
+    privsep.checked_path(directory)
+    if not privsep.UUID_RE.match(os.path.basename(directory)) or \
+            os.path.realpath(os.path.dirname(directory)) != \
+            os.path.realpath(CONF.instances_path) or \
+            os.path.islink(directory) or not os.path.isdir(directory):
+        raise privsep.ArgumentRejected(
+            '%r is not an instance directory' % (directory,))
+    return directory
+
+
+def _process_alive(pid):
+    """True for a live process (a zombie nobody reaped is dead)."""
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as f:
+            state = f.read().rpartition(b')')[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b'Z', b'X')
+
+
+def _console_logger_pid(directory, ctid=None):
+    """Pid of the live logger of ``directory`` (and ``ctid``), or None."""
+    try:
+        fd = os.open(os.path.join(directory, CONSOLE_PID),
+                     os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, 'rb') as f:
+            pid = int(f.read(32).strip())
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            argv = f.read().split(b'\0')
+    except (OSError, ValueError):
+        return None
+    wanted = [(b'-m', CONSOLE_LOGGER), (b'--dir', directory)]
+    if ctid is not None:
+        wanted.append((b'--ctid', str(ctid)))
+    for flag, value in wanted:
+        pairs = zip(argv, argv[1:])
+        if (flag, value.encode()) not in pairs:
+            return None
+    return pid if _process_alive(pid) else None
+
+
+@privsep.vz_pctxt.entrypoint
+def start_console_logger(ctid, directory, max_bytes, timeout):
+    """Attach a logger to container ``ctid``'s console, unless one is.
+
+    :returns: None when a logger was attached already, else
+        ``(exit_code, stdout, stderr)`` of the attach: vzctl console's
+        own exit code and message when it failed.
+    """
+    privsep.check_ctid(str(int(ctid)))
+    directory = _instance_dir(directory)
+    if _console_logger_pid(directory, ctid) is not None:
+        return None
+    timeout = int(timeout)
+    argv = [sys.executable, '-I', '-m', CONSOLE_LOGGER,
+            '--vzctl', os.path.join(CONF.openvz.tools_dir, 'vzctl'),
+            '--ctid', str(int(ctid)), '--dir', directory,
+            '--max-bytes', str(int(max_bytes)), '--timeout', str(timeout)]
+    try:
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True,
+            env={'LC_ALL': 'C', 'PATH': privsep.TOOL_PATH},
+            timeout=timeout + 10, check=False)
+    except subprocess.TimeoutExpired:
+        return None, '', ''
+    return (proc.returncode, proc.stdout.decode('utf-8', 'replace'),
+            proc.stderr.decode('utf-8', 'replace'))
+
+
+@privsep.vz_pctxt.entrypoint
+def stop_console_logger(directory):
+    """Detach the console logger of ``directory``; True if one ran."""
+    directory = _instance_dir(directory)
+    pid = _console_logger_pid(directory)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + CONSOLE_STOP_SECONDS
+    while _process_alive(pid):
+        if time.monotonic() > deadline:
+            # The logger leads its own process group, with its vzctl.
+            os.killpg(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    return True
+
+
+@privsep.vz_pctxt.entrypoint
+def console_log_tail(directory, max_bytes):
+    """The last ``max_bytes`` of the console log, or None if there is none.
+
+    The log may have been rotated once: its older part is read too.
+    """
+    directory = _instance_dir(directory)
+    chunks, remaining, found = [], int(max_bytes), False
+    for name in CONSOLE_FILES:
+        if remaining <= 0:
+            break
+        try:
+            fd = os.open(os.path.join(directory, name),
+                         os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                raise privsep.ArgumentRejected(
+                    '%s is not a console log' % name)
+            found = True
+            start = max(0, info.st_size - remaining)
+            data = os.pread(fd, info.st_size - start, start)
+        finally:
+            os.close(fd)
+        chunks.insert(0, data)
+        remaining -= len(data)
+    return b''.join(chunks) if found else None

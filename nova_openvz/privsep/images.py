@@ -1,0 +1,278 @@
+"""The template cache, snapshots and ploop images, on the root side.
+
+Templates move from nova-compute's staging dir into vzctl's cache; the
+helper packs snapshots, private areas and mounted ploop images into
+template tarballs without following links nova-compute could plant.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+
+from nova_openvz import privsep
+
+CONF = privsep.CONF
+
+_TEMPLATE_FILE_RE = re.compile(
+    r'^[a-z0-9][a-z0-9._-]*\.tar(\.gz|\.bz2|\.xz)?\Z')
+
+
+@privsep.vz_pctxt.entrypoint
+def install_template(source, filename):
+    """Move a downloaded template from the staging dir into the cache."""
+    from nova_openvz import hostconfig
+
+    if not _TEMPLATE_FILE_RE.match(filename or ''):
+        raise privsep.ArgumentRejected(
+            'bad template file name %r' % (filename,))
+    if not privsep.is_inside(source, CONF.openvz.image_staging_dir) or \
+            not os.path.isfile(source) or os.path.islink(source):
+        raise privsep.ArgumentRejected('%r is not a staged image' % (source,))
+    cache_dir = hostconfig.HostConfig().template_cache_dir
+    target = os.path.join(cache_dir, filename)
+    partial = os.path.join(cache_dir, '.%s.partial' % filename)
+    shutil.copyfile(source, partial)
+    os.chmod(partial, 0o644)
+    os.replace(partial, target)
+    os.unlink(source)
+
+
+# -- template cache upkeep and snapshots ------------------------------------
+
+#: Templates this driver downloaded: ``[distro[-version][-arch]-]nova-<id>``;
+#: only these may be aged or removed, never an operator's own templates.
+_NOVA_TEMPLATE_RE = re.compile(
+    r'^(?:[a-z0-9][a-z0-9._]*-)*nova-(?P<image>[0-9a-f]{8}-[0-9a-f]{4}-'
+    r'[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.tar(\.gz|\.bz2|\.xz)?\Z')
+#: What the helper may pack into the staging dir: a snapshot, or a ploop
+#: image on its way to the template cache.
+_PACK_FILE_RE = re.compile(
+    r'^(snapshot|ploop)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+    r'[0-9a-f]{12}\.tar\.gz\Z')
+
+
+def nova_template_image(filename):
+    """The image ID in a template file name this driver made, or None."""
+    match = _NOVA_TEMPLATE_RE.match(filename or '')
+    return match.group('image') if match else None
+
+
+def _nova_template_path(filename):
+    from nova_openvz import hostconfig
+
+    if nova_template_image(filename) is None:
+        raise privsep.ArgumentRejected(
+            '%r is not a template of this driver' % (filename,))
+    return os.path.join(hostconfig.HostConfig().template_cache_dir, filename)
+
+
+@privsep.vz_pctxt.entrypoint
+def touch_template(filename):
+    """Mark a cached template as in use now (its mtime), as libvirt does."""
+    path = _nova_template_path(filename)
+    if os.path.isfile(path) and not os.path.islink(path):
+        os.utime(path)
+
+
+@privsep.vz_pctxt.entrypoint
+def remove_template(filename):
+    """Remove a cached template of this driver; a missing one is fine."""
+    path = _nova_template_path(filename)
+    if os.path.lexists(path):
+        os.unlink(path)
+
+
+def _snapshot_uuid(guid):
+    text = str(guid).strip('{}').lower()
+    if not privsep.UUID_RE.match(text):
+        raise privsep.ArgumentRejected('%r is not a snapshot UUID' % (guid,))
+    return text
+
+
+def _mount_parent():
+    """VE_ROOT's parent: root owns it, unlike the staging dir."""
+    from nova_openvz import hostconfig
+    from nova_openvz import vzconf
+
+    ve_root = hostconfig.HostConfig().values.get('VE_ROOT', '/vz/root/$VEID')
+    return os.path.dirname(vzconf.expand_veid(ve_root, 0))
+
+
+def snapshot_mount_dir(guid):
+    """Where a snapshot is mounted to be packed: next to the CT roots.
+
+    Root owns that directory (VE_ROOT's parent), so nova-compute cannot
+    swap the mount point for a link to somewhere else on the host.
+    """
+    return os.path.join(_mount_parent(),
+                        'nova-snapshot-' + _snapshot_uuid(guid))
+
+
+def check_snapshot_target(options):
+    """snapshot-mount may only mount on its own snapshot's mount dir."""
+    values = dict(zip(options[::2], options[1::2]))
+    if '--id' not in values or '--target' not in values:
+        raise privsep.ArgumentRejected(
+            'snapshot-mount needs --id and --target')
+    if values['--target'] != snapshot_mount_dir(values['--id']):
+        raise privsep.ArgumentRejected(
+            'snapshot-mount target %r is not the snapshot mount directory'
+            % values['--target'])
+
+
+def _make_mount_dir(path):
+    """Create (or reuse an empty leftover) mount dir; return its path."""
+    if os.path.islink(path):
+        os.unlink(path)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if os.listdir(path):
+            raise privsep.ArgumentRejected('%s is in use' % path)
+    return path
+
+
+def _remove_mount_dir(path):
+    """Remove a mount dir; refuses (EBUSY/ENOTEMPTY) while mounted."""
+    if os.path.islink(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        os.rmdir(path)
+
+
+@privsep.vz_pctxt.entrypoint
+def make_snapshot_mount_dir(guid):
+    """Create (or reuse an empty leftover) mount dir; return its path."""
+    return _make_mount_dir(snapshot_mount_dir(guid))
+
+
+@privsep.vz_pctxt.entrypoint
+def remove_snapshot_mount_dir(guid):
+    """Remove the mount dir; refuses (EBUSY/ENOTEMPTY) while mounted."""
+    _remove_mount_dir(snapshot_mount_dir(guid))
+
+
+def _pack(source, filename):
+    """tar+gzip ``source`` into the staging dir; ``(exit_code, stderr)``.
+
+    The output is opened here without following links and only if it does
+    not exist, so a planted link in the staging dir gains nothing; tar
+    writes to that descriptor and reads the tree with numeric owners.
+    """
+    if not _PACK_FILE_RE.match(filename or ''):
+        raise privsep.ArgumentRejected(
+            'bad file name %r to pack' % (filename,))
+    if not os.path.isdir(source):
+        raise privsep.ArgumentRejected('%s is not a directory' % source)
+    tar = shutil.which('tar', path=privsep.TOOL_PATH)
+    if tar is None:
+        return 127, 'tar: not found in %s' % privsep.TOOL_PATH
+    output = os.path.join(CONF.openvz.image_staging_dir, filename)
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                 os.O_NOFOLLOW, 0o644)
+    try:
+        os.fchmod(fd, 0o644)   # nova-compute reads it to upload it
+        proc = subprocess.run(
+            [tar, '--create', '--gzip', '--numeric-owner', '--sparse',
+             '--one-file-system', '--exclude=./.balloon-*',
+             '--directory', source, '.'],
+            stdout=fd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env={'LC_ALL': 'C', 'PATH': privsep.TOOL_PATH},
+            timeout=CONF.openvz.tool_timeout, check=False)
+        code, stderr = proc.returncode, proc.stderr.decode('utf-8',
+                                                           'replace')
+    except subprocess.TimeoutExpired:
+        code, stderr = None, ''
+    finally:
+        os.close(fd)
+    if code != 0:
+        os.unlink(output)
+    return code, stderr
+
+
+@privsep.vz_pctxt.entrypoint
+def pack_snapshot(guid, filename):
+    """Pack the mounted snapshot ``guid`` as an OS template tarball."""
+    return _pack(snapshot_mount_dir(guid), filename)
+
+
+@privsep.vz_pctxt.entrypoint
+def pack_private_area(ctid, filename):
+    """Pack a simfs container's private area (the caller froze it)."""
+    from nova_openvz import hostconfig
+
+    privsep.check_ctid(str(int(ctid)))
+    private = hostconfig.HostConfig().private_dir(int(ctid))
+    if os.path.isdir(os.path.join(private, 'root.hdd')):
+        raise privsep.ArgumentRejected(
+            'container %d is on ploop; pack a snapshot' % ctid)
+    return _pack(private, filename)
+
+
+# -- ploop images (disk_format=ploop) ----------------------------------------
+#
+# A Glance ploop image is a lone base delta.  nova-compute downloads it into
+# its work directory in the staging dir; ploop rebuilds the descriptor there
+# and mounts it read-only on a mount point root owns (as for snapshots: a
+# mount point in nova-compute's own directory could be swapped for a link to
+# a host path); the helper packs the mounted tree as a template tarball.
+
+PLOOP_DELTA = 'root.hdd'
+PLOOP_DESCRIPTOR = 'DiskDescriptor.xml'
+_PLOOP_WORK_PREFIX = 'ploop-'
+PLOOP_MOUNT_PREFIX = 'nova-ploop-'
+
+
+def _image_uuid(image_id):
+    text = str(image_id)
+    if not privsep.UUID_RE.match(text):
+        raise privsep.ArgumentRejected('%r is not an image ID' % (image_id,))
+    return text
+
+
+def ploop_work_dir(image_id):
+    """``<staging dir>/ploop-<image id>``: the image's delta and descriptor."""
+    staging = os.path.abspath(CONF.openvz.image_staging_dir)
+    return os.path.join(staging, _PLOOP_WORK_PREFIX + _image_uuid(image_id))
+
+
+def work_image(path):
+    """The image ID of a work dir path, exactly as ploop_work_dir makes it."""
+    name = os.path.basename(path)
+    if not name.startswith(_PLOOP_WORK_PREFIX):
+        raise privsep.ArgumentRejected(
+            '%r is not a ploop work directory' % (path,))
+    image = name[len(_PLOOP_WORK_PREFIX):]
+    if path != ploop_work_dir(image):
+        raise privsep.ArgumentRejected(
+            '%r is not a ploop work directory' % (path,))
+    return image
+
+
+def ploop_mount_dir(image_id):
+    """Where a ploop image is mounted to be packed: next to the CT roots."""
+    return os.path.join(_mount_parent(),
+                        PLOOP_MOUNT_PREFIX + _image_uuid(image_id))
+
+
+@privsep.vz_pctxt.entrypoint
+def make_ploop_mount_dir(image_id):
+    """Create (or reuse an empty leftover) the image's mount dir."""
+    return _make_mount_dir(ploop_mount_dir(image_id))
+
+
+@privsep.vz_pctxt.entrypoint
+def remove_ploop_mount_dir(image_id):
+    """Remove the image's mount dir; refuses while mounted."""
+    _remove_mount_dir(ploop_mount_dir(image_id))
+
+
+def ploop_pack_name(image_id):
+    return '%s%s.tar.gz' % (_PLOOP_WORK_PREFIX, _image_uuid(image_id))
+
+
+@privsep.vz_pctxt.entrypoint
+def pack_ploop_image(image_id):
+    """Pack the mounted ploop image into ``<staging>/ploop-<id>.tar.gz``."""
+    return _pack(ploop_mount_dir(image_id), ploop_pack_name(image_id))
