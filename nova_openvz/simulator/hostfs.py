@@ -611,6 +611,10 @@ def log_call(host, tool, argv, exit_code, seconds):
     line = json.dumps({'tool': tool, 'argv': list(argv),
                        'exit_code': exit_code,
                        'seconds': round(seconds, 3)}) + '\n'
+    if not os.path.isdir(host.root):
+        # A long call (vzctl console) outlived its host: write nothing,
+        # rather than make a stray tree where the host was.
+        return
     os.makedirs(host.sim_dir, exist_ok=True)
     fd = os.open(os.path.join(host.sim_dir, 'calls.log'),
                  os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

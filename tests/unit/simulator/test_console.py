@@ -9,6 +9,7 @@ to the simulated kernel's console file, as a container's init would.
 
 import os
 import select
+import shutil
 import subprocess
 import time
 
@@ -119,6 +120,14 @@ class TestConsole(ConsoleTestCase):
         self.assertEqual(0, rc, err)
         proc.communicate(timeout=10)
         self.assertEqual(3, proc.returncode)
+
+    def test_session_outliving_its_host_leaves_no_tree_behind(self):
+        proc = self.attach()
+        shutil.rmtree(self.host.root)
+        proc.communicate(timeout=10)
+        self.assertEqual(3, proc.returncode)
+        # Its call is not logged into a new DIR/sim/calls.log.
+        self.assertFalse(os.path.exists(self.host.root))
 
     def test_other_ttys_are_silent(self):
         proc = self.attach('1')
