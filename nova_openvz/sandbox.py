@@ -5,7 +5,8 @@ simulated host -- on the real kernel backend (real containers) when this
 machine allows it, else the modelled one; the first line says which, and
 ``NOVA_OPENVZ_SIM_KERNEL`` chooses (see :mod:`nova_openvz.allinone`) --
 uploads a small OS template image, then boots a server,
-reboots it (soft and hard), stops and starts it, and deletes it.  Each step
+reboots it (soft and hard), stops and starts it, shows the end of its
+console log, and deletes it.  Each step
 prints its elapsed time and the host commands the driver issued.  The exit
 code is non-zero when any step fails.
 """
@@ -46,6 +47,11 @@ class SandboxTour(allinone.OpenVZCloudTestCase):
         _OUT.flush()
         return result
 
+    def console_output(self, server, length):
+        """What ``openstack console log show --lines N`` shows."""
+        return self.api.post_server_action(server['id'], {
+            'os-getConsoleOutput': {'length': length}})['output']
+
     def test_tour(self):
         server = self.step('boot server (ACTIVE)', lambda: self.boot('tour'))
         self.assertEqual('running', self.container(server)['status'])
@@ -57,6 +63,10 @@ class SandboxTour(allinone.OpenVZCloudTestCase):
         self.assertEqual('stopped', self.container(server)['status'])
         self.step('start (ACTIVE)', lambda: self._start_server(server))
         self.assertEqual('running', self.container(server)['status'])
+        output = self.step('console log (last 5 lines)',
+                           lambda: self.console_output(server, 5))
+        for line in output.splitlines():
+            _OUT.write('    | %s\n' % line)
         self.step('delete', lambda: self._delete_server(server))
         self.assertIsNone(self.container(server))
         self.assertEqual([], self.vzhost.all_leftovers())

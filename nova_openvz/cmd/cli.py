@@ -67,8 +67,9 @@ def build_parser():
     info.set_defaults(func=_simulate_info)
 
     sandbox = commands.add_parser(
-        'sandbox', help='boot, reboot, stop, start and delete a server '
-                        'through an all-in-one Nova on a simulated host')
+        'sandbox', help='boot, reboot, stop and start a server, read its '
+                        'console log and delete it, through an all-in-one '
+                        'Nova on a simulated host')
     sandbox.set_defaults(func=_sandbox)
 
     check = commands.add_parser(
