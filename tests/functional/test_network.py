@@ -44,10 +44,22 @@ class NetworkTestCase(allinone.OpenVZCloudTestCase):
                 self.fail('timed out')
             time.sleep(0.2)
 
-    def ping(self, server, address):
-        # The peer's interface may still be coming up: a few tries.
-        return self.inside(server, 'ping -c 1 -W 1 %s || ping -c 3 -W 2 %s'
-                           % (address, address))
+    def ping(self, server, address, timeout=20):
+        """One ping answered within ``timeout`` seconds of trying.
+
+        The peer's interface may still be coming up, and the switch is a
+        userspace datapath sharing two cores with the test run.
+        """
+        ctid = self.container(server)['ctid']
+        deadline = time.monotonic() + timeout
+        while True:
+            code, out, err = self.vzhost.run(
+                'vzctl', 'exec2', ctid, 'ping -c 1 -W 1 %s' % address)
+            if code == 0 or time.monotonic() > deadline:
+                break
+        self.assertEqual(0, code, 'no answer from %s within %d s: %s%s'
+                         % (address, timeout, out, err))
+        return out
 
 
 class TestPorts(NetworkTestCase):
