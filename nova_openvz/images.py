@@ -196,22 +196,12 @@ class TemplateCache(object):
                 return name
             fileutils.ensure_tree(CONF.openvz.image_staging_dir)
             if _is_ploop(image_meta):
-                suffix = '.tar.gz'
-                _convert_ploop(context, instance, image_meta.id,
-                               name + suffix)
-                LOG.info('Cached OS template %s%s', name, suffix,
-                         instance=instance)
-                return name
-            staging = os.path.join(CONF.openvz.image_staging_dir,
-                                   name + '.part')
-            with fileutils.remove_path_on_error(staging):
-                nova_images.fetch(context, image_meta.id, staging,
-                                  trusted_certs=instance.trusted_certs)
-                verify_download(context, image_meta.id, staging)
-                suffix = archive_suffix(staging, image_meta.id)
-                priv_images.install_template(staging, name + suffix)
-            LOG.info('Cached OS template %s%s', name, suffix,
-                     instance=instance)
+                filename = name + '.tar.gz'
+                _convert_ploop(context, instance, image_meta.id, filename)
+            else:
+                filename = _download_template(context, instance,
+                                              image_meta.id, name)
+            LOG.info('Cached OS template %s', filename, instance=instance)
         return name
 
     def templates(self):
@@ -264,6 +254,21 @@ class TemplateCache(object):
             LOG.info('Removed unused OS template %s', filename)
             removed.append(filename)
         return removed
+
+
+def _download_template(context, instance, image_id, name):
+    """Download the tarball image ``image_id`` into the cache as ``name``.
+
+    :returns: its file name there, with the suffix its content calls for.
+    """
+    staging = os.path.join(CONF.openvz.image_staging_dir, name + '.part')
+    with fileutils.remove_path_on_error(staging):
+        nova_images.fetch(context, image_id, staging,
+                          trusted_certs=instance.trusted_certs)
+        verify_download(context, image_id, staging)
+        filename = name + archive_suffix(staging, image_id)
+        priv_images.install_template(staging, filename)
+    return filename
 
 
 def _is_ploop(image_meta):
