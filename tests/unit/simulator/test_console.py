@@ -123,7 +123,11 @@ class TestConsole(ConsoleTestCase):
 
     def test_session_outliving_its_host_leaves_no_tree_behind(self):
         proc = self.attach()
-        shutil.rmtree(self.host.root)
+        # Gone at once, as a test's temp dir is (rmtree could race with
+        # the session's own files).
+        gone = self.host.root + '.gone'
+        os.rename(self.host.root, gone)
+        self.addCleanup(shutil.rmtree, gone)
         proc.communicate(timeout=10)
         self.assertEqual(3, proc.returncode)
         # Its call is not logged into a new DIR/sim/calls.log.
