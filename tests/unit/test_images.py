@@ -300,14 +300,30 @@ class _GlanceClient(object):
         raise AssertionError('unexpected Glance call %s' % method)
 
 
+def _use_glance_client(test, client):
+    """Nova's Glance API serves ``client``'s image to a new template cache.
+
+    Sets ``client``, ``cache``, ``context`` and ``instance`` on ``test``.
+    """
+    from nova import context as nova_context
+    from nova.image import glance
+
+    test.client = client
+    service = glance.GlanceImageServiceV2(client=client)
+    test.useFixture(fixtures.MockPatch(
+        'nova.image.glance.get_default_image_service',
+        return_value=service))
+    test.cache = images.TemplateCache(hostconfig.HostConfig())
+    test.context = nova_context.get_admin_context()
+    test.instance = FakeInstance()
+    test.instance.trusted_certs = None
+
+
 class TestSignatureVerification(testtools.TestCase):
     """ensure() downloads through Nova's Glance client and its verifier."""
 
     def setUp(self):
         super().setUp()
-        from nova import context as nova_context
-        from nova.image import glance
-
         root, self.cache_dir, vz_conf = _template_host(self)
         self.staging = os.path.join(root, 'staging')
         self.flags = self.useFixture(config_fixture.Config(openvz_conf.CONF))
@@ -316,19 +332,11 @@ class TestSignatureVerification(testtools.TestCase):
         self.flags.config(group='oslo_concurrency', lock_path=root)
         self.useFixture(sim_fixture.InProcessPrivsep())
         data = templates.minimal_template_bytes()
-        self.client = _GlanceClient({
+        _use_glance_client(self, _GlanceClient({
             'id': IMAGE_ID, 'status': 'active', 'visibility': 'public',
             'disk_format': 'raw', 'container_format': 'bare',
             'size': len(data), 'os_hash_algo': 'sha512',
-            'os_hash_value': hashlib.sha512(data).hexdigest()}, data)
-        service = glance.GlanceImageServiceV2(client=self.client)
-        self.useFixture(fixtures.MockPatch(
-            'nova.image.glance.get_default_image_service',
-            return_value=service))
-        self.cache = images.TemplateCache(hostconfig.HostConfig())
-        self.context = nova_context.get_admin_context()
-        self.instance = FakeInstance()
-        self.instance.trusted_certs = None
+            'os_hash_value': hashlib.sha512(data).hexdigest()}, data))
 
     def test_unsigned_image_is_refused_when_signatures_are_required(self):
         self.flags.config(group='glance', verify_glance_signatures=True)
@@ -359,9 +367,6 @@ class TestPloopImages(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        from nova import context as nova_context
-        from nova.image import glance
-
         self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
         self.useFixture(sim_fixture.InProcessPrivsep())
         self.flags = self.useFixture(config_fixture.Config(openvz_conf.CONF))
@@ -369,15 +374,7 @@ class TestPloopImages(testtools.TestCase):
                           lock_path=self.useFixture(fixtures.TempDir()).path)
         self.staging = openvz_conf.CONF.openvz.image_staging_dir
         self.cache_dir = os.path.join(self.host.root, 'vz/template/cache')
-        self.client = _GlanceClient({}, b'')
-        service = glance.GlanceImageServiceV2(client=self.client)
-        self.useFixture(fixtures.MockPatch(
-            'nova.image.glance.get_default_image_service',
-            return_value=service))
-        self.cache = images.TemplateCache(hostconfig.HostConfig())
-        self.context = nova_context.get_admin_context()
-        self.instance = FakeInstance()
-        self.instance.trusted_certs = None
+        _use_glance_client(self, _GlanceClient({}, b''))
 
     def serve(self, data):
         self.client.image = {
