@@ -77,10 +77,8 @@ def output(instance, ctid):
     # Attach again a logger lost with a host reboot; until the console
     # prints something, its log is empty rather than missing.
     attached = attach_quietly(instance, ctid)
-    data = None
-    if os.path.isdir(directory(instance)):
-        data = priv_console.console_log_tail(directory(instance),
-                                             MAX_OUTPUT_BYTES)
+    data = priv_console.console_log_tail(directory(instance),
+                                         MAX_OUTPUT_BYTES)
     if data is None and not attached:
         raise nova_exception.ConsoleNotAvailable()
     return (data or b'').decode('latin-1')

@@ -4,7 +4,9 @@ Every vzctl, vzlist and ploop call goes through :func:`run`: it hands the
 argv to the privileged helper, logs the call with its duration, retries a
 container locked by another vzctl (exit code 9) with a growing wait, and
 turns any other failure into a typed exception that carries the tool's own
-message and exit code.
+message and exit code.  The one call that outlives its caller, a console
+logger's ``vzctl console``, is logged and mapped the same way by
+:func:`attach_console`.
 """
 
 import collections
