@@ -12,7 +12,12 @@ It is started by the privileged entrypoint
 :func:`nova_openvz.privsep.console.start_console_logger`, never by hand::
 
     python -m nova_openvz.consolelogger --vzctl PATH --ctid N --dir DIR \\
-        --max-bytes N --timeout SECONDS
+        --dir-fd FD --max-bytes N --timeout SECONDS
+
+Every file it writes is opened relative to the instance directory's
+descriptor ``FD``, inherited from the entrypoint, never by path: the
+directory belongs to nova-compute, which could swap it (or any path to
+it) for a link while the logger runs.  ``--dir`` only names the logger.
 
 The first process waits until vzctl says it attached, then exits 0 and
 leaves the logger running in its own session; if vzctl fails first, it
@@ -21,10 +26,12 @@ library only, so each logger stays small.
 """
 
 import argparse
+import errno
 import fcntl
 import os
 import selectors
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -45,19 +52,29 @@ READ_SIZE = 65536
 MESSAGE_BYTES = 4096
 
 
-class RotatingLog(object):
-    """``console.log`` in ``directory``, renamed to ``.0`` when full."""
+def _open_file(name, dir_fd, flags):
+    """A plain file of the directory: never a link, nor linked elsewhere."""
+    fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                 dir_fd=dir_fd)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise OSError(errno.EPERM, 'not a plain file of its own', name)
+    return fd
 
-    def __init__(self, directory, max_bytes):
-        self.path = os.path.join(directory, LOG_NAME)
+
+class RotatingLog(object):
+    """``console.log`` in a directory, renamed to ``.0`` when full."""
+
+    def __init__(self, dir_fd, max_bytes):
+        self.dir_fd = dir_fd
         self.max_bytes = max_bytes
         self.fd = None   # opened at the first output: a failed attach
         self.size = 0    # leaves no log
 
     def _open(self):
-        # Never through a link: the directory belongs to nova-compute.
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT |
-                          os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        self.fd = _open_file(LOG_NAME, self.dir_fd,
+                             os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self.size = os.fstat(self.fd).st_size
 
     def write(self, data):
@@ -65,7 +82,8 @@ class RotatingLog(object):
             self._open()
         elif self.size and self.size + len(data) > self.max_bytes:
             os.close(self.fd)
-            os.replace(self.path, self.path + '.0')
+            os.replace(LOG_NAME, LOG_NAME + '.0', src_dir_fd=self.dir_fd,
+                       dst_dir_fd=self.dir_fd)
             self._open()
         view = memoryview(data)
         while view:
@@ -84,23 +102,20 @@ def _report(fd, code, message=b''):
         os.close(fd)
 
 
-def _write_pid(directory):
-    path = os.path.join(directory, PID_NAME)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
-                 os.O_NOFOLLOW, 0o600)
+def _write_pid(dir_fd):
+    fd = _open_file(PID_NAME, dir_fd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         os.write(fd, b'%d\n' % os.getpid())
     finally:
         os.close(fd)
 
 
-def _remove_pid(directory):
-    path = os.path.join(directory, PID_NAME)
+def _remove_pid(dir_fd):
     try:
-        with open(path, 'rb') as f:
+        with os.fdopen(_open_file(PID_NAME, dir_fd, os.O_RDONLY), 'rb') as f:
             mine = f.read().strip() == b'%d' % os.getpid()
         if mine:
-            os.unlink(path)
+            os.unlink(PID_NAME, dir_fd=dir_fd)
     except OSError:
         pass
 
@@ -120,7 +135,7 @@ def run(args, report_fd):
     signal.set_wakeup_fd(wake_write)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: None)
-    log = RotatingLog(args.dir, args.max_bytes)
+    log = RotatingLog(args.dir_fd, args.max_bytes)
     master, slave = _terminal()
     proc = None
     messages = b''
@@ -131,7 +146,7 @@ def run(args, report_fd):
             stdout=slave, stderr=subprocess.PIPE, close_fds=True,
             env={'LC_ALL': 'C', 'PATH': '/usr/sbin:/usr/bin:/sbin:/bin'})
         os.close(slave)
-        _write_pid(args.dir)
+        _write_pid(args.dir_fd)
         selector = selectors.DefaultSelector()
         selector.register(master, selectors.EVENT_READ, 'console')
         selector.register(proc.stderr, selectors.EVENT_READ, 'messages')
@@ -180,7 +195,7 @@ def run(args, report_fd):
             messages += proc.stderr.read()
         _report(report_fd, code or 1, messages)
         log.close()
-        _remove_pid(args.dir)
+        _remove_pid(args.dir_fd)
 
 
 def _daemonize():
@@ -210,6 +225,7 @@ def parse_args(argv):
     parser.add_argument('--vzctl', required=True)
     parser.add_argument('--ctid', type=int, required=True)
     parser.add_argument('--dir', required=True)
+    parser.add_argument('--dir-fd', type=int, required=True)
     parser.add_argument('--max-bytes', type=int, required=True)
     parser.add_argument('--timeout', type=int, default=60)
     return parser.parse_args(argv)

@@ -85,6 +85,37 @@ def check_words(args):
             raise ArgumentRejected('control character in %r' % word)
 
 
+def open_instance_dir(directory):
+    """An fd of ``<instances_path>/<instance uuid>``, links refused.
+
+    nova-compute owns the instance directories and could swap one for a
+    link at any time, so the privileged side resolves the path once, here,
+    and then works only relative to the returned descriptor: a later swap
+    changes nothing it reads or writes.  ``instances_path`` itself is the
+    operator's choice and may be a link.
+    """
+    checked_path(directory)
+    name = os.path.basename(directory)
+    if not UUID_RE.match(name) or os.path.realpath(
+            os.path.dirname(directory)) != os.path.realpath(
+                CONF.instances_path):
+        raise ArgumentRejected('%r is not an instance directory'
+                               % (directory,))
+    parent = os.open(os.path.realpath(CONF.instances_path),
+                     os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                       os.O_CLOEXEC, dir_fd=parent)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        # ELOOP (a link) or ENOTDIR.
+        raise ArgumentRejected('%r is not an instance directory: %s'
+                               % (directory, e.strerror))
+    finally:
+        os.close(parent)
+
+
 def is_inside(path, directory):
     """True when ``path``, links resolved, is within ``directory``."""
     real = os.path.realpath(path)

@@ -1,5 +1,6 @@
 """Console loggers: start, find, stop them and read their log."""
 
+import contextlib
 import os
 import signal
 import stat
@@ -24,16 +25,28 @@ CONSOLE_PID = 'console.pid'
 CONSOLE_STOP_SECONDS = 10
 
 
+@contextlib.contextmanager
 def _instance_dir(directory):
-    """``directory`` if it is ``<instances_path>/<instance uuid>``."""
-    privsep.checked_path(directory)
-    if not privsep.UUID_RE.match(os.path.basename(directory)) or \
-            os.path.realpath(os.path.dirname(directory)) != \
-            os.path.realpath(CONF.instances_path) or \
-            os.path.islink(directory) or not os.path.isdir(directory):
-        raise privsep.ArgumentRejected(
-            '%r is not an instance directory' % (directory,))
-    return directory
+    """An fd of the instance directory (see :func:`.open_instance_dir`)."""
+    fd = privsep.open_instance_dir(directory)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_regular(name, dir_fd):
+    """Open a plain file of the instance directory, never through a link.
+
+    A hard link to a file elsewhere (st_nlink > 1) is refused too.
+    """
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 dir_fd=dir_fd)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise privsep.ArgumentRejected('%s is not a console file' % name)
+    return fd
 
 
 def _process_alive(pid):
@@ -46,16 +59,15 @@ def _process_alive(pid):
     return state not in (b'Z', b'X')
 
 
-def _console_logger_pid(directory, ctid=None):
+def _console_logger_pid(directory, dir_fd, ctid=None):
     """Pid of the live logger of ``directory`` (and ``ctid``), or None."""
     try:
-        fd = os.open(os.path.join(directory, CONSOLE_PID),
-                     os.O_RDONLY | os.O_NOFOLLOW)
+        fd = _open_regular(CONSOLE_PID, dir_fd)
         with os.fdopen(fd, 'rb') as f:
             pid = int(f.read(32).strip())
         with open('/proc/%d/cmdline' % pid, 'rb') as f:
             argv = f.read().split(b'\0')
-    except (OSError, ValueError):
+    except (OSError, ValueError):    # ArgumentRejected included
         return None
     wanted = [(b'-m', CONSOLE_LOGGER), (b'--dir', directory)]
     if ctid is not None:
@@ -76,21 +88,24 @@ def start_console_logger(ctid, directory, max_bytes, timeout):
         own exit code and message when it failed.
     """
     privsep.check_ctid(str(int(ctid)))
-    directory = _instance_dir(directory)
-    if _console_logger_pid(directory, ctid) is not None:
-        return None
-    timeout = int(timeout)
-    argv = [sys.executable, '-I', '-m', CONSOLE_LOGGER,
-            '--vzctl', os.path.join(CONF.openvz.tools_dir, 'vzctl'),
-            '--ctid', str(int(ctid)), '--dir', directory,
-            '--max-bytes', str(int(max_bytes)), '--timeout', str(timeout)]
-    try:
-        proc = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True,
-            env={'LC_ALL': 'C', 'PATH': privsep.TOOL_PATH},
-            timeout=timeout + 10, check=False)
-    except subprocess.TimeoutExpired:
-        return None, '', ''
+    with _instance_dir(directory) as dir_fd:
+        if _console_logger_pid(directory, dir_fd, ctid) is not None:
+            return None
+        timeout = int(timeout)
+        # The logger writes only through the descriptor it inherits;
+        # ``--dir`` only names it, for _console_logger_pid.
+        argv = [sys.executable, '-I', '-m', CONSOLE_LOGGER,
+                '--vzctl', os.path.join(CONF.openvz.tools_dir, 'vzctl'),
+                '--ctid', str(int(ctid)), '--dir', directory,
+                '--dir-fd', str(dir_fd), '--max-bytes', str(int(max_bytes)),
+                '--timeout', str(timeout)]
+        try:
+            proc = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, capture_output=True,
+                env={'LC_ALL': 'C', 'PATH': privsep.TOOL_PATH},
+                pass_fds=(dir_fd,), timeout=timeout + 10, check=False)
+        except subprocess.TimeoutExpired:
+            return None, '', ''
     return (proc.returncode, proc.stdout.decode('utf-8', 'replace'),
             proc.stderr.decode('utf-8', 'replace'))
 
@@ -98,8 +113,11 @@ def start_console_logger(ctid, directory, max_bytes, timeout):
 @privsep.vz_pctxt.entrypoint
 def stop_console_logger(directory):
     """Detach the console logger of ``directory``; True if one ran."""
-    directory = _instance_dir(directory)
-    pid = _console_logger_pid(directory)
+    try:
+        with _instance_dir(directory) as dir_fd:
+            pid = _console_logger_pid(directory, dir_fd)
+    except FileNotFoundError:
+        return False
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)
@@ -119,26 +137,25 @@ def console_log_tail(directory, max_bytes):
 
     The log may have been rotated once: its older part is read too.
     """
-    directory = _instance_dir(directory)
     chunks, remaining, found = [], int(max_bytes), False
-    for name in CONSOLE_FILES:
-        if remaining <= 0:
-            break
-        try:
-            fd = os.open(os.path.join(directory, name),
-                         os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            continue
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-                raise privsep.ArgumentRejected(
-                    '%s is not a console log' % name)
-            found = True
-            start = max(0, info.st_size - remaining)
-            data = os.pread(fd, info.st_size - start, start)
-        finally:
-            os.close(fd)
-        chunks.insert(0, data)
-        remaining -= len(data)
+    try:
+        with _instance_dir(directory) as dir_fd:
+            for name in CONSOLE_FILES:
+                if remaining <= 0:
+                    break
+                try:
+                    fd = _open_regular(name, dir_fd)
+                except FileNotFoundError:
+                    continue
+                try:
+                    size = os.fstat(fd).st_size
+                    start = max(0, size - remaining)
+                    data = os.pread(fd, size - start, start)
+                finally:
+                    os.close(fd)
+                found = True
+                chunks.insert(0, data)
+                remaining -= len(data)
+    except FileNotFoundError:
+        return None
     return b''.join(chunks) if found else None

@@ -273,3 +273,55 @@ class TestPrivilegedSide(ConsoleLogTestCase):
         os.symlink(secret, os.path.join(self.directory, 'console.log'))
         self.assertRaises(OSError, priv_console.console_log_tail,
                           self.directory, 100)
+
+    def test_reading_never_follows_a_hard_link(self):
+        os.makedirs(self.directory)
+        secret = os.path.join(self.directory, 'secret')
+        with open(secret, 'w') as f:
+            f.write('root only')
+        os.link(secret, os.path.join(self.directory, 'console.log'))
+        self.assertRaises(privsep.ArgumentRejected,
+                          priv_console.console_log_tail, self.directory, 100)
+
+    def test_a_swapped_directory_sends_the_logger_nowhere_else(self):
+        # Whoever owns the instance directory (nova-compute) swaps it for
+        # a link while the root logger runs: the logger keeps writing and
+        # rotating in the directory it was started on, nowhere else.
+        self.config.config(group='openvz', console_log_max_bytes=64 * 1024)
+        console.attach(self.instance, CTID)
+        self.print_on_console('before\n')
+        self.wait_logged('before\n')
+        elsewhere = self.useFixture(fixtures.TempDir()).path
+        precious = {name: 'precious %s\n' % name
+                    for name in ('console.log', 'console.log.0')}
+        for name, text in precious.items():
+            with open(os.path.join(elsewhere, name), 'w') as f:
+                f.write(text)
+        moved = self.directory + '.moved'
+        os.rename(self.directory, moved)
+        os.symlink(elsewhere, self.directory)
+        self.print_on_console('x' * (70 * 1024) + '\nafter\n')
+        deadline = time.monotonic() + 10
+        while not self._read(moved, 'console.log').endswith('after\n'):
+            if time.monotonic() > deadline:
+                self.fail('the logger stopped logging in its directory')
+            time.sleep(0.05)
+        self.assertTrue(self._read(moved, 'console.log.0').startswith(
+            'before\n'))
+        self.assertEqual(precious, {name: self._read(elsewhere, name)
+                                    for name in precious})
+        self.assertEqual(sorted(precious), sorted(os.listdir(elsewhere)))
+        # The link is refused; once the directory is back, detach works.
+        self.assertRaises(privsep.ArgumentRejected,
+                          priv_console.console_log_tail, self.directory, 100)
+        os.unlink(self.directory)
+        os.rename(moved, self.directory)
+        self.assertTrue(priv_console.stop_console_logger(self.directory))
+
+    @staticmethod
+    def _read(directory, name):
+        try:
+            with open(os.path.join(directory, name)) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ''
