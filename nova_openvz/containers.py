@@ -79,14 +79,60 @@ def owner_uuid(record):
     return name if words.get('nova-instance') == name else None
 
 
+#: vzlist -j's fixed layout (reference 3.5): each container an object
+#: between lines "  {" and "  }", each field on a line of its own that
+#: starts with four spaces and its quoted name.
+_RECORD_RE = re.compile(r'^  \{\n(.*?)\n  \}', re.MULTILINE | re.DOTALL)
+_FIELD_RE = re.compile(r'^    "([a-z0-9_.]+)": ', re.MULTILINE)
+
+
+def _field_value(text):
+    """One field's value; a string is taken as printed, quotes and all."""
+    text = text.rstrip().rstrip(',')
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return json.loads(text)
+
+
+def _records_by_layout(stdout):
+    """Records of a listing that is not valid JSON.
+
+    vzlist 4.x prints strings without escaping them, so one container with
+    a quote in its description (made by anyone, not only Nova) breaks the
+    JSON of the whole listing.  Config values hold no newline, so the
+    line layout still delimits every field.
+    """
+    records = []
+    for body in _RECORD_RE.findall(stdout):
+        starts = list(_FIELD_RE.finditer(body))
+        record = {}
+        for this, following in zip(starts, starts[1:] + [None]):
+            end = following.start() if following else len(body)
+            try:
+                record[this.group(1)] = _field_value(body[this.end():end])
+            except ValueError:
+                record[this.group(1)] = None
+        records.append(record)
+    return records
+
+
 def _parse_listing(stdout):
     try:
         records = json.loads(stdout or '[]')
     except ValueError as e:
-        raise exception.HostToolError(
-            tool='vzlist', command='-j', exit_code=0,
-            detail='unreadable JSON output: %s' % e)
-    return [Container(record) for record in records]
+        records = _records_by_layout(stdout)
+        if not records:
+            raise exception.HostToolError(
+                tool='vzlist', command='-j', exit_code=0,
+                detail='unreadable JSON output: %s' % e)
+    found = []
+    for record in records:
+        if not isinstance(record.get('ctid'), int):
+            LOG.warning('Ignoring a vzlist record without a CT ID: %r',
+                        record)
+            continue
+        found.append(Container(record))
+    return found
 
 
 class ContainerListing(object):

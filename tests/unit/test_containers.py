@@ -111,6 +111,19 @@ class TestContainerListing(_OnHost):
         self.assertEqual(self.running, found[self.running].instance_uuid)
         self.assertIsNone(self.listing.find(self.foreign))
 
+    def test_hostile_descriptions_of_other_containers_break_nothing(self):
+        # vzlist prints strings unescaped: these make its JSON invalid.
+        for ctid, description in ((105, 'db "primary"'),
+                                  (106, '{"nova-instance": "x"}, "'),
+                                  (107, '"\n  }'),
+                                  (108, 'nova-instance=%s' % self.running)):
+            self.create(ctid, 'other-%d' % ctid, description)
+        found = self.listing.all(fresh=True)
+        self.assertEqual({self.running, self.stopped}, set(found))
+        self.assertEqual('running', found[self.running].status)
+        self.assertEqual(101, self.listing.find(self.running,
+                                                fresh=True).ctid)
+
     def test_one_vzlist_call_answers_many_queries(self):
         self.listing.all()
         for _ in range(3):
