@@ -20,13 +20,13 @@ from oslo_utils import excutils
 from nova_openvz import conf as openvz_conf
 from nova_openvz import configdrive
 from nova_openvz import console
-from nova_openvz import containers
 from nova_openvz import exception
-from nova_openvz import guest
+from nova_openvz import guestscripts
 from nova_openvz import hostconfig
 from nova_openvz import hostinfo
 from nova_openvz import hosttools
 from nova_openvz import images
+from nova_openvz import inventory
 from nova_openvz import network
 from nova_openvz import power
 from nova_openvz.privsep import containers as priv_containers
@@ -70,9 +70,9 @@ class OpenVZDriver(driver.ComputeDriver):
         super().__init__(virtapi)
         self.host_config = hostconfig.HostConfig()
         self.facts = hostinfo.HostFacts()
-        self.listing = containers.ContainerListing()
-        self.allocator = containers.CtidAllocator(self.listing,
-                                                  self.host_config)
+        self.listing = inventory.ContainerListing()
+        self.allocator = inventory.CtidAllocator(self.listing,
+                                                 self.host_config)
         self.templates = images.TemplateCache(self.host_config)
         self.volumes = volumes.ContainerVolumes()
         self.hypervisor_version = 0
@@ -83,8 +83,8 @@ class OpenVZDriver(driver.ComputeDriver):
     def init_host(self, host):
         """Check the tools, their version and vz.conf; fail loudly."""
         self.host_config = hostconfig.HostConfig()
-        self.allocator = containers.CtidAllocator(self.listing,
-                                                  self.host_config)
+        self.allocator = inventory.CtidAllocator(self.listing,
+                                                 self.host_config)
         self.templates = images.TemplateCache(self.host_config)
         self.facts = hostinfo.HostFacts()
         problems = self.host_config.problems()
@@ -262,15 +262,16 @@ class OpenVZDriver(driver.ComputeDriver):
         """
         if nics and not network.routed():
             hosttools.vzctl('exec2', ctid, '-',
-                            stdin=guest.network_script(nics, prune=every))
+                            stdin=guestscripts.network_script(nics,
+                                                              prune=every))
 
     def _create(self, ctid, instance, template, hostname):
         args = ['create', ctid, '--ostemplate', template,
                 '--layout', resources.layout(instance.flavor),
                 '--diskspace', resources.diskspace_arg(instance.flavor),
                 '--name', instance.uuid,
-                '--description', containers.describe(instance.uuid,
-                                                     instance.name)]
+                '--description', inventory.describe(instance.uuid,
+                                                    instance.name)]
         if hostname:
             args += ['--hostname', hostname]
         hosttools.vzctl(*args)
@@ -431,8 +432,9 @@ class OpenVZDriver(driver.ComputeDriver):
                         vif['id'], instance=instance)
         else:
             if power.from_vzlist(container.status) == power_state.RUNNING:
-                hosttools.vzctl('exec2', container.ctid, '-',
-                                stdin=guest.remove_interface_script(ifname))
+                hosttools.vzctl(
+                    'exec2', container.ctid, '-',
+                    stdin=guestscripts.remove_interface_script(ifname))
             self._changing(instance, 'set', container.ctid, '--save',
                            '--netif_del', ifname)
         network.unplug(instance, [vif])
@@ -453,7 +455,7 @@ class OpenVZDriver(driver.ComputeDriver):
             raise nova_exception.InvalidInput(
                 reason='os_admin_user %r is not a user name' % user)
         try:
-            script = guest.password_script(user, new_pass)
+            script = guestscripts.password_script(user, new_pass)
         except ValueError as e:
             raise nova_exception.InvalidInput(reason=str(e))
         ctid = self._container(instance).ctid

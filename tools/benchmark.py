@@ -32,7 +32,7 @@ simulated host's own log, ``DIR/sim/calls.log``.  It reports:
    of vzlist calls at both sizes.
 
 The containers are made with the real simulated ``vzctl create`` (with
-``--name <uuid> --description <containers.describe(uuid, name)>``, as the
+``--name <uuid> --description <inventory.describe(uuid, name)>``, as the
 driver creates them), several in parallel; every tenth is started.  Simulated
 tools are Python processes, so one call costs about Python's start-up
 (0.05-0.1 s): compare ratios and call counts, not absolute times.
@@ -307,7 +307,7 @@ def populate(bench, template, start, count, workers):
     driver gives its containers; every RUNNING_EVERY-th is started too.
     Returns ``[(ctid, instance_uuid)]``.
     """
-    from nova_openvz import containers
+    from nova_openvz import inventory
     from nova_openvz import resources
     from oslo_utils import uuidutils
 
@@ -322,7 +322,7 @@ def populate(bench, template, start, count, workers):
                   '--layout', resources.layout(flavor),
                   '--diskspace', resources.diskspace_arg(flavor),
                   '--name', instance_uuid,
-                  '--description', containers.describe(
+                  '--description', inventory.describe(
                       instance_uuid, 'instance-%08x' % ctid),
                   '--hostname', 'bulk-%d' % ctid)
         if ctid % RUNNING_EVERY == 0:

@@ -25,9 +25,9 @@ from oslo_utils import uuidutils
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import console
-from nova_openvz import containers
 from nova_openvz import driver as openvz_driver
 from nova_openvz import hosttools
+from nova_openvz import inventory
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
 
@@ -100,8 +100,8 @@ class TestCallCounts(test.NoDBTestCase):
                 'vzctl', 'create', ctid, '--ostemplate', template,
                 '--layout', 'ploop', '--diskspace', '1G:1G',
                 '--name', instance.uuid,
-                '--description', containers.describe(instance.uuid,
-                                                     instance.name))
+                '--description', inventory.describe(instance.uuid,
+                                                    instance.name))
             self.assertEqual(0, code, err)
             if ctid % 3 == 0:
                 code, out, err = self.vzhost.run('vzctl', 'start', ctid)

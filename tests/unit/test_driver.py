@@ -14,9 +14,9 @@ from nova.virt import fake
 from oslo_config import fixture as config_fixture
 import testtools
 
-from nova_openvz import containers
 from nova_openvz import driver
 from nova_openvz import exception
+from nova_openvz import inventory
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
 
@@ -121,7 +121,7 @@ class TestGetInfo(_DriverTest):
         instance = objects.Instance(uuid=str(uuid.uuid4()))
         self.vzctl('create', ctid, '--ostemplate', 'nova-test', '--layout',
                    'simfs', '--diskspace', '1G:1G', '--name', instance.uuid,
-                   '--description', containers.describe(instance.uuid))
+                   '--description', inventory.describe(instance.uuid))
         return instance
 
     def test_states(self):

@@ -18,7 +18,7 @@ from oslo_privsep import priv_context
 import testtools
 
 from nova_openvz import conf as openvz_conf
-from nova_openvz import containers
+from nova_openvz import inventory
 from nova_openvz import privsep
 from nova_openvz.privsep import containers as priv_containers
 from nova_openvz.privsep import images as priv_images
@@ -49,7 +49,7 @@ class TestVzctlGrammar(testtools.TestCase):
                     'debian-12-x86_64-nova-%s' % uuid.uuid4(),
                     '--layout', 'ploop', '--diskspace', '10G:10G',
                     '--name', instance,
-                    '--description', containers.describe(instance),
+                    '--description', inventory.describe(instance),
                     '--hostname', 'web-1.example.org')
         self.accept('set', '101', '--save', '--onboot', 'no',
                     '--stop-timeout', '120', '--ram', '512M', '--swap', '0M',
@@ -134,7 +134,7 @@ class TestVzctlGrammar(testtools.TestCase):
 class TestVzlistGrammar(testtools.TestCase):
 
     def test_listings_the_driver_makes_are_accepted(self):
-        fields = ','.join(containers.LIST_FIELDS)
+        fields = ','.join(inventory.LIST_FIELDS)
         priv_tools.validate_vzlist_argv(['-a', '-j'])
         priv_tools.validate_vzlist_argv(['-a', '-j', '-o', fields])
         priv_tools.validate_vzlist_argv(['-j', '-o', fields, '101', '102'])

@@ -14,7 +14,7 @@ from nova.network import model as network_model
 import os_vif
 import testtools
 
-from nova_openvz import guest
+from nova_openvz import guestscripts
 from nova_openvz import network
 from tests.unit import test_network
 
@@ -59,11 +59,11 @@ class TestDebianStanzas(_Base):
             '    up ip -6 addr add 2001:db8::6/64 dev eth0\n'
             '    up ip -6 route add 2001:db8:1::/48 via 2001:db8::fe '
             'dev eth0\n' % nic.port_id,
-            guest.debian_stanzas(nic))
+            guestscripts.debian_stanzas(nic))
 
     def test_ipv4_only_without_mtu(self):
         nic = make_nic('eth2', v4=('10.0.0.9',), v6=(), mtu=None, routes=())
-        text = guest.debian_stanzas(nic)
+        text = guestscripts.debian_stanzas(nic)
         self.assertIn('auto eth2\niface eth2 inet static\n'
                       '    address 10.0.0.9\n    netmask 255.255.255.0\n'
                       '    gateway 10.0.0.1\n', text)
@@ -76,7 +76,7 @@ class TestRhelFiles(_Base):
 
     def test_ifcfg_and_route_files(self):
         nic = make_nic()
-        files = guest.rhel_files(nic)
+        files = guestscripts.rhel_files(nic)
         self.assertEqual({'ifcfg-eth0', 'route-eth0', 'route6-eth0'},
                          set(files))
         self.assertEqual(
@@ -104,7 +104,7 @@ class TestRhelFiles(_Base):
 
     def test_ipv4_only_has_no_ipv6_settings_nor_route_files(self):
         nic = make_nic('eth1', v4=('10.0.0.9',), v6=(), mtu=None, routes=())
-        files = guest.rhel_files(nic)
+        files = guestscripts.rhel_files(nic)
         self.assertEqual(['ifcfg-eth1'], list(files))
         text = files['ifcfg-eth1']
         self.assertIn('DEVICE=eth1\n', text)
@@ -173,9 +173,9 @@ class TestNetworkScript(_Sandbox):
                                            mac='fa:16:3e:00:00:02')]
         self.write('/etc/network/interfaces', 'auto lo\niface lo inet '
                    'loopback\n')
-        self.run_script(guest.network_script(nics))
+        self.run_script(guestscripts.network_script(nics))
         for nic in nics:
-            self.assertEqual(guest.debian_stanzas(nic),
+            self.assertEqual(guestscripts.debian_stanzas(nic),
                              self.read('/etc/network/interfaces.d/' +
                                        nic.ifname))
         self.assertEqual('auto lo\niface lo inet loopback\n'
@@ -187,7 +187,7 @@ class TestNetworkScript(_Sandbox):
                           '/etc/network/interfaces.d/eth1'], self.files())
 
     def test_source_lines_are_added_once(self):
-        script = guest.network_script([make_nic()])
+        script = guestscripts.network_script([make_nic()])
         self.run_script(script)
         self.run_script(script)
         self.assertEqual('source /etc/network/interfaces.d/eth0\n',
@@ -197,7 +197,7 @@ class TestNetworkScript(_Sandbox):
         # Debian's own file.
         text = 'source /etc/network/interfaces.d/*\nauto lo\n'
         self.write('/etc/network/interfaces', text)
-        self.run_script(guest.network_script([make_nic()]))
+        self.run_script(guestscripts.network_script([make_nic()]))
         self.assertEqual(text, self.read('/etc/network/interfaces'))
         self.assertTrue(os.path.exists(
             self.path('/etc/network/interfaces.d/eth0')))
@@ -206,10 +206,10 @@ class TestNetworkScript(_Sandbox):
         os.makedirs(self.path('/etc/sysconfig/network-scripts'))
         nics = [make_nic('eth0'), make_nic('eth1', v4=('10.0.0.9',), v6=(),
                                            routes=())]
-        self.run_script(guest.network_script(nics))
+        self.run_script(guestscripts.network_script(nics))
         expected = []
         for nic in nics:
-            for name, text in guest.rhel_files(nic).items():
+            for name, text in guestscripts.rhel_files(nic).items():
                 path = '/etc/sysconfig/network-scripts/' + name
                 expected.append(path)
                 self.assertEqual(text, self.read(path))
@@ -219,7 +219,7 @@ class TestNetworkScript(_Sandbox):
 
     def test_redhat_release_means_rhel_too(self):
         self.write('/etc/redhat-release', 'AlmaLinux release 9\n')
-        self.run_script(guest.network_script([make_nic()]))
+        self.run_script(guestscripts.network_script([make_nic()]))
         self.assertIn('/etc/sysconfig/network-scripts/ifcfg-eth0',
                       self.files())
         self.assertFalse(os.path.exists(self.path('/etc/network')))
@@ -227,7 +227,7 @@ class TestNetworkScript(_Sandbox):
     def test_the_running_guest_gets_the_addresses_when_it_has_ip(self):
         log = os.path.join(self.root, 'ip.log')
         self.fake('ip', 'echo "$@" >> %s\n' % log)
-        self.run_script(guest.network_script([make_nic()]))
+        self.run_script(guestscripts.network_script([make_nic()]))
         with open(log) as f:
             calls = f.read().splitlines()
         self.assertEqual([
@@ -248,27 +248,27 @@ class TestRemoveInterfaceScript(_Sandbox):
 
     def test_debian_files_and_the_source_line_go(self):
         self.write('/etc/network/interfaces', 'auto lo\n')
-        self.run_script(guest.network_script([
+        self.run_script(guestscripts.network_script([
             make_nic('eth0'),
             make_nic('eth1', v4=('10.0.0.9',), v6=())]))
-        self.run_script(guest.remove_interface_script('eth0'))
+        self.run_script(guestscripts.remove_interface_script('eth0'))
         self.assertEqual('auto lo\nsource /etc/network/interfaces.d/eth1\n',
                          self.read('/etc/network/interfaces'))
         self.assertEqual(['/etc/network/interfaces',
                           '/etc/network/interfaces.d/eth1'], self.files())
 
     def test_the_last_source_line_goes(self):
-        self.run_script(guest.network_script([make_nic('eth0')]))
-        self.run_script(guest.remove_interface_script('eth0'))
+        self.run_script(guestscripts.network_script([make_nic('eth0')]))
+        self.run_script(guestscripts.remove_interface_script('eth0'))
         self.assertEqual('', self.read('/etc/network/interfaces'))
         self.assertEqual(['/etc/network/interfaces'], self.files())
 
     def test_rhel_files_go(self):
         os.makedirs(self.path('/etc/sysconfig/network-scripts'))
         self.write('/etc/sysconfig/network-scripts/ifcfg-lo', 'DEVICE=lo\n')
-        self.run_script(guest.network_script([make_nic('eth0'),
-                                              make_nic('eth1')]))
-        self.run_script(guest.remove_interface_script('eth0'))
+        self.run_script(guestscripts.network_script([make_nic('eth0'),
+                                                     make_nic('eth1')]))
+        self.run_script(guestscripts.remove_interface_script('eth0'))
         self.assertEqual(['/etc/sysconfig/network-scripts/ifcfg-eth1',
                           '/etc/sysconfig/network-scripts/ifcfg-lo',
                           '/etc/sysconfig/network-scripts/route-eth1',
@@ -276,18 +276,18 @@ class TestRemoveInterfaceScript(_Sandbox):
                          self.files())
 
     def test_nothing_to_remove_is_fine(self):
-        self.run_script(guest.remove_interface_script('eth3'))
+        self.run_script(guestscripts.remove_interface_script('eth3'))
         self.assertEqual([], self.files())
 
     def test_a_start_forgets_interfaces_detached_while_stopped(self):
         self.write('/etc/network/interfaces', 'auto lo\n')
         self.write('/etc/network/interfaces.d/guest-own', 'auto dummy0\n')
-        self.run_script(guest.network_script([make_nic('eth0'),
-                                              make_nic('eth1')]))
+        self.run_script(guestscripts.network_script([make_nic('eth0'),
+                                                     make_nic('eth1')]))
         # The start after eth1 was detached writes eth0 and prunes eth1;
         # the guest's own file stays.
-        self.run_script(guest.network_script([make_nic('eth0')],
-                                             prune=True))
+        self.run_script(guestscripts.network_script([make_nic('eth0')],
+                                                    prune=True))
         self.assertEqual(['/etc/network/interfaces',
                           '/etc/network/interfaces.d/eth0',
                           '/etc/network/interfaces.d/guest-own'],
@@ -315,14 +315,14 @@ class TestPasswordScript(_Sandbox):
     def test_chpasswd_gets_user_and_password_on_stdin(self):
         self.fake('chpasswd', 'cat > %s\n' % self.out)
         for password in self.PASSWORDS:
-            self.run_script(guest.password_script('root', password))
+            self.run_script(guestscripts.password_script('root', password))
             self.assertEqual('root:%s\n' % password, self.result())
 
     def test_passwd_when_there_is_no_chpasswd(self):
         self.fake('passwd', 'echo "$@" > %s\ncat > %s\n'
                   % (self.args, self.out))
         for password in self.PASSWORDS:
-            self.run_script(guest.password_script('root', password))
+            self.run_script(guestscripts.password_script('root', password))
             self.assertEqual('%s\n%s\n' % (password, password),
                              self.result())
             with open(self.args) as f:
@@ -331,7 +331,7 @@ class TestPasswordScript(_Sandbox):
     def test_the_password_is_not_on_a_command_line(self):
         self.fake('chpasswd', 'echo "$@" > %s\ncat > %s\n'
                   % (self.args, self.out))
-        script = guest.password_script('root', 's3cret pass')
+        script = guestscripts.password_script('root', 's3cret pass')
         self.run_script(script)
         with open(self.args) as f:
             self.assertEqual('\n', f.read())
@@ -340,11 +340,11 @@ class TestPasswordScript(_Sandbox):
     def test_a_failing_chpasswd_fails_the_script(self):
         self.fake('chpasswd', 'exit 3\n')
         proc = subprocess.run(
-            ['/bin/sh', '-c', guest.password_script('root', 'x')],
+            ['/bin/sh', '-c', guestscripts.password_script('root', 'x')],
             env={'PATH': self.bin}, capture_output=True, check=False)
         self.assertNotEqual(0, proc.returncode)
 
     def test_line_breaks_are_refused(self):
         for password in ('a\nroot:other', 'a\r', 'a\0b', '\n'):
-            self.assertRaises(ValueError, guest.password_script, 'root',
+            self.assertRaises(ValueError, guestscripts.password_script, 'root',
                               password)

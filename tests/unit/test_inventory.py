@@ -9,10 +9,10 @@ import nova.conf
 from oslo_config import fixture as config_fixture
 import testtools
 
-from nova_openvz import containers
 from nova_openvz import exception
 from nova_openvz import hostconfig
 from nova_openvz import hosttools
+from nova_openvz import inventory
 from nova_openvz import privsep
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
@@ -31,8 +31,8 @@ class TestOwnerUuid(testtools.TestCase):
         return {'ctid': 101, 'name': name, 'description': description}
 
     def test_a_container_made_by_nova_is_recognised(self):
-        description = containers.describe(self.uuid)
-        self.assertEqual(self.uuid, containers.owner_uuid(
+        description = inventory.describe(self.uuid)
+        self.assertEqual(self.uuid, inventory.owner_uuid(
             self.record(self.uuid, description)))
         self.assertIn(self.uuid, description)
         self.assertIn(CONF.host, description)
@@ -40,13 +40,13 @@ class TestOwnerUuid(testtools.TestCase):
     def test_other_containers_are_not_novas(self):
         other = str(uuid.uuid4())
         for name, description in (
-                ('web', containers.describe('web')),
-                (None, containers.describe(self.uuid)),
+                ('web', inventory.describe('web')),
+                (None, inventory.describe(self.uuid)),
                 (self.uuid, None),
                 (self.uuid, ''),
                 (self.uuid, 'backup of %s' % self.uuid),
-                (self.uuid, containers.describe(other))):
-            self.assertIsNone(containers.owner_uuid(
+                (self.uuid, inventory.describe(other))):
+            self.assertIsNone(inventory.owner_uuid(
                 self.record(name, description)), (name, description))
 
 
@@ -82,7 +82,7 @@ class _OnHost(testtools.TestCase):
 
     def nova_container(self, ctid, start=False):
         instance = str(uuid.uuid4())
-        self.create(ctid, instance, containers.describe(instance), start)
+        self.create(ctid, instance, inventory.describe(instance), start)
         return instance
 
     def vzlist_calls(self):
@@ -97,8 +97,8 @@ class TestContainerListing(_OnHost):
         self.stopped = self.nova_container(102)
         self.create(103, 'web', 'a container of someone else')
         self.foreign = str(uuid.uuid4())
-        self.create(104, self.foreign, containers.describe(str(uuid.uuid4())))
-        self.listing = containers.ContainerListing()
+        self.create(104, self.foreign, inventory.describe(str(uuid.uuid4())))
+        self.listing = inventory.ContainerListing()
         self.calls[:] = []
 
     def test_only_novas_containers_are_listed_with_their_state(self):
@@ -250,13 +250,13 @@ class TestCtidAllocator(_OnHost):
     def setUp(self):
         super().setUp()
         self.config = hostconfig.HostConfig()
-        self.listing = containers.ContainerListing()
-        self.allocator = containers.CtidAllocator(self.listing, self.config)
+        self.listing = inventory.ContainerListing()
+        self.allocator = inventory.CtidAllocator(self.listing, self.config)
 
     def test_the_first_id_is_the_configured_minimum(self):
         self.assertEqual(101, self.allocator.reserve())
         self.flags(group='openvz', min_ctid=5000)
-        self.assertEqual(5000, containers.CtidAllocator(
+        self.assertEqual(5000, inventory.CtidAllocator(
             self.listing, self.config).reserve())
 
     def test_ids_in_use_on_the_host_are_skipped(self):
