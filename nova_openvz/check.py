@@ -30,8 +30,8 @@ import sys
 from oslo_config import cfg
 
 from nova_openvz import conf as openvz_conf
-from nova_openvz import hostconfig
-from nova_openvz import vzconf
+from nova_openvz.privsep import hostpaths
+from nova_openvz.privsep import vzconf
 
 CONF = openvz_conf.CONF
 
@@ -72,7 +72,8 @@ def _tool(name):
 
 
 def _host_config():
-    return hostconfig.HostConfig(CONF.openvz.vz_conf)
+    """vz.conf's paths, read now (instance directories are not checked)."""
+    return hostpaths.HostPaths(CONF.openvz.vz_conf, None)
 
 
 # The checks, in the order they are printed ---------------------------------

@@ -20,7 +20,7 @@ from nova.virt import configdrive as nova_configdrive
 from oslo_log import log as logging
 
 from nova_openvz import conf as openvz_conf
-from nova_openvz.privsep import containers as priv_containers
+from nova_openvz import privsep
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -34,7 +34,8 @@ def required_by(instance):
 
 
 def directory(instance):
-    return os.path.join(CONF.instances_path, instance.uuid, 'config-drive')
+    return os.path.join(privsep.paths().instance_dir(instance.uuid),
+                        'config-drive')
 
 
 def build(instance, network_info, admin_password, injected_files):
@@ -69,11 +70,6 @@ def _write(base, path, data):
         data = data.encode('utf-8')
     with open(full, 'wb') as f:
         f.write(data)
-
-
-def attach(ctid, source):
-    """Have vzctl show ``source`` read-only inside container ``ctid``."""
-    priv_containers.write_config_drive_scripts(ctid, source)
 
 
 def remove(instance):

@@ -19,7 +19,7 @@ from oslo_utils import units
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
-from nova_openvz import hosttools
+from nova_openvz import privsep
 from nova_openvz.privsep import console as priv_console
 
 LOG = logging.getLogger(__name__)
@@ -30,22 +30,25 @@ MAX_OUTPUT_BYTES = 100 * units.Ki
 
 
 def directory(instance):
-    return os.path.join(CONF.instances_path, instance.uuid)
+    return privsep.paths().instance_dir(instance.uuid)
 
 
-def attach(instance, ctid):
-    """Make sure a logger holds the container's console (idempotent)."""
+def attach(instance, container):
+    """Make sure a logger holds the container's console (idempotent).
+
+    :param container: its :class:`~nova_openvz.container.Container`.
+    """
     os.makedirs(directory(instance), exist_ok=True)
-    hosttools.attach_console(ctid, directory(instance))
+    container.attach_console(directory(instance))
 
 
-def attach_quietly(instance, ctid):
+def attach_quietly(instance, container):
     """:func:`attach`, where a console problem must not stop a server.
 
     :returns: whether a logger holds the console now.
     """
     try:
-        attach(instance, ctid)
+        attach(instance, container)
     except exception.HostToolError as e:
         LOG.warning('No console log for this container: %s',
                     e.format_message(), instance=instance)
@@ -68,7 +71,7 @@ def remove(instance):
             pass
 
 
-def output(instance, ctid):
+def output(instance, container):
     """The last :data:`MAX_OUTPUT_BYTES` the console printed, as text.
 
     Latin-1 maps each byte to one character, so Nova's manager gets the
@@ -76,7 +79,7 @@ def output(instance, ctid):
     """
     # Attach again a logger lost with a host reboot; until the console
     # prints something, its log is empty rather than missing.
-    attached = attach_quietly(instance, ctid)
+    attached = attach_quietly(instance, container)
     data = priv_console.console_log_tail(directory(instance),
                                          MAX_OUTPUT_BYTES)
     if data is None and not attached:

@@ -1,7 +1,9 @@
 """Nova compute driver for OpenVZ containers.
 
 Load it with ``compute_driver = openvz.OpenVZDriver``.  This module only
-orchestrates; each concern lives in its own module (see
+orchestrates: Nova's objects become typed settings (:mod:`.resources`,
+:mod:`.network`, :mod:`.volumes`), which a container handle
+(:mod:`.container`) applies; no command line is built here (see
 doc/source/contributor/design.rst).
 """
 
@@ -20,17 +22,17 @@ from oslo_utils import excutils
 from nova_openvz import conf as openvz_conf
 from nova_openvz import configdrive
 from nova_openvz import console
+from nova_openvz import container as vz_container
 from nova_openvz import exception
 from nova_openvz import guestscripts
-from nova_openvz import hostconfig
 from nova_openvz import hostinfo
-from nova_openvz import hosttools
 from nova_openvz import images
 from nova_openvz import inventory
 from nova_openvz import network
 from nova_openvz import power
-from nova_openvz.privsep import containers as priv_containers
+from nova_openvz import privsep
 from nova_openvz import resources
+from nova_openvz import settings
 from nova_openvz import snapshots
 from nova_openvz import volumes
 
@@ -38,7 +40,6 @@ LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
 
 TOOLS = ('vzctl', 'vzlist')
-_VERSION_RE = re.compile(r'vzctl version (\d+)\.(\d+)(?:\.(\d+))?')
 _USER_RE = re.compile(r'^[a-z_][a-z0-9_-]{0,31}\Z')
 _HOSTNAME_RE = re.compile(
     r'^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)'
@@ -66,14 +67,12 @@ class OpenVZDriver(driver.ComputeDriver):
         'supports_extend_volume': True,
     })
 
-    def __init__(self, virtapi, read_only=False):
+    def __init__(self, virtapi):
         super().__init__(virtapi)
-        self.host_config = hostconfig.HostConfig()
         self.facts = hostinfo.HostFacts()
         self.listing = inventory.ContainerListing()
-        self.allocator = inventory.CtidAllocator(self.listing,
-                                                 self.host_config)
-        self.templates = images.TemplateCache(self.host_config)
+        self.allocator = inventory.CtidAllocator(self.listing)
+        self.templates = images.TemplateCache()
         self.volumes = volumes.ContainerVolumes()
         self.hypervisor_version = 0
         network.initialize()
@@ -82,20 +81,14 @@ class OpenVZDriver(driver.ComputeDriver):
 
     def init_host(self, host):
         """Check the tools, their version and vz.conf; fail loudly."""
-        self.host_config = hostconfig.HostConfig()
-        self.allocator = inventory.CtidAllocator(self.listing,
-                                                 self.host_config)
-        self.templates = images.TemplateCache(self.host_config)
-        self.facts = hostinfo.HostFacts()
-        problems = self.host_config.problems()
+        problems = privsep.paths().problems()
         for tool in TOOLS:
             path = '%s/%s' % (CONF.openvz.tools_dir, tool)
             if not _is_executable(path):
                 problems.append('%s is missing or not executable' % path)
         if not problems:
             try:
-                version = hosttools.vzctl('--version').stdout
-                self.hypervisor_version = _version_number(version)
+                self.hypervisor_version = vz_container.tools_version()
             except (exception.HostToolError, ValueError) as e:
                 problems.append('vzctl --version failed: %s' % e)
         if not problems:
@@ -120,7 +113,7 @@ class OpenVZDriver(driver.ComputeDriver):
     def get_available_resource(self, nodename):
         facts = self.facts.get()
         total_gb, free_gb = resources.disk_gb(
-            self.host_config.private_parent())
+            privsep.paths().private_parent())
         owned = self.listing.all().values()
         return {
             'vcpus': facts['vcpus'],
@@ -141,7 +134,7 @@ class OpenVZDriver(driver.ComputeDriver):
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
         facts = self.facts.get()
-        total_gb, _free = resources.disk_gb(self.host_config.private_parent())
+        total_gb, _free = resources.disk_gb(privsep.paths().private_parent())
         ratios = self._get_allocation_ratios(
             provider_tree.data(nodename).inventory)
         provider_tree.update_inventory(nodename, resources.inventory(
@@ -179,57 +172,67 @@ class OpenVZDriver(driver.ComputeDriver):
         hostname = _checked_hostname(instance)
         nics = network.nics(network_info)
         template = self.templates.ensure(context, instance, image_meta)
-        for attempt in range(CTID_ATTEMPTS):
-            ctid = self.allocator.reserve()
-            try:
-                self._create(ctid, instance, template, hostname)
-                break
-            except (exception.ContainerLocked,
-                    exception.PrivateAreaExists) as e:
-                # Someone else took this ID between our look and create.
-                LOG.warning('CT ID %d was taken (%s), picking another',
-                            ctid, e.format_message(), instance=instance)
-                if attempt == CTID_ATTEMPTS - 1:
-                    raise
-            except Exception:
-                with excutils.save_and_reraise_exception():
-                    self._remove_quietly(ctid, instance)
-            finally:
-                self.allocator.release(ctid)
+        container = self._create(instance, template, settings.Identity(
+            instance.uuid, inventory.describe(instance.uuid, instance.name),
+            hostname))
         try:
-            devices = self.volumes.prepare_spawn(
-                ctid, instance, block_device_info,
+            grants = self.volumes.prepare_spawn(
+                container, instance, block_device_info,
                 resources.layout(instance.flavor))
             if configdrive.required_by(instance):
-                configdrive.attach(ctid, configdrive.build(
+                container.show_config_drive(configdrive.build(
                     instance, network_info, admin_password, injected_files))
             # Nova's own shutdown_timeout becomes the graceful stop window,
             # so a normal power off needs no extra call (0 means vzctl's
             # default there, hence at least 1).
-            hosttools.vzctl('set', ctid, '--save', '--onboot', 'no',
-                            '--stop-timeout', max(1, CONF.shutdown_timeout),
-                            *(resources.flavor_settings(
-                                instance.flavor,
-                                volumes.swap_mb(instance, block_device_info)) +
-                              list(devices) + network.set_args(nics)))
+            container.configure(
+                settings.Power(max(1, CONF.shutdown_timeout), onboot=False),
+                resources.limits(instance.flavor,
+                                 volumes.swap_mb(instance, block_device_info)),
+                *grants, network.settings(nics))
             # Attached before the first start, the log shows init's start.
-            console.attach_quietly(instance, ctid)
+            console.attach_quietly(instance, container)
             if power_on:
-                self._start(instance, ctid, network_info, nics,
+                self._start(instance, container, network_info, nics,
                             wait_for_ports=True)
         except Exception:
             with excutils.save_and_reraise_exception():
                 console.remove(instance)
-                self._remove_quietly(ctid, instance)
+                self._remove_quietly(container, instance)
                 network.unplug(instance, network_info, quiet=True)
                 configdrive.remove(instance)
                 self._disconnect_quietly(block_device_info, instance)
-        finally:
-            self.listing.changed(instance.uuid, ctid)
-        LOG.info('Container %d created%s', ctid,
+        LOG.info('Container %d created%s', container.ctid,
                  ' and running' if power_on else '', instance=instance)
 
-    def _start(self, instance, ctid, network_info, nics,
+    def _create(self, instance, template, identity):
+        """Create the instance's container under a free CT ID; its handle.
+
+        Retried with another ID when another vzctl user took the one
+        picked (exit 9 or 44).
+        """
+        for attempt in range(CTID_ATTEMPTS):
+            container = self.listing.new_handle(self.allocator.reserve(),
+                                                instance.uuid)
+            try:
+                container.create(template, resources.disk(instance.flavor),
+                                 identity)
+                return container
+            except (exception.ContainerLocked,
+                    exception.PrivateAreaExists) as e:
+                # Someone else took this ID between our look and create.
+                LOG.warning('CT ID %d was taken (%s), picking another',
+                            container.ctid, e.format_message(),
+                            instance=instance)
+                if attempt == CTID_ATTEMPTS - 1:
+                    raise
+            except Exception:
+                with excutils.save_and_reraise_exception():
+                    self._remove_quietly(container, instance)
+            finally:
+                self.allocator.release(container.ctid)
+
+    def _start(self, instance, container, network_info, nics,
                wait_for_ports=False):
         """Plug the ports, start the container, configure its interfaces.
 
@@ -244,51 +247,32 @@ class OpenVZDriver(driver.ComputeDriver):
                     instance, events, timeout=CONF.vif_plugging_timeout,
                     error_callback=_neutron_failed):
                 network.plug(instance, network_info)
-                self._changing(instance, 'start', ctid, '--wait',
-                               ok_codes=(0, 32))
+                container.start()
         except nova_exception.InstanceEventTimeout:
             if CONF.vif_plugging_is_fatal:
                 raise nova_exception.VirtualInterfaceCreateException()
             LOG.warning('Neutron did not report every port plugged; going '
                         'on since vif_plugging_is_fatal is False',
                         instance=instance)
-        self._configure_interfaces(ctid, nics, every=True)
+        self._configure_interfaces(container, nics, every=True)
 
-    def _configure_interfaces(self, ctid, nics, every=False):
+    def _configure_interfaces(self, container, nics, every=False):
         """Write and apply the interfaces' addresses inside the guest.
 
         ``every``: ``nics`` are all the container's interfaces, so files
         of interfaces detached while it was stopped are forgotten too.
         """
         if nics and not network.routed():
-            hosttools.vzctl('exec2', ctid, '-',
-                            stdin=guestscripts.network_script(nics,
-                                                              prune=every))
+            container.run_script(guestscripts.network_script(nics,
+                                                             prune=every))
 
-    def _create(self, ctid, instance, template, hostname):
-        args = ['create', ctid, '--ostemplate', template,
-                '--layout', resources.layout(instance.flavor),
-                '--diskspace', resources.diskspace_arg(instance.flavor),
-                '--name', instance.uuid,
-                '--description', inventory.describe(instance.uuid,
-                                                    instance.name)]
-        if hostname:
-            args += ['--hostname', hostname]
-        hosttools.vzctl(*args)
-
-    def _remove(self, ctid):
-        """Stop and destroy a container and vzctl's leftover files."""
-        hosttools.vzctl('stop', ctid, '--fast', ok_codes=(0, 14))
-        hosttools.vzctl('destroy', ctid, ok_codes=(0, 14))
-        priv_containers.remove_destroyed_configs(ctid)
-
-    def _remove_quietly(self, ctid, instance):
+    def _remove_quietly(self, container, instance):
         """Clean up after a failed spawn without hiding its error."""
         try:
-            self._remove(ctid)
+            container.remove()
         except Exception:
             LOG.exception('Could not remove container %d after a failed '
-                          'spawn', ctid, instance=instance)
+                          'spawn', container.ctid, instance=instance)
 
     def _disconnect_quietly(self, block_device_info, instance):
         try:
@@ -296,19 +280,6 @@ class OpenVZDriver(driver.ComputeDriver):
         except Exception:
             LOG.exception('Could not disconnect the volumes of a failed '
                           'spawn', instance=instance)
-
-    def _changing(self, instance, *argv, ok_codes=(0,)):
-        """Run a vzctl command that changes the instance's container."""
-        try:
-            return hosttools.vzctl(*argv, ok_codes=ok_codes)
-        finally:
-            self.listing.changed(instance.uuid, argv[1])
-
-    def _container(self, instance):
-        container = self.listing.find(instance.uuid)
-        if container is None:
-            raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
-        return container
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
@@ -323,18 +294,18 @@ class OpenVZDriver(driver.ComputeDriver):
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
-        container = self.listing.find(instance.uuid, fresh=True)
+        try:
+            container = self.listing.handle(instance.uuid, fresh=True)
+        except nova_exception.InstanceNotFound:
+            container = None
         if destroy_disks:
             console.remove(instance)
         if container is None:
             LOG.info('Container already gone', instance=instance)
         elif destroy_disks:
-            try:
-                self._remove(container.ctid)
-            finally:
-                self.listing.forget(instance.uuid)
+            container.remove()
         else:
-            self._changing(instance, 'stop', container.ctid, '--fast')
+            container.stop(fast=True)
         if destroy_vifs:
             network.unplug(instance, network_info, quiet=True)
         if destroy_disks:
@@ -350,15 +321,12 @@ class OpenVZDriver(driver.ComputeDriver):
         Soft: halt inside the container, killed after its STOP_TIMEOUT,
         then start.  Hard: kill, then start.
         """
-        ctid = self._container(instance).ctid
-        console.attach_quietly(instance, ctid)
-        args = ['restart', ctid, '--wait']
-        if reboot_type == 'HARD':
-            args.append('--fast')
+        container = self.listing.handle(instance.uuid)
+        console.attach_quietly(instance, container)
         # Before the restart: the port is deleted with its old device and
         # added again to wait for the new one vzctl makes at start.
         network.replug_switch_ports(instance, network_info)
-        self._changing(instance, *args)
+        container.restart(fast=reboot_type == 'HARD')
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         """Graceful halt within ``timeout`` seconds, else killed.
@@ -367,32 +335,29 @@ class OpenVZDriver(driver.ComputeDriver):
         STOP_TIMEOUT expires, so ``retry_interval`` has nothing to repeat.
         The ports are unplugged once the container is down.
         """
-        ctid = self._container(instance).ctid
+        container = self.listing.handle(instance.uuid)
         if not timeout:
-            self._changing(instance, 'stop', ctid, '--fast')
+            container.stop(fast=True)
         else:
-            saved = self.host_config.container_config(ctid)
-            if saved.get('STOP_TIMEOUT') != str(timeout):
-                hosttools.vzctl('set', ctid, '--save', '--stop-timeout',
-                                timeout)
-            self._changing(instance, 'stop', ctid)
+            if container.stop_timeout != timeout:
+                container.configure(settings.Power(timeout))
+            container.stop()
         network.unplug(instance, instance.get_network_info(), quiet=True)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
-        ctid = self._container(instance).ctid
-        netif = self.host_config.container_config(ctid).get('NETIF')
-        console.attach_quietly(instance, ctid)
-        self._start(instance, ctid, network_info,
-                    network.nics(network_info, netif))
+        container = self.listing.handle(instance.uuid)
+        console.attach_quietly(instance, container)
+        self._start(instance, container, network_info,
+                    network.nics(network_info, container.interfaces))
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
-        container = self._container(instance)
+        container = self.listing.handle(instance.uuid)
         if power.from_vzlist(container.status) != power_state.RUNNING:
             self.power_on(context, instance, network_info, block_device_info)
         else:
-            console.attach_quietly(instance, container.ctid)
+            console.attach_quietly(instance, container)
             network.plug(instance, network_info)
 
     # Networking --------------------------------------------------------------
@@ -405,38 +370,32 @@ class OpenVZDriver(driver.ComputeDriver):
 
     def attach_interface(self, context, instance, image_meta, vif):
         """Give the container a new port; live when it runs."""
-        container = self._container(instance)
+        container = self.listing.handle(instance.uuid)
         if network.routed():
             raise nova_exception.InterfaceAttachFailed(
                 instance_uuid=instance.uuid)
-        netif = self.host_config.container_config(container.ctid).get('NETIF')
-        nic = network.nics([vif], netif)[0]
+        nic = network.nics([vif], container.interfaces)[0]
         network.plug(instance, [vif])
-        running = power.from_vzlist(container.status) == power_state.RUNNING
         try:
             # Live on a running container; saved for the next start anyway.
-            self._changing(instance, 'set', container.ctid, '--save',
-                           '--netif_add', nic.netif_add())
-            if running:
-                self._configure_interfaces(container.ctid, [nic])
+            container.configure(settings.AddedPort(nic))
+            if container.running:
+                self._configure_interfaces(container, [nic])
         except Exception:
             with excutils.save_and_reraise_exception():
                 network.unplug(instance, [vif], quiet=True)
 
     def detach_interface(self, context, instance, vif):
-        container = self._container(instance)
-        netif = self.host_config.container_config(container.ctid).get('NETIF')
-        ifname = network.interface_of(vif, netif)
+        container = self.listing.handle(instance.uuid)
+        ifname = network.interface_of(vif, container.interfaces)
         if ifname is None:
             LOG.warning('Port %s is not in the container; nothing to detach',
                         vif['id'], instance=instance)
         else:
-            if power.from_vzlist(container.status) == power_state.RUNNING:
-                hosttools.vzctl(
-                    'exec2', container.ctid, '-',
-                    stdin=guestscripts.remove_interface_script(ifname))
-            self._changing(instance, 'set', container.ctid, '--save',
-                           '--netif_del', ifname)
+            if container.running:
+                container.run_script(
+                    guestscripts.remove_interface_script(ifname))
+            container.configure(settings.RemovedPort(ifname))
         network.unplug(instance, [vif])
 
     # Inside the guest ----------------------------------------------------
@@ -446,7 +405,7 @@ class OpenVZDriver(driver.ComputeDriver):
 
         Each byte is one character (Latin-1); Nova's API returns ASCII.
         """
-        return console.output(instance, self._container(instance).ctid)
+        return console.output(instance, self.listing.handle(instance.uuid))
 
     def set_admin_password(self, instance, new_pass):
         """Set the password with the guest's chpasswd; never in an argv."""
@@ -458,8 +417,7 @@ class OpenVZDriver(driver.ComputeDriver):
             script = guestscripts.password_script(user, new_pass)
         except ValueError as e:
             raise nova_exception.InvalidInput(reason=str(e))
-        ctid = self._container(instance).ctid
-        hosttools.vzctl('exec2', ctid, '-', stdin=script)
+        self.listing.handle(instance.uuid).run_script(script)
 
     # Images ---------------------------------------------------------------
 
@@ -468,14 +426,11 @@ class OpenVZDriver(driver.ComputeDriver):
 
     def snapshot(self, context, instance, image_id, update_task_state):
         """Snapshot a running or stopped server without stopping it."""
-        container = self.listing.find(instance.uuid, fresh=True)
-        if container is None:
+        try:
+            container = self.listing.handle(instance.uuid, fresh=True)
+        except nova_exception.InstanceNotFound:
             raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
-        layout = self.host_config.container_config(container.ctid).get(
-            'VE_LAYOUT') or self.host_config.default_layout
-        snapshots.snapshot(context, instance, container.ctid,
-                           layout.partition(':')[0],
-                           container.status == 'running', image_id,
+        snapshots.snapshot(context, instance, container, image_id,
                            update_task_state)
 
     # Volumes ---------------------------------------------------------------
@@ -493,22 +448,16 @@ class OpenVZDriver(driver.ComputeDriver):
 
     def attach_volume(self, context, connection_info, instance, mountpoint,
                       disk_bus=None, device_type=None, encryption=None):
-        ctid = self._container(instance).ctid
-        try:
-            self.volumes.attach(ctid, connection_info, mountpoint,
-                                encryption)
-        finally:
-            self.listing.changed(instance.uuid, ctid)
+        self.volumes.attach(self.listing.handle(instance.uuid),
+                            connection_info, mountpoint, encryption)
 
     def detach_volume(self, context, connection_info, instance, mountpoint,
                       encryption=None):
-        container = self.listing.find(instance.uuid, fresh=True)
-        ctid = container.ctid if container is not None else None
         try:
-            self.volumes.detach(ctid, connection_info, mountpoint)
-        finally:
-            if ctid is not None:
-                self.listing.changed(instance.uuid, ctid)
+            container = self.listing.handle(instance.uuid, fresh=True)
+        except nova_exception.InstanceNotFound:
+            container = None
+        self.volumes.detach(container, connection_info, mountpoint)
 
     def extend_volume(self, context, connection_info, instance,
                       requested_size):
@@ -524,15 +473,6 @@ def _neutron_failed(event_name, instance):
 
 def _is_executable(path):
     return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
-def _version_number(text):
-    """``vzctl version 4.11.1`` -> 4011001, Nova's integer form."""
-    match = _VERSION_RE.search(text)
-    if not match:
-        raise ValueError('unexpected version output %r' % text.strip())
-    major, minor, micro = (int(part or 0) for part in match.groups())
-    return major * 1000000 + minor * 1000 + micro
 
 
 def _checked_hostname(instance):

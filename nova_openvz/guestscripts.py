@@ -1,4 +1,9 @@
-"""Configuration written inside the guest.
+"""Shell scripts the driver runs inside a container.
+
+Each function returns one script for
+:meth:`nova_openvz.container.Container.run_script` (``vzctl exec2 <CT>
+-``): the guest's network configuration, its password, and the device
+nodes of attached volumes.
 
 vzctl configures the host name, DNS and venet addresses inside a container
 with its distribution scripts; the addresses of veth interfaces are the
@@ -226,3 +231,22 @@ def password_script(user, password):
             "    printf '%%s\\n%%s\\n' \"$pw\" \"$pw\" | "
             "passwd '%(user)s' >/dev/null\n"
             "fi\n" % {'eof': eof, 'user': user, 'password': password})
+
+
+def make_node_script(name, major, minor):
+    """Make block device node ``/dev/<name>`` now (a volume attaching).
+
+    The same line as the container's start script keeps
+    (:mod:`nova_openvz.privsep.containers`).
+    """
+    return 'rm -f /dev/%s; mknod -m 0660 /dev/%s b %d %d\n' % (
+        name, name, major, minor)
+
+
+def remove_node_script(name):
+    """Remove device node ``/dev/<name>`` (a volume detaching)."""
+    return 'rm -f /dev/%s\n' % name
+
+
+#: Prints the container's mount table (which file systems use a volume).
+MOUNTINFO_SCRIPT = 'cat /proc/self/mountinfo\n'

@@ -1,23 +1,24 @@
 """The one place that runs OpenVZ host tools.
 
 Every vzctl, vzlist and ploop call goes through :func:`run`: it hands the
-argv to the privileged helper, logs the call with its duration, retries a
-container locked by another vzctl (exit code 9) with a growing wait, and
-turns any other failure into a typed exception that carries the tool's own
-message and exit code.  The one call that outlives its caller, a console
-logger's ``vzctl console``, is logged and mapped the same way by
-:func:`attach_console`.
+argv (built by :mod:`nova_openvz.vz4` from the table of commands) to the
+privileged helper, logs the call with its duration, retries a container
+locked by another vzctl (exit code 9) with a growing wait, and turns any
+other failure into a typed exception that carries the tool's own message
+and exit code.  The helper's other programs come back the same way, as one
+:data:`nova_openvz.privsep.Result` that :func:`_error_for` translates:
+``tar`` packing an image (:func:`pack`) and the console logger's ``vzctl
+console``, the one call that outlives its caller (:func:`attach_console`).
 """
 
 import collections
-import contextlib
 import time
 
 from oslo_log import log as logging
-from oslo_utils import excutils
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
+from nova_openvz import privsep
 from nova_openvz.privsep import console as priv_console
 from nova_openvz.privsep import tools as priv_tools
 
@@ -104,15 +105,19 @@ def _invoke(tool, argv, stdin):
         tool, argv, CONF.openvz.tool_timeout, stdin))
 
 
-def _record(tool, argv, started, result):
-    """Log a finished call and tell the listeners; its :class:`ToolCall`."""
-    exit_code, stdout, stderr = result
-    call = ToolCall(tool, tuple(argv), exit_code, stdout, stderr,
-                    time.monotonic() - started)
+def _record(tool, argv, started, result, listened=True):
+    """Log a finished call (and tell the listeners); its :class:`ToolCall`.
+
+    :param result: the helper's :data:`nova_openvz.privsep.Result`, as
+        it crossed the boundary (a plain sequence).
+    """
+    result = privsep.Result(*result)
+    call = ToolCall(tool, tuple(argv), result.exit_code, result.stdout,
+                    result.stderr, time.monotonic() - started)
     LOG.debug('%(tool)s %(argv)s exited %(code)s in %(secs).3fs',
-              {'tool': tool, 'argv': ' '.join(argv), 'code': exit_code,
+              {'tool': tool, 'argv': ' '.join(argv), 'code': call.exit_code,
                'secs': call.seconds})
-    for listener in list(_listeners):
+    for listener in list(_listeners) if listened else ():
         listener(call)
     return call
 
@@ -141,49 +146,16 @@ def run(tool, *argv, ok_codes=(0,), stdin=None):
     raise _error_for(call)
 
 
-def vzctl(*argv, ok_codes=(0,), stdin=None):
-    return run('vzctl', *argv, ok_codes=ok_codes, stdin=stdin)
+def pack(entrypoint, *args, what):
+    """Run a privileged ``tar`` packing ``what``; raise if it failed.
 
-
-def vzlist(*argv, ok_codes=(0,)):
-    return run('vzlist', *argv, ok_codes=ok_codes)
-
-
-def ploop(*argv, ok_codes=(0,)):
-    return run('ploop', *argv, ok_codes=ok_codes)
-
-
-@contextlib.contextmanager
-def undone_by(undo, *args):
-    """Run ``undo(*args)`` after the block; its error wins only on success.
-
-    When the block failed, a failing undo is logged and the block's own
-    error is what the caller (and the server's fault) sees.
+    The listeners hear of vzctl, vzlist and ploop only, as before.
     """
-    try:
-        yield
-    except BaseException:
-        with excutils.save_and_reraise_exception():
-            try:
-                undo(*args)
-            except Exception:
-                LOG.exception('Cleanup step %s%r failed', undo.__name__,
-                              args)
-    else:
-        undo(*args)
-
-
-def check_packed(result, what):
-    """Turn the helper's ``(exit_code, stderr)`` into success or an error."""
-    code, stderr = result
-    if code is None:
-        raise exception.ToolTimeout(tool='tar', command=what,
-                                    timeout=CONF.openvz.tool_timeout)
-    if code != 0:
-        lines = [line for line in stderr.splitlines() if line.strip()]
-        raise exception.HostToolError(
-            tool='tar', command=what, exit_code=code, stderr=stderr,
-            detail=' '.join(lines[-5:]) or '(no output)')
+    call = _record('tar', (what,), time.monotonic(), entrypoint(*args),
+                   listened=False)
+    if call.exit_code != 0:
+        raise _error_for(call)
+    return call
 
 
 def attach_console(ctid, directory):
@@ -196,12 +168,12 @@ def attach_console(ctid, directory):
     :raises: a :class:`nova_openvz.exception.HostToolError` subclass with
         vzctl's message and exit code when it cannot attach.
     """
+    if priv_console.console_logger_attached(int(ctid), directory):
+        return None
     started = time.monotonic()
     result = priv_console.start_console_logger(
         int(ctid), directory, CONF.openvz.console_log_max_bytes,
         min(CONF.openvz.tool_timeout, CONSOLE_ATTACH_TIMEOUT))
-    if result is None:
-        return None
     call = _record('vzctl', ('console', str(ctid)), started, result)
     if call.exit_code != 0:
         raise _error_for(call)

@@ -29,9 +29,12 @@ from oslo_log import log as logging
 from oslo_utils import fileutils
 
 from nova_openvz import conf as openvz_conf
+from nova_openvz import container
 from nova_openvz import exception
 from nova_openvz import hosttools
+from nova_openvz import privsep
 from nova_openvz.privsep import images as priv_images
+from nova_openvz import rollback
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -168,12 +171,13 @@ def verify_download(context, image_id, path):
 class TemplateCache(object):
     """The host's OS template cache, filled from Glance."""
 
-    def __init__(self, host_config):
-        self.host_config = host_config
+    @property
+    def directory(self):
+        return privsep.paths().template_cache_dir
 
     def cached(self, name):
         for suffix in SUFFIXES:
-            path = os.path.join(self.host_config.template_cache_dir,
+            path = os.path.join(self.directory,
                                 name + suffix)
             if os.path.exists(path):
                 return path
@@ -207,7 +211,7 @@ class TemplateCache(object):
     def templates(self):
         """``{file name: image id}`` of the templates this driver cached."""
         try:
-            names = os.listdir(self.host_config.template_cache_dir)
+            names = os.listdir(self.directory)
         except OSError as e:
             LOG.warning('Cannot list the template cache: %s', e)
             return {}
@@ -238,8 +242,7 @@ class TemplateCache(object):
                 continue
             if not CONF.image_cache.remove_unused_base_images:
                 continue
-            path = os.path.join(self.host_config.template_cache_dir,
-                                filename)
+            path = os.path.join(self.directory, filename)
             # The spawn lock: never remove what a spawn is about to use.
             with lockutils.lock(lock_name(image_id), external=True):
                 try:
@@ -284,8 +287,16 @@ def _remove_staged(work, packed):
         os.unlink(packed)
 
 
+def _ploop(argv):
+    hosttools.run('ploop', *argv)
+
+
 def _umount_ploop(mount_dir):
-    hosttools.ploop('umount', '-m', mount_dir)
+    _ploop(_TOOLS.umount_image(mount_dir))
+
+
+#: The tool generation's renderer (see :mod:`nova_openvz.vz4`).
+_TOOLS = container.Container.tools
 
 
 @contextlib.contextmanager
@@ -316,7 +327,7 @@ def _convert_ploop(context, instance, image_id, filename):
                           priv_images.ploop_pack_name(image_id))
     _remove_staged(work, packed)   # a leftover of a crashed attempt
     started = time.monotonic()
-    with hosttools.undone_by(_remove_staged, work, packed):
+    with rollback.undone_by(_remove_staged, work, packed):
         os.mkdir(work, 0o755)
         delta = os.path.join(work, priv_images.PLOOP_DELTA)
         nova_images.fetch(context, image_id, delta,
@@ -325,17 +336,15 @@ def _convert_ploop(context, instance, image_id, filename):
         fetched = time.monotonic()
         mount_dir = priv_images.ploop_mount_dir(image_id)
         with _bad_image_errors(image_id, work, mount_dir):
-            hosttools.ploop('restore-descriptor', '-f', 'ploop1', work,
-                            delta)
+            _ploop(_TOOLS.restore_descriptor(work, delta))
             priv_images.make_ploop_mount_dir(image_id)
-            with hosttools.undone_by(priv_images.remove_ploop_mount_dir,
-                                     image_id):
-                hosttools.ploop('mount', '-r', '-m', mount_dir, os.path.join(
-                    work, priv_images.PLOOP_DESCRIPTOR))
-                with hosttools.undone_by(_umount_ploop, mount_dir):
-                    hosttools.check_packed(
-                        priv_images.pack_ploop_image(image_id),
-                        'ploop image %s' % image_id)
+            with rollback.undone_by(priv_images.remove_ploop_mount_dir,
+                                    image_id):
+                _ploop(_TOOLS.mount_image(mount_dir, os.path.join(
+                    work, priv_images.PLOOP_DESCRIPTOR)))
+                with rollback.undone_by(_umount_ploop, mount_dir):
+                    hosttools.pack(priv_images.pack_ploop_image, image_id,
+                                   what='ploop image %s' % image_id)
         priv_images.install_template(packed, filename)
     LOG.info('Converted ploop image %(image)s to a template: download '
              '%(fetch).1fs, conversion %(convert).1fs',

@@ -6,35 +6,37 @@ instance name Nova shows as ``instance_name``).  That is how the driver
 recognises its containers after any restart, without a database.
 
 State comes from ``vzlist -a -j``: one call lists every container, and the
-result answers every query of a periodic cycle until it expires or the
-driver changes something.
+result answers every query of a periodic cycle until it expires or a
+container handle (:class:`nova_openvz.container.Container`, which the
+listing hands out) changes something.
 """
 
-import json
 import os
 import re
 import threading
 import time
 
 import nova.conf  # noqa: F401  ([DEFAULT] host, used in descriptions)
+from nova import exception as nova_exception
 from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from nova_openvz import conf as openvz_conf
+from nova_openvz import container as container_handle
 from nova_openvz import exception
 from nova_openvz import hosttools
+from nova_openvz import privsep
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
-
-#: vzlist fields the driver reads; all are valid in JSON output.
-LIST_FIELDS = ('ctid', 'name', 'description', 'status', 'cpus', 'physpages')
+#: The tool generation's renderer and parsers (see :mod:`nova_openvz.vz4`).
+_TOOLS = container_handle.Container.tools
 
 _CTID_FILE_RE = re.compile(r'^([0-9]+)(\.conf.*)?$')
 _UNSAFE_RE = re.compile(r'[^A-Za-z0-9._-]')
 
 
-class Container(object):
+class ContainerRecord(object):
     """One container as vzlist reported it."""
 
     def __init__(self, record):
@@ -79,59 +81,14 @@ def owner_uuid(record):
     return name if words.get('nova-instance') == name else None
 
 
-#: vzlist -j's fixed layout (reference 3.5): each container an object
-#: between lines "  {" and "  }", each field on a line of its own that
-#: starts with four spaces and its quoted name.
-_RECORD_RE = re.compile(r'^  \{\n(.*?)\n  \}', re.MULTILINE | re.DOTALL)
-_FIELD_RE = re.compile(r'^    "([a-z0-9_.]+)": ', re.MULTILINE)
-
-
-def _field_value(text):
-    """One field's value; a string is taken as printed, quotes and all."""
-    text = text.rstrip().rstrip(',')
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return text[1:-1]
-    return json.loads(text)
-
-
-def _records_by_layout(stdout):
-    """Records of a listing that is not valid JSON.
-
-    vzlist 4.x prints strings without escaping them, so one container with
-    a quote in its description (made by anyone, not only Nova) breaks the
-    JSON of the whole listing.  Config values hold no newline, so the
-    line layout still delimits every field.
-    """
-    records = []
-    for body in _RECORD_RE.findall(stdout):
-        starts = list(_FIELD_RE.finditer(body))
-        record = {}
-        for this, following in zip(starts, starts[1:] + [None]):
-            end = following.start() if following else len(body)
-            try:
-                record[this.group(1)] = _field_value(body[this.end():end])
-            except ValueError:
-                record[this.group(1)] = None
-        records.append(record)
-    return records
-
-
 def _parse_listing(stdout):
-    try:
-        records = json.loads(stdout or '[]')
-    except ValueError as e:
-        records = _records_by_layout(stdout)
-        if not records:
-            raise exception.HostToolError(
-                tool='vzlist', command='-j', exit_code=0,
-                detail='unreadable JSON output: %s' % e)
     found = []
-    for record in records:
+    for record in _TOOLS.listing_records(stdout):
         if not isinstance(record.get('ctid'), int):
             LOG.warning('Ignoring a vzlist record without a CT ID: %r',
                         record)
             continue
-        found.append(Container(record))
+        found.append(ContainerRecord(record))
     return found
 
 
@@ -173,7 +130,7 @@ class ContainerListing(object):
                     self._ctids.discard(gone.ctid)
 
     def _list_all_locked(self):
-        call = hosttools.vzlist('-a', '-j', '-o', ','.join(LIST_FIELDS))
+        call = hosttools.run('vzlist', *_TOOLS.list_all())
         containers = _parse_listing(call.stdout)
         self._ctids = {c.ctid for c in containers}
         self._by_uuid = {c.instance_uuid: c for c in containers
@@ -183,9 +140,8 @@ class ContainerListing(object):
 
     def _reread_stale_locked(self):
         ctids = sorted(set(self._stale.values()))
-        call = hosttools.vzlist('-j', '-o', ','.join(LIST_FIELDS),
-                                *[str(ctid) for ctid in ctids],
-                                ok_codes=(0, 1))
+        call = hosttools.run('vzlist', *_TOOLS.list_some(ctids),
+                             ok_codes=(0, 1))
         found = {c.instance_uuid: c for c in _parse_listing(call.stdout)
                  if c.instance_uuid}
         for instance_uuid in self._stale:
@@ -208,7 +164,7 @@ class ContainerListing(object):
             return self._by_uuid, self._ctids
 
     def all(self, fresh=False):
-        """Nova's containers as ``{instance_uuid: Container}``."""
+        """Nova's containers as ``{instance_uuid: ContainerRecord}``."""
         return dict(self._current(fresh)[0])
 
     def used_ctids(self):
@@ -231,6 +187,20 @@ class ContainerListing(object):
                 return self._current(fresh=True)[0].get(instance_uuid)
         return self._current()[0].get(instance_uuid)
 
+    def handle(self, instance_uuid, fresh=False):
+        """The :class:`~nova_openvz.container.Container` of an instance.
+
+        :raises: InstanceNotFound when it has none.
+        """
+        record = self.find(instance_uuid, fresh=fresh)
+        if record is None:
+            raise nova_exception.InstanceNotFound(instance_id=instance_uuid)
+        return self.new_handle(record.ctid, instance_uuid, record.status)
+
+    def new_handle(self, ctid, instance_uuid, status=None):
+        """A handle for container ``ctid`` that reports its changes here."""
+        return container_handle.Container(ctid, instance_uuid, self, status)
+
 
 class CtidAllocator(object):
     """Hands out free container IDs without races.
@@ -241,16 +211,15 @@ class CtidAllocator(object):
     against other processes; the caller retries with a new ID then.
     """
 
-    def __init__(self, listing, host_config):
+    def __init__(self, listing):
         self._listing = listing
-        self._host_config = host_config
         self._lock = threading.Lock()
         self._reserved = set()
 
     def _ids_on_disk(self):
         found = set()
-        for directory in (self._host_config.conf_dir,
-                          self._host_config.private_parent()):
+        host = privsep.paths()
+        for directory in (host.conf_dir, host.private_parent()):
             try:
                 names = os.listdir(directory)
             except OSError as e:

@@ -30,7 +30,7 @@ import os_vif
 from oslo_log import log as logging
 
 from nova_openvz import conf as openvz_conf
-from nova_openvz import vzconf
+from nova_openvz import settings as vz_settings
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -53,6 +53,8 @@ class Nic(object):
         self.port_id = vif['id']
         self.mac = vif['address'].upper()
         self.host_ifname = _host_ifname(vif)
+        #: The host end's MAC; None leaves it to vzctl.
+        self.host_mac = None
         self.mtu = vif['network'].get_meta('mtu') if vif.get('network') \
             else None
         self.addresses = []
@@ -90,11 +92,6 @@ class Nic(object):
             return osvif.bridge_name
         return None
 
-    def netif_add(self):
-        """``--netif_add``'s value: the host MAC is left to vzctl."""
-        return '%s,%s,%s,,%s' % (self.ifname, self.mac, self.host_ifname,
-                                 self.bridge or '')
-
 
 def _check_name(name, vif):
     if not _IFNAME_RE.match(name or ''):
@@ -128,15 +125,16 @@ def routed():
     return CONF.openvz.network_mode == 'routed'
 
 
-def nics(network_info, netif=None):
+def nics(network_info, devices=()):
     """The ports of ``network_info`` as :class:`Nic`, in order.
 
-    ``netif`` is the container's NETIF value: a port whose device is
-    already there keeps its container interface name (the host end of each
-    veth is named after the port's device, so NETIF alone says which port
-    each interface carries); new ports get the lowest free ``ethN``.
+    ``devices`` are the container's veth devices
+    (:attr:`nova_openvz.container.Container.interfaces`): a port whose
+    device is already there keeps its container interface name (the host
+    end of each veth is named after the port's device, so they alone say
+    which port each interface carries); new ports get the lowest free
+    ``ethN``.
     """
-    devices = vzconf.netif_devices(netif)
     by_host_name = {d.get('host_ifname'): d['ifname'] for d in devices}
     taken = {d['ifname'] for d in devices}
     result = []
@@ -160,33 +158,27 @@ def _free_ifname(taken):
     return 'eth%d' % index
 
 
-def interface_of(vif, netif):
+def interface_of(vif, devices):
     """The container interface carrying port ``vif``, or None."""
-    for device in vzconf.netif_devices(netif):
+    for device in devices:
         if device.get('host_ifname') == _host_ifname(vif):
             return device['ifname']
     return None
 
 
-def set_args(nic_list):
-    """vzctl set arguments that give the container these ports."""
-    args = []
-    if routed():
-        for nic in nic_list:
-            for address in nic.addresses:
-                args += ['--ipadd', address.address]
-    else:
-        for nic in nic_list:
-            args += ['--netif_add', nic.netif_add()]
+def settings(nic_list):
+    """The :class:`~nova_openvz.settings.Ports` giving a container these.
+
+    Each nameserver once; the search domain is the domain Nova gives
+    instance host names.
+    """
     nameservers = []
     for nic in nic_list:
         nameservers += [ns for ns in nic.nameservers if ns not in nameservers]
-    for nameserver in nameservers:
-        args += ['--nameserver', nameserver]
-    # The search domain is the domain Nova gives instance host names.
-    if nic_list and CONF.api.dhcp_domain:
-        args += ['--searchdomain', CONF.api.dhcp_domain]
-    return args
+    return vz_settings.Ports(
+        nics=tuple(nic_list), routed=routed(),
+        nameservers=tuple(nameservers),
+        searchdomain=(CONF.api.dhcp_domain or '') if nic_list else '')
 
 
 def to_osvif(vif):

@@ -30,6 +30,7 @@ import os_resource_classes as orc
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import extra_specs
+from nova_openvz import settings
 
 CONF = openvz_conf.CONF
 
@@ -46,10 +47,9 @@ def layout(flavor):
     return extra_specs.value(flavor, 'layout', CONF.openvz.layout)
 
 
-def diskspace_arg(flavor):
-    """``--diskspace`` value: soft and hard limit both at root_gb."""
-    size = root_gb(flavor)
-    return '%dG:%dG' % (size, size)
+def disk(flavor):
+    """A new container's disk: the flavor's layout, root_gb as its size."""
+    return settings.Disk(layout(flavor), root_gb(flavor))
 
 
 def _cpuunits(flavor):
@@ -108,31 +108,25 @@ def _disk_qos(flavor, name):
     return min(values) if values else None
 
 
-def flavor_settings(flavor, swap_mb=None):
-    """``vzctl set`` options that give a container its flavor's limits.
+def limits(flavor, swap_mb=None):
+    """The :class:`~nova_openvz.settings.Limits` of a flavor.
 
     :param swap_mb: the swap size when a swap block device mapping changes
         the flavor's.
     """
     swap = flavor.swap if swap_mb is None else swap_mb
-    args = ['--ram', '%dM' % flavor.memory_mb,
-            '--swap', '%dM' % (swap or 0),
-            '--cpus', str(flavor.vcpus),
-            '--cpuunits', str(_cpuunits(flavor))]
-    cpulimit = _cpulimit(flavor)
-    if cpulimit is not None:
-        args += ['--cpulimit', str(cpulimit)]
-    for name in ('ioprio', 'iolimit', 'iopslimit', 'numproc', 'numfile'):
-        spec = extra_specs.value(flavor, name)
-        if spec is None and name == 'iolimit':
-            qos = _disk_qos(flavor, name)
-            # --iolimit takes MB/s unless a unit is given.
-            spec = None if qos is None else '%dB' % qos
-        elif spec is None and name == 'iopslimit':
-            spec = _disk_qos(flavor, name)
-        if spec is not None:
-            args += ['--' + name, str(spec)]
-    return args
+    specs = {name: extra_specs.value(flavor, name)
+             for name in ('ioprio', 'iolimit', 'iopslimit', 'numproc',
+                          'numfile')}
+    return settings.Limits(
+        ram_mb=flavor.memory_mb, swap_mb=swap or 0, cpus=flavor.vcpus,
+        cpuunits=_cpuunits(flavor), cpulimit=_cpulimit(flavor),
+        ioprio=specs['ioprio'], iolimit_mbps=specs['iolimit'],
+        iolimit_bps=(None if specs['iolimit'] is not None
+                     else _disk_qos(flavor, 'iolimit')),
+        iopslimit=(specs['iopslimit'] if specs['iopslimit'] is not None
+                   else _disk_qos(flavor, 'iopslimit')),
+        numproc=specs['numproc'], numfile=specs['numfile'])
 
 
 def disk_gb(path):

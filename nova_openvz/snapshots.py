@@ -26,6 +26,7 @@ from oslo_utils import fileutils
 from nova_openvz import conf as openvz_conf
 from nova_openvz import hosttools
 from nova_openvz.privsep import images as priv_images
+from nova_openvz import rollback
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -33,49 +34,33 @@ CONF = openvz_conf.CONF
 IMAGE_API = glance.API()
 
 
-def _thaw(ctid):
-    hosttools.vzctl('chkpnt', ctid, '--resume')
-
-
 @contextlib.contextmanager
-def _frozen(ctid, running):
+def _frozen(container, running):
     """Freeze a running container's processes for the block."""
     if not running:
         yield
         return
-    hosttools.vzctl('chkpnt', ctid, '--suspend')
-    with hosttools.undone_by(_thaw, ctid):
+    container.freeze()
+    with rollback.undone_by(container.thaw):
         yield
 
 
-def _delete_snapshot(ctid, guid):
-    hosttools.vzctl('snapshot-delete', ctid, '--id', guid)
-
-
-def _umount_snapshot(ctid, guid):
-    hosttools.vzctl('snapshot-umount', ctid, '--id', guid)
-
-
-def _pack_ploop(ctid, running, filename):
+def _pack_ploop(container, running, filename):
     guid = str(uuid.uuid4())
-    with _frozen(ctid, running):
-        hosttools.vzctl('snapshot', ctid, '--id', guid, '--skip-suspend',
-                        '--skip-config')
-    with hosttools.undone_by(_delete_snapshot, ctid, guid):
+    with _frozen(container, running):
+        container.snapshot(guid)
+    with rollback.undone_by(container.delete_snapshot, guid):
         target = priv_images.make_snapshot_mount_dir(guid)
-        with hosttools.undone_by(priv_images.remove_snapshot_mount_dir, guid):
-            hosttools.vzctl('snapshot-mount', ctid, '--id', guid,
-                            '--target', target)
-            with hosttools.undone_by(_umount_snapshot, ctid, guid):
-                hosttools.check_packed(
-                    priv_images.pack_snapshot(guid, filename),
-                    'snapshot of CT %d' % ctid)
+        with rollback.undone_by(priv_images.remove_snapshot_mount_dir, guid):
+            container.mount_snapshot(guid, target)
+            with rollback.undone_by(container.umount_snapshot, guid):
+                hosttools.pack(priv_images.pack_snapshot, guid, filename,
+                               what='snapshot of CT %d' % container.ctid)
 
 
-def _pack_simfs(ctid, running, filename):
-    with _frozen(ctid, running):
-        hosttools.check_packed(priv_images.pack_private_area(ctid, filename),
-                               'private area of CT %d' % ctid)
+def _pack_simfs(container, running, filename):
+    with _frozen(container, running):
+        container.pack_private_area(filename)
 
 
 def _remove(path):
@@ -83,20 +68,22 @@ def _remove(path):
         os.unlink(path)
 
 
-def snapshot(context, instance, ctid, layout, running, image_id,
-             update_task_state):
-    """Snapshot container ``ctid`` into the Glance image ``image_id``."""
+def snapshot(context, instance, container, image_id, update_task_state):
+    """Snapshot the instance's container into the Glance image ``image_id``.
+
+    :param container: its :class:`~nova_openvz.container.Container`.
+    """
     update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
     fileutils.ensure_tree(CONF.openvz.image_staging_dir)
     filename = 'snapshot-%s.tar.gz' % image_id
     path = os.path.join(CONF.openvz.image_staging_dir, filename)
     _remove(path)   # a leftover of a crashed attempt would block O_EXCL
-    with hosttools.undone_by(_remove, path):
-        if layout == 'ploop':
-            _pack_ploop(ctid, running, filename)
+    with rollback.undone_by(_remove, path):
+        if container.layout == 'ploop':
+            _pack_ploop(container, container.running, filename)
         else:
-            _pack_simfs(ctid, running, filename)
-        LOG.info('Packed CT %d into %d bytes for image %s', ctid,
+            _pack_simfs(container, container.running, filename)
+        LOG.info('Packed CT %d into %d bytes for image %s', container.ctid,
                  os.path.getsize(path), image_id, instance=instance)
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
                           expected_state=task_states.IMAGE_PENDING_UPLOAD)

@@ -4,15 +4,17 @@ os-brick connects a volume on the host, as for any Nova driver.  The
 container then gets the host's block device under the name Nova assigned
 (``/dev/vdb``...):
 
-* ``vzctl set <CTID> --devices b:<major>:<minor>:rw --save`` lets the
-  container use the device (vzctl applies it live and keeps it in DEVICES);
-* the node is made inside: at once with ``vzctl exec2 <CTID> mknod ...``
-  when the container runs, and at every later start by the container's
-  ``<CTID>.start`` action script, which vzctl runs inside the container
-  before init (see
-  :func:`nova_openvz.privsep.containers.set_volume_node`).  So the volume
-  survives reboots and stop/start, and a volume given at boot is
-  there before the container's init runs.
+* the privileged helper looks at the device os-brick gave, refuses one the
+  host uses, and records its node in the container's ``<CTID>.start``
+  action script, which vzctl runs inside the container at every start
+  before init (:func:`nova_openvz.privsep.containers.grant_volume`).  So
+  the volume survives reboots and stop/start, and a volume given at boot
+  is there before the container's init runs;
+* the container may use the device (a :class:`~nova_openvz.settings.
+  DeviceAccess` setting: ``vzctl set --devices``, applied live and kept in
+  DEVICES), which the helper allows only for a recorded device;
+* the node is made inside at once when the container runs (a guest script,
+  :func:`nova_openvz.guestscripts.make_node_script`).
 
 Detach refuses while a file system of the volume is mounted inside the
 container (the guest must unmount it, as it would release a virtio disk),
@@ -28,9 +30,6 @@ The flavor's ephemeral disk is a second file system, labelled
 cloud-init's default ``mounts`` and Nova's libvirt guests put it.
 """
 
-import os
-import stat
-
 from nova import exception as nova_exception
 from nova import utils as nova_utils
 from nova.virt import driver
@@ -41,9 +40,10 @@ from oslo_utils import excutils
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
-from nova_openvz import hosttools
+from nova_openvz import guestscripts
 from nova_openvz import privsep
 from nova_openvz.privsep import containers as priv_containers
+from nova_openvz import settings
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -52,8 +52,6 @@ CONF = openvz_conf.CONF
 ROOT_DEVICE_NAME = '/dev/vda'
 #: Where the ephemeral disk is mounted inside the container.
 EPHEMERAL_MOUNTPOINT = '/mnt'
-#: vzctl exec2 on a stopped container.
-EXIT_NOT_RUNNING = 31
 
 
 def connector_properties():
@@ -116,29 +114,6 @@ def disconnect(connection_info):
                 'disconnect_volume', connection_info.get('data') or {}, None)
 
 
-def block_numbers(path):
-    """(major, minor) of the block device at ``path``."""
-    try:
-        info = os.stat(path)
-    except OSError as e:
-        raise exception.VolumeNotABlockDevice(path=path, reason=e.strerror)
-    if not stat.S_ISBLK(info.st_mode):
-        raise exception.VolumeNotABlockDevice(path=path,
-                                              reason='not a block device')
-    return os.major(info.st_rdev), os.minor(info.st_rdev)
-
-
-def devices_arg(major, minor, access='rw'):
-    return 'b:%d:%d:%s' % (major, minor, access)
-
-
-def _make_node_now(ctid, name, major, minor):
-    """Make the node in a running container (a stopped one: at start)."""
-    hosttools.vzctl('exec2', ctid, 'rm -f /dev/%s; mknod -m 0660 /dev/%s b '
-                    '%d %d' % (name, name, major, minor),
-                    ok_codes=(0, EXIT_NOT_RUNNING))
-
-
 def check_boot(instance, block_device_info):
     """Refuse what the container cannot boot with, before making anything."""
     root = driver.block_device_info_get_root_device(block_device_info)
@@ -168,34 +143,38 @@ def swap_mb(instance, block_device_info):
     return instance.flavor.swap or 0
 
 
+def _now(function, *args, **kwargs):
+    return function(*args, **kwargs)
+
+
 class ContainerVolumes(object):
     """Volume and ephemeral work on one host's containers."""
 
-    def prepare_spawn(self, ctid, instance, block_device_info, layout):
+    def prepare_spawn(self, container, instance, block_device_info,
+                      layout):
         """Connect a new container's volumes and make its ephemeral disk.
 
-        :returns: the ``vzctl set`` options that give the container its
-            volumes; the caller adds them to its one ``set`` call.
+        :returns: the :class:`~nova_openvz.settings.DeviceAccess` settings
+            of its volumes; the caller adds them to its one configure call.
         """
-        args = []
+        grants = []
         size = ephemeral_gb(instance, block_device_info)
         if size:
             if layout != 'ploop':
                 raise exception.EphemeralNotSupported(
                     reason='the ephemeral disk needs the ploop layout, '
                            'this flavor gives %s' % layout)
-            priv_containers.make_ephemeral_disk(
-                ctid, size, CONF.default_ephemeral_format or 'ext4',
+            container.make_ephemeral_disk(
+                size, CONF.default_ephemeral_format or 'ext4',
                 EPHEMERAL_MOUNTPOINT)
         for bdm in driver.block_device_info_get_mapping(block_device_info):
             name = device_name(bdm['mount_device'])
             path = connect(bdm['connection_info'])
-            major, minor = block_numbers(path)
-            priv_containers.set_volume_node(ctid, name, major, minor)
-            args += ['--devices', devices_arg(major, minor)]
+            device, _previous = container.keep_volume(name, path)
+            grants.append(settings.DeviceAccess(*device))
             if hasattr(bdm, 'save'):
                 bdm.save()
-        return args
+        return grants
 
     def disconnect_all(self, block_device_info, instance):
         """Disconnect every volume of a server on the host, best effort.
@@ -215,7 +194,8 @@ class ContainerVolumes(object):
         if failed is not None:
             raise failed
 
-    def attach(self, ctid, connection_info, mountpoint, encryption=None):
+    def attach(self, container, connection_info, mountpoint,
+               encryption=None):
         if encryption:
             raise nova_exception.VolumeEncryptionNotSupported(
                 volume_type=connection_info.get('driver_volume_type'),
@@ -223,21 +203,19 @@ class ContainerVolumes(object):
         name = device_name(mountpoint)
         path = connect(connection_info)
         try:
-            major, minor = block_numbers(path)
-            previous = priv_containers.set_volume_node(ctid, name, major,
-                                                       minor)
-            if previous and previous != (major, minor):
+            device, previous = container.keep_volume(name, path)
+            if previous and previous != device:
                 raise nova_exception.InvalidInput(
                     reason='device %s of the container is already another '
                            'volume' % mountpoint)
-            hosttools.vzctl('set', ctid, '--devices',
-                            devices_arg(major, minor), '--save')
-            _make_node_now(ctid, name, major, minor)
+            container.configure(settings.DeviceAccess(*device))
+            container.run_script(guestscripts.make_node_script(name, *device),
+                                 stopped_ok=True)
         except Exception:
             with excutils.save_and_reraise_exception():
-                self._undo_attach(ctid, name, path, connection_info)
+                self._undo_attach(container, name, path, connection_info)
 
-    def _undo_attach(self, ctid, name, path, connection_info):
+    def _undo_attach(self, container, name, path, connection_info):
         """Each step on its own, so one failure does not keep the rest."""
         def step(function, *args, **kwargs):
             try:
@@ -246,48 +224,54 @@ class ContainerVolumes(object):
                 LOG.exception('Could not undo the attachment of %s at %s',
                               path, name)
         nodes = {}
-        step(lambda: nodes.update(priv_containers.volume_nodes(ctid)))
+        step(lambda: nodes.update(container.volume_nodes()))
         if name in nodes:
-            major, minor = nodes[name]
-            step(hosttools.vzctl, 'exec2', ctid, 'rm -f /dev/%s' % name,
-                 ok_codes=(0, EXIT_NOT_RUNNING))
-            step(hosttools.vzctl, 'set', ctid, '--devices',
-                 devices_arg(major, minor, 'none'), '--save')
-            step(priv_containers.set_volume_node, ctid, name)
+            self._take_away(container, name, nodes[name], step)
         step(disconnect, connection_info)
 
-    def _mounted_inside(self, ctid, major, minor):
+    @staticmethod
+    def _take_away(container, name, device, step=None):
+        """Remove the node, the access and the start-script line.
+
+        :param step: runs each step (default: at once, failures raise).
+        """
+        step = step or _now
+        step(container.run_script, guestscripts.remove_node_script(name),
+             stopped_ok=True)
+        step(container.configure, settings.DeviceAccess(*device,
+                                                        granted=False))
+        step(container.forget_volume, name)
+
+    def _mounted_inside(self, container, major, minor):
         """Mount points of the device inside a running container."""
-        call = hosttools.vzctl('exec2', ctid, 'cat /proc/self/mountinfo',
-                               ok_codes=(0, EXIT_NOT_RUNNING))
-        if call.exit_code == EXIT_NOT_RUNNING:
+        call = container.run_script(guestscripts.MOUNTINFO_SCRIPT,
+                                    stopped_ok=True)
+        if call.exit_code != 0:
             return []
         wanted = '%d:%d' % (major, minor)
         return [fields[4] for fields in
                 (line.split() for line in call.stdout.splitlines())
                 if len(fields) > 4 and fields[2] == wanted]
 
-    def detach(self, ctid, connection_info, mountpoint):
-        """Take the volume away from the container, then disconnect it."""
+    def detach(self, container, connection_info, mountpoint):
+        """Take the volume away from the container, then disconnect it.
+
+        :param container: its handle, None when it is gone.
+        """
         name = device_name(mountpoint)
-        if ctid is not None:
-            nodes = priv_containers.volume_nodes(ctid)
+        if container is not None:
+            nodes = container.volume_nodes()
             if name in nodes:
-                major, minor = nodes[name]
-                mounts = self._mounted_inside(ctid, major, minor)
+                mounts = self._mounted_inside(container, *nodes[name])
                 if mounts:
                     raise nova_exception.DeviceDetachFailed(
                         device=mountpoint,
                         reason='mounted inside the container at %s; unmount '
                                'it first' % ', '.join(mounts))
-                hosttools.vzctl('exec2', ctid, 'rm -f /dev/%s' % name,
-                                ok_codes=(0, EXIT_NOT_RUNNING))
-                hosttools.vzctl('set', ctid, '--devices',
-                                devices_arg(major, minor, 'none'), '--save')
-                priv_containers.set_volume_node(ctid, name)
+                self._take_away(container, name, nodes[name])
             else:
-                LOG.warning('Container %d has no volume at %s', ctid,
-                            mountpoint)
+                LOG.warning('Container %d has no volume at %s',
+                            container.ctid, mountpoint)
         disconnect(connection_info)
 
     def extend(self, connection_info, requested_size):

@@ -309,6 +309,8 @@ def populate(bench, template, start, count, workers):
     """
     from nova_openvz import inventory
     from nova_openvz import resources
+    from nova_openvz import settings
+    from nova_openvz import vz4
     from oslo_utils import uuidutils
 
     tools_dir = bench.paths['tools_dir']
@@ -317,14 +319,11 @@ def populate(bench, template, start, count, workers):
 
     def create(item):
         ctid, instance_uuid = item
-        _run_tool(tools_dir, 'vzctl', 'create', ctid,
-                  '--ostemplate', template,
-                  '--layout', resources.layout(flavor),
-                  '--diskspace', resources.diskspace_arg(flavor),
-                  '--name', instance_uuid,
-                  '--description', inventory.describe(
-                      instance_uuid, 'instance-%08x' % ctid),
-                  '--hostname', 'bulk-%d' % ctid)
+        _run_tool(tools_dir, 'vzctl', *vz4.create(
+            ctid, template, resources.disk(flavor), settings.Identity(
+                instance_uuid, inventory.describe(
+                    instance_uuid, 'instance-%08x' % ctid),
+                'bulk-%d' % ctid)))
         if ctid % RUNNING_EVERY == 0:
             _run_tool(tools_dir, 'vzctl', 'start', ctid)
 

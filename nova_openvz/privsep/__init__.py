@@ -1,21 +1,32 @@
 """Privileged entrypoints of the OpenVZ driver, and their shared checks.
 
 Only code in this package runs as root, inside an oslo.privsep daemon.
-Each entrypoint takes plain, typed arguments, checks them against what the
-driver is allowed to ask of a host tool, and runs one fixed executable from
-the configured tools directory with an argv list (never a shell).  The
-unprivileged side (:mod:`nova_openvz.hosttools`) builds the argv; this side
-refuses anything outside the grammar in :mod:`.tools`, so a compromised
-nova-compute cannot use vzctl to
-touch the host itself (CT 0), other paths, or arbitrary options.
+Each entrypoint takes plain, typed arguments and checks them against what
+the driver is allowed to ask.  What runs as root: vzctl, vzlist and ploop
+from the configured tools directory, with an argv from the table in
+:mod:`.commands` (:mod:`.tools`); tar packing snapshots and images
+(:mod:`.images`); mkfs for ephemeral disks and the action scripts vzctl
+runs for a container (:mod:`.containers` writes them); the console logger
+(:mod:`.console`).  Never a shell on a caller's words, so a compromised
+nova-compute cannot use these to touch the host itself (CT 0), other
+paths, other devices or arbitrary options.
 
-One module per concern: :mod:`.tools` (vzctl, vzlist and ploop argv),
+One module per concern: :mod:`.commands` (the table of host commands,
+shared with the driver's renderer), :mod:`.tools` (running them),
 :mod:`.images` (template cache, snapshots, ploop images),
 :mod:`.containers` (files vzctl keeps next to a container: action scripts
-for volumes, the ephemeral disk and the config drive) and :mod:`.console`
-(console loggers).
+for volumes, the ephemeral disk and the config drive), :mod:`.console`
+(console loggers), :mod:`.hostpaths` and :mod:`.vzconf` (where things are,
+vzctl's config format).
+
+This package imports nothing of the driver: only the standard library,
+oslo, Nova's and this project's option declarations (``nova.conf``,
+:mod:`nova_openvz.conf`) and its own modules (tests/unit/test_privsep.py
+checks it).  Every entrypoint that runs a program returns one
+:data:`Result`.
 """
 
+import collections
 import os
 import re
 
@@ -24,8 +35,14 @@ from oslo_privsep import capabilities as caps
 from oslo_privsep import priv_context
 
 from nova_openvz import conf as openvz_conf
+from nova_openvz.privsep import hostpaths
 
 CONF = openvz_conf.CONF
+
+#: What every privileged call that runs a program returns: its exit code
+#: (None when it was killed after its timeout) and its output as text.
+#: :mod:`nova_openvz.hosttools` turns it into a call record or an error.
+Result = collections.namedtuple('Result', 'exit_code stdout stderr')
 
 #: vzctl mounts images, creates devices and veth pairs, enters containers
 #: and signals their processes; it needs these and nothing more.
@@ -98,10 +115,10 @@ def open_instance_dir(directory):
     name = os.path.basename(directory)
     if not UUID_RE.match(name) or os.path.realpath(
             os.path.dirname(directory)) != os.path.realpath(
-                CONF.instances_path):
+                os.path.dirname(paths().instance_dir(name))):
         raise ArgumentRejected('%r is not an instance directory'
                                % (directory,))
-    parent = os.open(os.path.realpath(CONF.instances_path),
+    parent = os.open(os.path.realpath(paths().instances_path),
                      os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
@@ -129,3 +146,8 @@ def checked_path(path):
             '..' in path.split('/') or path == '/':
         raise ArgumentRejected('unusable path %r' % (path,))
     return path
+
+
+def paths():
+    """The host's paths (:class:`.hostpaths.HostPaths`) as configured."""
+    return hostpaths.for_files(CONF.openvz.vz_conf, CONF.instances_path)

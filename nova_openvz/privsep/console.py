@@ -1,4 +1,8 @@
-"""Console loggers: start, find, stop them and read their log."""
+"""Console loggers: start, find, stop them and read their log.
+
+What runs as root: the logger (:mod:`nova_openvz.consolelogger`, which runs
+``vzctl console``), signals to it, and reads of its log.
+"""
 
 import contextlib
 import os
@@ -80,17 +84,28 @@ def _console_logger_pid(directory, dir_fd, ctid=None):
 
 
 @privsep.vz_pctxt.entrypoint
+def console_logger_attached(ctid, directory):
+    """Whether a logger holds container ``ctid``'s console already."""
+    privsep.check_ctid(str(int(ctid)))
+    try:
+        with _instance_dir(directory) as dir_fd:
+            return _console_logger_pid(directory, dir_fd, ctid) is not None
+    except FileNotFoundError:
+        return False
+
+
+@privsep.vz_pctxt.entrypoint
 def start_console_logger(ctid, directory, max_bytes, timeout):
     """Attach a logger to container ``ctid``'s console, unless one is.
 
-    :returns: None when a logger was attached already, else
-        ``(exit_code, stdout, stderr)`` of the attach: vzctl console's
-        own exit code and message when it failed.
+    :returns: the attach's :data:`nova_openvz.privsep.Result`: vzctl
+        console's own exit code and message when it failed; success with
+        no output when a logger was attached already.
     """
     privsep.check_ctid(str(int(ctid)))
     with _instance_dir(directory) as dir_fd:
         if _console_logger_pid(directory, dir_fd, ctid) is not None:
-            return None
+            return privsep.Result(0, '', '')
         timeout = int(timeout)
         # The logger writes only through the descriptor it inherits;
         # ``--dir`` only names it, for _console_logger_pid.
@@ -105,9 +120,10 @@ def start_console_logger(ctid, directory, max_bytes, timeout):
                 env={'LC_ALL': 'C', 'PATH': privsep.TOOL_PATH},
                 pass_fds=(dir_fd,), timeout=timeout + 10, check=False)
         except subprocess.TimeoutExpired:
-            return None, '', ''
-    return (proc.returncode, proc.stdout.decode('utf-8', 'replace'),
-            proc.stderr.decode('utf-8', 'replace'))
+            return privsep.Result(None, '', '')
+    return privsep.Result(proc.returncode,
+                          proc.stdout.decode('utf-8', 'replace'),
+                          proc.stderr.decode('utf-8', 'replace'))
 
 
 @privsep.vz_pctxt.entrypoint

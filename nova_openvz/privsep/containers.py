@@ -2,11 +2,17 @@
 
 vzctl runs a container's action scripts (``<CTID>.mount``, ``.umount``,
 ``.start``) at the right moments; the driver keeps its own lines in them for
-attached volumes, the ephemeral disk and the config drive.
+attached volumes, the ephemeral disk and the config drive.  What runs as
+root here: the helper writes those scripts (vzctl runs them later: ``mount``
+and ``umount`` on the host, ``start`` inside the container), ``mkfs`` on a
+new ephemeral disk image, and reads of ``/proc`` and ``/sys`` to check a
+volume's device.
 """
 
+import errno
 import os
 import re
+import stat
 
 from oslo_concurrency import processutils
 
@@ -14,20 +20,12 @@ from nova_openvz import privsep
 
 CONF = privsep.CONF
 
-#: vzctl destroy renames a container's config and action scripts to these.
-DESTROYED_SUFFIXES = ('conf', 'mount', 'umount', 'premount', 'postumount',
-                      'start', 'stop')
-
 
 @privsep.vz_pctxt.entrypoint
 def remove_destroyed_configs(ctid):
     """Delete the ``<CTID>.*.destroyed`` files vzctl destroy leaves."""
-    from nova_openvz import hostconfig
-
     privsep.check_ctid(str(int(ctid)))
-    conf_dir = hostconfig.HostConfig().conf_dir
-    for suffix in DESTROYED_SUFFIXES:
-        path = os.path.join(conf_dir, '%d.%s.destroyed' % (ctid, suffix))
+    for path in privsep.paths().destroyed_files(ctid):
         if os.path.lexists(path):
             os.unlink(path)
 
@@ -109,11 +107,8 @@ def check_device_node(name, major, minor):
 
 
 def _script_path(ctid, suffix):
-    from nova_openvz import hostconfig
-
     privsep.check_ctid(str(int(ctid)))
-    return os.path.join(hostconfig.HostConfig().conf_dir,
-                        '%d.%s' % (ctid, suffix))
+    return privsep.paths().action_script(ctid, suffix)
 
 
 def _managed_lines(path, tag):
@@ -165,43 +160,176 @@ def volume_nodes(ctid):
     return _read_nodes(_script_path(ctid, 'start'))
 
 
-@privsep.vz_pctxt.entrypoint
-def set_volume_node(ctid, name, major=None, minor=None):
-    """Add (or with ``major`` None, remove) a volume node of a container.
+def granted_devices(ctid):
+    """``{(major, minor)}`` of the volumes recorded for a container."""
+    return set(_read_nodes(_script_path(ctid, 'start')).values())
 
-    :returns: the ``(major, minor)`` the name had before, or None.
-    """
-    if major is None:
-        check_device_node(name, 1, 0)
-    else:
-        check_device_node(name, major, minor)
-    path = _script_path(ctid, 'start')
-    nodes = _read_nodes(path)
-    previous = nodes.pop(name, None)
-    if major is not None:
-        nodes[name] = (major, minor)
-    _write_managed(path, 'volumes', [
+
+def _write_nodes(ctid, nodes):
+    _write_managed(_script_path(ctid, 'start'), 'volumes', [
         _NODE_LINE % {'name': n, 'major': nodes[n][0], 'minor': nodes[n][1]}
         for n in sorted(nodes)])
+
+
+@privsep.vz_pctxt.entrypoint
+def grant_volume(ctid, name, path):
+    """Record the volume os-brick connected at ``path`` as ``/dev/<name>``.
+
+    The device numbers are read here from the device itself, never taken
+    from the caller, and the device must be one the host does not use
+    (:func:`_check_volume_device`).  Only a device recorded here can then
+    be granted to the container with ``vzctl set --devices``
+    (:mod:`.tools`).
+
+    :returns: ``((major, minor), previous)``: the device, and what the
+        name had before (None if nothing).
+    """
+    privsep.check_ctid(str(int(ctid)))
+    check_device_node(name, 1, 0)
+    device = _check_volume_device(ctid, path)
+    nodes = _read_nodes(_script_path(ctid, 'start'))
+    previous = nodes.get(name)
+    nodes[name] = device
+    _write_nodes(ctid, nodes)
+    return device, previous
+
+
+@privsep.vz_pctxt.entrypoint
+def revoke_volume(ctid, name):
+    """Forget the volume node ``name``; its ``(major, minor)`` or None."""
+    check_device_node(name, 1, 0)
+    nodes = _read_nodes(_script_path(ctid, 'start'))
+    previous = nodes.pop(name, None)
+    _write_nodes(ctid, nodes)
     return previous
 
 
-def _container_paths(ctid):
-    """Resolved VE_PRIVATE and VE_ROOT of a container."""
-    from nova_openvz import hostconfig
-    from nova_openvz import vzconf
+# A compromised nova-compute must not hand a container a host disk.  It can
+# only name a path; the helper looks at the device behind it and refuses
+# one the host uses: mounted, used as swap, or held by device-mapper, md or
+# LVM (``holders`` in sysfs), itself or any partition of its disk; one some
+# kernel user holds exclusively (an open with O_EXCL fails: file systems,
+# swap, device-mapper, md, an iSCSI target's backstore); and one recorded
+# for another container.  What is left is a block device nothing on the
+# host has claimed, which is what os-brick's connectors give (a new iSCSI,
+# FC, RBD or NVMe disk, or the local connector's path).
 
-    host = hostconfig.HostConfig()
+_PARTITION_RE = re.compile(r'^(?P<disk>.*[0-9])p[0-9]+\Z|'
+                           r'^(?P<plain>.*[a-z])[0-9]+\Z')
+
+
+def _block_devices():
+    """``{name: (major, minor)}`` of the host's block devices."""
+    found = {}
+    with open('/proc/partitions') as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) == 4 and fields[0].isdigit():
+                found[fields[3]] = (int(fields[0]), int(fields[1]))
+    return found
+
+
+def _disk_family(device, devices):
+    """The device's whole disk and every partition of that disk."""
+    names = {number: name for name, number in devices.items()}
+    name = names.get(device)
+    if name is None:
+        return {device}
+    match = _PARTITION_RE.match(name)
+    disk = name
+    if match:
+        parent = match.group('disk') or match.group('plain')
+        if parent in devices:
+            disk = parent
+    family = {devices[disk]} if disk in devices else {device}
+    for other, number in devices.items():
+        match = _PARTITION_RE.match(other)
+        if match and (match.group('disk') or match.group('plain')) == disk:
+            family.add(number)
+    return family
+
+
+def _devices_in_use():
+    """``{(major, minor)}`` the host mounts or swaps on."""
+    used = set()
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            major, _, minor = line.split()[2].partition(':')
+            used.add((int(major), int(minor)))
+    with open('/proc/swaps') as f:
+        for line in f.readlines()[1:]:
+            try:
+                info = os.stat(line.split()[0])
+            except (OSError, IndexError):
+                continue
+            if stat.S_ISBLK(info.st_mode):
+                used.add((os.major(info.st_rdev), os.minor(info.st_rdev)))
+    return used
+
+
+def _held(device):
+    """Whether device-mapper, md or LVM holds the device."""
+    try:
+        with os.scandir('/sys/dev/block/%d:%d/holders' % device) as it:
+            return any(True for _ in it)
+    except FileNotFoundError:
+        return False
+
+
+def _claimed(path):
+    """Whether a kernel user holds the block device exclusively."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_EXCL)
+    except OSError as e:
+        if e.errno == errno.EBUSY:
+            return True
+        raise
+    os.close(fd)
+    return False
+
+
+def _check_volume_device(ctid, path):
+    """``(major, minor)`` of the volume at ``path``, if the host spares it."""
+    if not isinstance(path, str) or not path.startswith('/dev/'):
+        raise privsep.ArgumentRejected('%r is not a device path' % (path,))
+    real = os.path.realpath(path)
+    try:
+        info = os.stat(real)
+    except OSError as e:
+        raise privsep.ArgumentRejected('%s: %s' % (path, e.strerror))
+    if not real.startswith('/dev/') or not stat.S_ISBLK(info.st_mode):
+        raise privsep.ArgumentRejected('%s is not a block device' % path)
+    device = (os.major(info.st_rdev), os.minor(info.st_rdev))
+    check_device_node('volume', *device)
+    family = _disk_family(device, _block_devices())
+    if family & _devices_in_use() or any(_held(d) for d in family) or \
+            _claimed(real):
+        raise privsep.ArgumentRejected(
+            '%s (%d:%d) is in use on the host' % ((path,) + device))
+    conf_dir = privsep.paths().conf_dir
+    for name in os.listdir(conf_dir):
+        other, _, suffix = name.partition('.')
+        if suffix == 'start' and other.isdigit() and int(other) != ctid \
+                and device in set(_read_nodes(os.path.join(
+                    conf_dir, name)).values()):
+            raise privsep.ArgumentRejected(
+                '%s (%d:%d) is a volume of container %s'
+                % ((path,) + device + (other,)))
+    return device
+
+
+def _container_paths(ctid):
+    """VE_PRIVATE and VE_ROOT of a container, fit for a script."""
+    host = privsep.paths()
     config = host.container_config(ctid)
     paths = []
-    for key in ('VE_PRIVATE', 'VE_ROOT'):
-        value = config.get(key) or host.values.get(key)
-        path = vzconf.expand_veid(value or '', ctid)
-        if not privsep.SCRIPT_PATH_RE.match(path):
+    for key, path in (('VE_PRIVATE', host.private_dir(ctid, config)),
+                      ('VE_ROOT', host.root_dir(ctid, config))):
+        if not privsep.SCRIPT_PATH_RE.match(path) or path == '/':
             raise privsep.ArgumentRejected(
                 '%s of CT %d is not a plain absolute path: %r'
                 % (key, ctid, path))
-        paths.append(os.path.normpath(path))
+        paths.append(path)
     return paths
 
 

@@ -1,8 +1,9 @@
 """The template cache, snapshots and ploop images, on the root side.
 
 Templates move from nova-compute's staging dir into vzctl's cache; the
-helper packs snapshots, private areas and mounted ploop images into
-template tarballs without following links nova-compute could plant.
+helper runs ``tar`` to pack snapshots, private areas and mounted ploop
+images into template tarballs, without following links nova-compute could
+plant.
 """
 
 import os
@@ -21,15 +22,13 @@ _TEMPLATE_FILE_RE = re.compile(
 @privsep.vz_pctxt.entrypoint
 def install_template(source, filename):
     """Move a downloaded template from the staging dir into the cache."""
-    from nova_openvz import hostconfig
-
     if not _TEMPLATE_FILE_RE.match(filename or ''):
         raise privsep.ArgumentRejected(
             'bad template file name %r' % (filename,))
     if not privsep.is_inside(source, CONF.openvz.image_staging_dir) or \
             not os.path.isfile(source) or os.path.islink(source):
         raise privsep.ArgumentRejected('%r is not a staged image' % (source,))
-    cache_dir = hostconfig.HostConfig().template_cache_dir
+    cache_dir = privsep.paths().template_cache_dir
     target = os.path.join(cache_dir, filename)
     partial = os.path.join(cache_dir, '.%s.partial' % filename)
     shutil.copyfile(source, partial)
@@ -59,12 +58,10 @@ def nova_template_image(filename):
 
 
 def _nova_template_path(filename):
-    from nova_openvz import hostconfig
-
     if nova_template_image(filename) is None:
         raise privsep.ArgumentRejected(
             '%r is not a template of this driver' % (filename,))
-    return os.path.join(hostconfig.HostConfig().template_cache_dir, filename)
+    return os.path.join(privsep.paths().template_cache_dir, filename)
 
 
 @privsep.vz_pctxt.entrypoint
@@ -90,28 +87,21 @@ def _snapshot_uuid(guid):
     return text
 
 
-def _mount_parent():
-    """VE_ROOT's parent: root owns it, unlike the staging dir."""
-    from nova_openvz import hostconfig
-    from nova_openvz import vzconf
-
-    ve_root = hostconfig.HostConfig().values.get('VE_ROOT', '/vz/root/$VEID')
-    return os.path.dirname(vzconf.expand_veid(ve_root, 0))
-
-
 def snapshot_mount_dir(guid):
     """Where a snapshot is mounted to be packed: next to the CT roots.
 
     Root owns that directory (VE_ROOT's parent), so nova-compute cannot
     swap the mount point for a link to somewhere else on the host.
     """
-    return os.path.join(_mount_parent(),
+    return os.path.join(privsep.paths().root_parent(),
                         'nova-snapshot-' + _snapshot_uuid(guid))
 
 
-def check_snapshot_target(options):
-    """snapshot-mount may only mount on its own snapshot's mount dir."""
-    values = dict(zip(options[::2], options[1::2]))
+def check_snapshot_target(values):
+    """snapshot-mount may only mount on its own snapshot's mount dir.
+
+    :param values: ``{option: value}`` of the snapshot-mount argv.
+    """
     if '--id' not in values or '--target' not in values:
         raise privsep.ArgumentRejected(
             'snapshot-mount needs --id and --target')
@@ -154,7 +144,7 @@ def remove_snapshot_mount_dir(guid):
 
 
 def _pack(source, filename):
-    """tar+gzip ``source`` into the staging dir; ``(exit_code, stderr)``.
+    """tar+gzip ``source`` into the staging dir; tar's :data:`Result`.
 
     The output is opened here without following links and only if it does
     not exist, so a planted link in the staging dir gains nothing; tar
@@ -167,7 +157,8 @@ def _pack(source, filename):
         raise privsep.ArgumentRejected('%s is not a directory' % source)
     tar = shutil.which('tar', path=privsep.TOOL_PATH)
     if tar is None:
-        return 127, 'tar: not found in %s' % privsep.TOOL_PATH
+        return privsep.Result(127, '', 'tar: not found in %s'
+                              % privsep.TOOL_PATH)
     output = os.path.join(CONF.openvz.image_staging_dir, filename)
     fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
                  os.O_NOFOLLOW, 0o644)
@@ -188,7 +179,7 @@ def _pack(source, filename):
         os.close(fd)
     if code != 0:
         os.unlink(output)
-    return code, stderr
+    return privsep.Result(code, '', stderr)
 
 
 @privsep.vz_pctxt.entrypoint
@@ -200,10 +191,8 @@ def pack_snapshot(guid, filename):
 @privsep.vz_pctxt.entrypoint
 def pack_private_area(ctid, filename):
     """Pack a simfs container's private area (the caller froze it)."""
-    from nova_openvz import hostconfig
-
     privsep.check_ctid(str(int(ctid)))
-    private = hostconfig.HostConfig().private_dir(int(ctid))
+    private = privsep.paths().private_dir(int(ctid))
     if os.path.isdir(os.path.join(private, 'root.hdd')):
         raise privsep.ArgumentRejected(
             'container %d is on ploop; pack a snapshot' % ctid)
@@ -252,7 +241,7 @@ def work_image(path):
 
 def ploop_mount_dir(image_id):
     """Where a ploop image is mounted to be packed: next to the CT roots."""
-    return os.path.join(_mount_parent(),
+    return os.path.join(privsep.paths().root_parent(),
                         PLOOP_MOUNT_PREFIX + _image_uuid(image_id))
 
 

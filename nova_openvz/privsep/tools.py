@@ -1,154 +1,113 @@
-"""Run vzctl, vzlist and ploop with an argv from the driver's grammar."""
+"""Run vzctl, vzlist and ploop with an argv from the table of commands."""
 
 import os
-import re
 import subprocess
 
 from oslo_concurrency import processutils
 
 from nova_openvz import privsep
+from nova_openvz.privsep import commands
+from nova_openvz.privsep import containers
 from nova_openvz.privsep import images
 
 CONF = privsep.CONF
 
-#: vzctl subcommands the driver uses, with the options each may carry.
-#: ``None`` means "any words follow" (the command run inside the container).
-VZCTL_GRAMMAR = {
-    'create': {'--ostemplate', '--layout', '--diskspace', '--diskinodes',
-               '--hostname', '--name', '--description', '--config',
-               '--ipadd'},
-    'start': {'--wait', '--force', '--skip-fsck', '--skip-remount'},
-    'stop': {'--fast', '--skip-umount'},
-    'restart': {'--wait', '--fast', '--force'},
-    'status': set(),
-    'mount': set(),
-    'umount': set(),
-    'destroy': set(),
-    'set': {'--save', '--force', '--setmode', '--ram', '--swap', '--cpus',
-            '--cpuunits', '--cpulimit', '--cpumask', '--nodemask',
-            '--diskspace', '--diskinodes', '--hostname', '--nameserver',
-            '--searchdomain', '--ipadd', '--ipdel', '--netif_add',
-            '--netif_del', '--ifname', '--mac', '--host_ifname',
-            '--host_mac', '--bridge', '--name', '--description',
-            '--ostemplate', '--onboot', '--disabled', '--stop-timeout',
-            '--devices', '--devnodes', '--features', '--ioprio',
-            '--iolimit', '--iopslimit', '--numproc', '--numfile',
-            '--vm_overcommit', '--userpasswd'},
-    'exec2': None,
-    'suspend': {'--dumpfile'},
-    'resume': {'--dumpfile'},
-    'chkpnt': {'--suspend', '--resume', '--dump', '--kill'},
-    'snapshot': {'--id', '--name', '--description', '--skip-suspend',
-                 '--skip-config'},
-    'snapshot-switch': {'--id', '--skip-resume', '--must-resume',
-                        '--skip-config'},
-    'snapshot-delete': {'--id'},
-    'snapshot-list': {'-H', '-o', '--id'},
-    'snapshot-mount': {'--id', '--target'},
-    'snapshot-umount': {'--id'},
-}
-
-#: Options that take no value.
-VZCTL_FLAGS = {'--save', '--force', '--wait', '--fast', '--skip-fsck',
-               '--skip-remount', '--skip-umount', '--suspend', '--resume',
-               '--dump', '--kill', '--skip-suspend', '--skip-config',
-               '--skip-resume', '--must-resume', '-H'}
-
-VZLIST_FLAGS = {'-a', '-S', '-H', '-j', '-t'}
-VZLIST_FIELD_RE = re.compile(r'^[a-z_.]+(,[a-z_.]+)*\Z')
+MAX_STDIN = 1024 * 1024
 
 
-def validate_vzctl_argv(args):
-    """Accept ``<subcommand> <CTID> [options]`` from VZCTL_GRAMMAR only."""
-    privsep.check_words(args)
-    if list(args) == ['--version']:
-        return
-    if len(args) < 2 or args[0] not in VZCTL_GRAMMAR:
-        raise privsep.ArgumentRejected(
-            'vzctl subcommand %r is not allowed' % (args[:1],))
-    privsep.check_ctid(args[1])
-    allowed = VZCTL_GRAMMAR[args[0]]
-    if allowed is None:
-        if len(args) < 3:
-            raise privsep.ArgumentRejected('exec2 needs a command')
-        return
-    rest = list(args[2:])
-    while rest:
-        option = rest.pop(0)
-        if option not in allowed:
-            raise privsep.ArgumentRejected(
-                'vzctl %s option %r is not allowed' % (args[0], option))
-        if option in VZCTL_FLAGS:
-            continue
-        if not rest or rest[0].startswith('-'):
-            raise privsep.ArgumentRejected(
-                'vzctl option %s needs a value' % option)
-        value = rest.pop(0)
-        if '/' in value and option in ('--ostemplate', '--config'):
-            raise privsep.ArgumentRejected(
-                '%s takes a name, not a path' % option)
-    if args[0] == 'snapshot-mount':
-        images.check_snapshot_target(args[2:])
+def _ctid(shape, operands, options):
+    privsep.check_ctid(operands[0])
 
 
-def validate_vzlist_argv(args):
-    """Accept flags, ``-o <fields>`` and container IDs."""
-    privsep.check_words(args)
-    rest = list(args)
-    while rest:
-        word = rest.pop(0)
-        if word in VZLIST_FLAGS:
-            continue
-        if word == '-o':
-            if not rest or not VZLIST_FIELD_RE.match(rest[0]):
-                raise privsep.ArgumentRejected('vzlist -o needs a field list')
-            rest.pop(0)
-            continue
+def _ctids(shape, operands, options):
+    for word in operands[1:]:
         privsep.check_ctid(word)
 
 
-def validate_ploop_argv(args):
-    """Accept only the three calls that turn a ploop image into a template.
+def _granted_device(shape, operands, options):
+    """A device may be granted only once recorded for that container.
 
-    ``restore-descriptor -f ploop1 W W/root.hdd``, ``mount -r -m M
-    W/DiskDescriptor.xml`` and ``umount -m M``, where W is the image's
-    work directory in the staging dir and M its root-owned mount point
-    (:func:`.images.ploop_work_dir`, :func:`.images.ploop_mount_dir`),
-    both of one image.
+    :func:`.containers.grant_volume` records a volume's device after
+    checking it on the host; taking access back (``none``) is always
+    allowed.
+    """
+    ctid = int(operands[0])
+    for name, value in options:
+        if name != '--devices' or value.endswith(':none'):
+            continue
+        major, minor = (int(n) for n in value.split(':')[1:3])
+        if (major, minor) not in containers.granted_devices(ctid):
+            raise privsep.ArgumentRejected(
+                'device %d:%d is no volume of container %d'
+                % (major, minor, ctid))
+
+
+def _snapshot_target(shape, operands, options):
+    images.check_snapshot_target(dict(options))
+
+
+def _ploop_work(shape, operands, options):
+    work, delta = operands
+    image = images.work_image(work)
+    if delta != os.path.join(images.ploop_work_dir(image),
+                             images.PLOOP_DELTA):
+        raise privsep.ArgumentRejected('%r is not the image delta' % delta)
+
+
+def _ploop_mount(shape, operands, options):
+    mount_dir, descriptor = operands
+    image = images.work_image(os.path.dirname(descriptor))
+    if descriptor != os.path.join(images.ploop_work_dir(image),
+                                  images.PLOOP_DESCRIPTOR) or \
+            mount_dir != images.ploop_mount_dir(image):
+        raise privsep.ArgumentRejected(
+            'ploop mount of %r on %r is not allowed'
+            % (descriptor, mount_dir))
+
+
+def _ploop_umount(shape, operands, options):
+    name = os.path.basename(operands[0])
+    prefix = images.PLOOP_MOUNT_PREFIX
+    if not name.startswith(prefix) or \
+            operands[0] != images.ploop_mount_dir(name[len(prefix):]):
+        raise privsep.ArgumentRejected(
+            'ploop umount of %r is not allowed' % operands[0])
+
+
+#: The privileged checks the table's shapes and options name.
+GUARDS = {
+    'ctid': _ctid,
+    'ctids': _ctids,
+    'granted_device': _granted_device,
+    'snapshot_target': _snapshot_target,
+    'ploop_work': _ploop_work,
+    'ploop_mount': _ploop_mount,
+    'ploop_umount': _ploop_umount,
+}
+
+
+def validate(tool, args):
+    """Accept an argv only if the table holds it and its guards pass.
+
+    :returns: its :class:`.commands.Shape`.
     """
     privsep.check_words(args)
-    args = list(args)
-    if len(args) == 5 and args[:3] == ['restore-descriptor', '-f', 'ploop1']:
-        image = images.work_image(args[3])
-        delta = os.path.join(images.ploop_work_dir(image), images.PLOOP_DELTA)
-        if args[4] == delta:
-            return
-    elif len(args) == 5 and args[:3] == ['mount', '-r', '-m']:
-        image = images.work_image(os.path.dirname(args[4]))
-        if args[4] == os.path.join(images.ploop_work_dir(image),
-                                   images.PLOOP_DESCRIPTOR) and \
-                args[3] == images.ploop_mount_dir(image):
-            return
-    elif len(args) == 3 and args[:2] == ['umount', '-m']:
-        name = os.path.basename(args[2])
-        prefix = images.PLOOP_MOUNT_PREFIX
-        if name.startswith(prefix) and \
-                args[2] == images.ploop_mount_dir(name[len(prefix):]):
-            return
-    raise privsep.ArgumentRejected('ploop %s is not allowed' % ' '.join(args))
-
-
-_VALIDATORS = {'vzctl': validate_vzctl_argv, 'vzlist': validate_vzlist_argv,
-               'ploop': validate_ploop_argv}
-
-
-MAX_STDIN = 1024 * 1024
+    try:
+        shape, operands, options = commands.match(tool, list(args))
+    except commands.Rejected as e:
+        raise privsep.ArgumentRejected(str(e))
+    guards = list(shape.guards) + sorted(
+        {shape.options[name].guard for name, _ in options
+         if shape.options[name].guard})
+    for guard in guards:
+        GUARDS[guard](shape, operands, options)
+    return shape
 
 
 def _run(tool, args, timeout, stdin=None):
     path = os.path.join(CONF.openvz.tools_dir, tool)
     started = {}
-    env = {'LC_ALL': 'C', 'PATH': '/usr/sbin:/usr/bin:/sbin:/bin'}
+    env = {'LC_ALL': 'C', 'PATH': privsep.TOOL_PATH}
     try:
         stdout, stderr = processutils.execute(
             path, *args, check_exit_code=False, timeout=timeout,
@@ -158,27 +117,27 @@ def _run(tool, args, timeout, stdin=None):
         proc = started['proc']
         proc.kill()
         proc.wait()
-        return None, '', ''
-    return started['proc'].returncode, stdout, stderr
+        return privsep.Result(None, '', '')
+    return privsep.Result(started['proc'].returncode, stdout, stderr)
 
 
 @privsep.vz_pctxt.entrypoint
 def run_host_tool(tool, args, timeout, stdin=None):
-    """Run ``tool`` (vzctl, vzlist or ploop) with a validated argv.
+    """Run ``tool`` (vzctl, vzlist or ploop) with an argv of the table.
 
-    ``stdin`` (text) is given to the tool on its standard input: scripts
-    for ``vzctl exec2 <CT> -``, which may carry secrets that must not be
-    on any command line.
+    ``stdin`` (text) is the script of ``vzctl exec2 <CT> -``, the only
+    command that reads one; it may carry secrets that must not be on any
+    command line.
 
-    :returns: ``(exit_code, stdout, stderr)``; exit_code is None when the
-        call was killed after ``timeout`` seconds.
+    :returns: a :data:`nova_openvz.privsep.Result`.
     """
-    validator = _VALIDATORS.get(tool)
-    if validator is None:
+    if tool not in commands.TOOLS:
         raise privsep.ArgumentRejected('tool %r is not allowed' % (tool,))
-    validator(args)
-    if stdin is not None and (not isinstance(stdin, str) or
-                              len(stdin) > MAX_STDIN):
+    shape = validate(tool, args)
+    if (stdin is not None) != shape.stdin or stdin is not None and (
+            not isinstance(stdin, str) or len(stdin) > MAX_STDIN):
         raise privsep.ArgumentRejected(
-            'stdin must be text of at most %d bytes' % MAX_STDIN)
+            '%s takes %s' % (shape.name, 'a script of at most %d bytes on '
+                             'stdin' % MAX_STDIN if shape.stdin
+                             else 'no stdin'))
     return _run(tool, list(args), int(timeout), stdin)

@@ -192,7 +192,7 @@ class TestBrokenHost(_CheckTest):
         self.assertIn('tools_dir = /usr/sbin', result.message)
 
     def test_unreadable_file_is_a_failure(self):
-        with mock.patch.object(check.hostconfig.vzconf, 'read',
+        with mock.patch.object(check.hostpaths.vzconf, 'read',
                                side_effect=PermissionError(13, 'denied')):
             self.assertFails('vz.conf', 'denied', hint='root')
 

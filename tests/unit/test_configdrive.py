@@ -17,6 +17,7 @@ import testtools
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import configdrive
+from nova_openvz import container
 from nova_openvz import privsep
 from nova_openvz.privsep import containers as priv_containers
 from nova_openvz.simulator import fixture as sim_fixture
@@ -148,7 +149,7 @@ class TestAttachAndRemove(_OnSimulatedHost):
                          configdrive.directory(self.instance()))
 
     def test_attach_then_remove(self):
-        configdrive.attach(CTID, self.source)
+        container.Container(CTID).show_config_drive(self.source)
         self.assertIn(self.source, self.script('mount'))
         with open(os.path.join(self.source, 'file'), 'w') as f:
             f.write('x')

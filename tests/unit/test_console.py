@@ -20,6 +20,7 @@ import testtools
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import console
+from nova_openvz import container
 from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import privsep
@@ -29,6 +30,7 @@ from tests import fixtures as sim_fixtures
 
 CONF = openvz_conf.CONF
 CTID = 101
+HANDLE = container.Container(CTID)
 
 
 class ConsoleLogTestCase(testtools.TestCase):
@@ -113,7 +115,7 @@ class ConsoleLogTestCase(testtools.TestCase):
 class TestConsoleLogger(ConsoleLogTestCase):
 
     def test_attach_logs_what_the_console_prints(self):
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         self.print_on_console('init: starting\n')
         self.wait_logged('init: starting\n')
         self.assertEqual([('console', str(CTID))],
@@ -122,9 +124,9 @@ class TestConsoleLogger(ConsoleLogTestCase):
             self.directory, 'console.log')).st_mode & 0o777)
 
     def test_attach_twice_keeps_one_logger(self):
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         pid = self.logger_pid()
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         self.assertEqual(pid, self.logger_pid())
         self.assertEqual(1, len(self.calls))
         self.assertEqual(1, len(self.console_sessions()))
@@ -143,7 +145,7 @@ class TestConsoleLogger(ConsoleLogTestCase):
         return self.directory
 
     def test_detach_ends_logger_and_vzctl_and_keeps_the_log(self):
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         pid = self.logger_pid()
         self.print_on_console('last words\n')
         self.wait_logged('last words\n')
@@ -158,14 +160,14 @@ class TestConsoleLogger(ConsoleLogTestCase):
         self.assertEqual([0], [c['exit_code'] for c in sessions])
 
     def test_remove_deletes_the_log(self):
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         console.remove(self.instance)
         self.assertEqual([], os.listdir(self.directory))
         self.assertEqual([], self.console_sessions())
 
     def test_full_log_is_rotated_once(self):
         self.config.config(group='openvz', console_log_max_bytes=64 * 1024)
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         lines = ['line %06d %s\n' % (n, 'x' * 60) for n in range(3000)]
         for n in range(0, len(lines), 100):
             self.print_on_console(''.join(lines[n:n + 100]))
@@ -179,7 +181,7 @@ class TestConsoleLogger(ConsoleLogTestCase):
                          sorted(os.listdir(self.directory)))
 
     def test_logger_outlives_its_starter_and_ends_with_the_container(self):
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         pid = self.logger_pid()
         rc, _, err = self.host.vzctl('destroy', CTID)
         self.assertEqual(0, rc, err)
@@ -196,12 +198,12 @@ class TestOutput(ConsoleLogTestCase):
 
     def test_output_is_the_last_100_kib_across_the_rotated_log(self):
         self.config.config(group='openvz', console_log_max_bytes=96 * 1024)
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         lines = ['boot line %06d\n' % n for n in range(12000)]
         for n in range(0, len(lines), 500):
             self.print_on_console(''.join(lines[n:n + 500]))
         self.wait_logged(lines[-1])
-        output = console.output(self.instance, CTID)
+        output = console.output(self.instance, HANDLE)
         self.assertIsInstance(output, str)
         self.assertEqual(console.MAX_OUTPUT_BYTES, len(output))
         self.assertTrue(''.join(lines).endswith(output))
@@ -209,30 +211,32 @@ class TestOutput(ConsoleLogTestCase):
                                                     'console.log.0')))
 
     def test_bytes_come_back_unchanged(self):
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         with open(self.console_file, 'ab') as f:
             f.write(b'\x1b[1mbold\x1b[0m caf\xc3\xa9\r\n')
         self.wait_logged('\r\n')
         self.assertEqual(b'\x1b[1mbold\x1b[0m caf\xc3\xa9\r\n',
-                         console.output(self.instance, CTID).encode('latin-1'))
+                         console.output(self.instance,
+                                        HANDLE).encode('latin-1'))
 
     def test_output_attaches_a_lost_logger_again(self):
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         self.kill(self.logger_pid())   # as a host reboot would
         for pid in self.console_sessions():
             self.kill(pid)
         self.print_on_console('missed while detached\n')
-        console.output(self.instance, CTID)
+        console.output(self.instance, HANDLE)
         self.print_on_console('seen again\n')
         self.wait_logged('seen again\n')
         self.assertNotIn('missed', self.logged())
 
     def test_silent_console_reads_empty(self):
-        self.assertEqual('', console.output(self.instance, CTID))
+        self.assertEqual('', console.output(self.instance, HANDLE))
 
     def test_no_log_is_console_not_available(self):
         self.assertRaises(nova_exception.ConsoleNotAvailable,
-                          console.output, self.instance, 999)
+                          console.output, self.instance,
+                          container.Container(999))
 
 
 class TestPrivilegedSide(ConsoleLogTestCase):
@@ -261,7 +265,7 @@ class TestPrivilegedSide(ConsoleLogTestCase):
         self.assertFalse(priv_console.stop_console_logger(self.directory))
         self.assertIsNone(sleeper.poll())
         # Nor does it stop a real logger from being attached.
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         self.assertNotEqual(sleeper.pid, self.logger_pid())
 
     def test_reading_never_follows_a_planted_link(self):
@@ -288,7 +292,7 @@ class TestPrivilegedSide(ConsoleLogTestCase):
         # a link while the root logger runs: the logger keeps writing and
         # rotating in the directory it was started on, nowhere else.
         self.config.config(group='openvz', console_log_max_bytes=64 * 1024)
-        console.attach(self.instance, CTID)
+        console.attach(self.instance, HANDLE)
         self.print_on_console('before\n')
         self.wait_logged('before\n')
         elsewhere = self.useFixture(fixtures.TempDir()).path

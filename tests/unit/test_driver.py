@@ -19,6 +19,7 @@ from nova_openvz import exception
 from nova_openvz import inventory
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
+from nova_openvz import vz4
 
 CONF = nova.conf.CONF
 
@@ -164,12 +165,12 @@ class TestHelpers(testtools.TestCase):
 
     def test_version_number(self):
         self.assertEqual(4011001,
-                         driver._version_number('vzctl version 4.11.1\n'))
-        self.assertEqual(4007000, driver._version_number('vzctl version 4.7'))
+                         vz4.version_number('vzctl version 4.11.1\n'))
+        self.assertEqual(4007000, vz4.version_number('vzctl version 4.7'))
         self.assertEqual(7000012,
-                         driver._version_number('vzctl version 7.0.12'))
+                         vz4.version_number('vzctl version 7.0.12'))
         for text in ('', 'vzctl 4.11', 'version 4'):
-            self.assertRaises(ValueError, driver._version_number, text)
+            self.assertRaises(ValueError, vz4.version_number, text)
 
     def hostname(self, name):
         objects.register_all()

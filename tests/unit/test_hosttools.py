@@ -14,8 +14,9 @@ import testtools
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
 from nova_openvz import hosttools
+from nova_openvz.privsep import vzconf
 from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz import vzconf
+from nova_openvz import vz4
 
 CONF = openvz_conf.CONF
 
@@ -51,7 +52,7 @@ class TestErrors(_HostToolsTest):
             self.only_fault(tool='vzctl', command='start', exit_code=code,
                             stderr=stderr)
             error = self.assertRaises(exception.HostToolError,
-                                      hosttools.vzctl, 'start', 101)
+                                      hosttools.run, 'vzctl', 'start', 101)
             self.assertIs(error_class, type(error), code)
             self.assertEqual(code, error.exit_code)
             self.assertEqual('vzctl', error.tool)
@@ -64,7 +65,7 @@ class TestErrors(_HostToolsTest):
     def test_a_real_failure_carries_what_vzctl_said(self):
         # No fault injected: CT 101 does not exist, so vzctl itself fails.
         error = self.assertRaises(exception.ContainerConfigMissing,
-                                  hosttools.vzctl, 'start', 101)
+                                  hosttools.run, 'vzctl', 'start', 101)
         self.assertEqual(14, error.exit_code)
         self.assertIn('Container config file does not exist',
                       error.format_message())
@@ -73,7 +74,7 @@ class TestErrors(_HostToolsTest):
         self.only_fault(tool='vzctl', command='start', exit_code=133,
                         stderr='Container start failed')
         error = self.assertRaises(exception.HostToolError,
-                                  hosttools.vzctl, 'start', 101)
+                                  hosttools.run, 'vzctl', 'start', 101)
         self.assertIs(exception.HostToolError, type(error))
         self.assertEqual(133, error.exit_code)
         self.assertIn('Container start failed', error.format_message())
@@ -81,7 +82,7 @@ class TestErrors(_HostToolsTest):
     def test_vzctl_codes_are_not_applied_to_vzlist(self):
         self.only_fault(tool='vzlist', exit_code=14, stderr='odd')
         error = self.assertRaises(exception.HostToolError,
-                                  hosttools.vzlist, '-a', '-j')
+                                  hosttools.run, 'vzlist', *vz4.list_all())
         self.assertIs(exception.HostToolError, type(error))
         self.assertEqual('vzlist', error.tool)
 
@@ -95,7 +96,7 @@ class TestErrors(_HostToolsTest):
             self.only_fault(tool='ploop', command='umount', exit_code=code,
                             stderr='ploop said %d' % code)
             error = self.assertRaises(exception.HostToolError,
-                                      hosttools.ploop, 'umount', '-m',
+                                      hosttools.run, 'ploop', 'umount', '-m',
                                       mount_dir)
             self.assertIs(error_class, type(error), code)
             self.assertEqual(('ploop', 'umount', code),
@@ -109,7 +110,7 @@ class TestErrors(_HostToolsTest):
         self.only_fault(tool='ploop', command='umount', exit_code=9,
                         stderr='Can not read sysfs')
         error = self.assertRaises(
-            exception.HostToolError, hosttools.ploop, 'umount', '-m',
+            exception.HostToolError, hosttools.run, 'ploop', 'umount', '-m',
             priv_images.ploop_mount_dir(
                 '6d3c3bd2-8d0d-4c7b-9a7e-0d9b6f1e8a21'))
         self.assertIs(exception.HostToolError, type(error))
@@ -120,7 +121,7 @@ class TestErrors(_HostToolsTest):
         self.only_fault(tool='vzctl', command='start', exit_code=133,
                         stdout=stdout)
         error = self.assertRaises(exception.HostToolError,
-                                  hosttools.vzctl, 'start', 101)
+                                  hosttools.run, 'vzctl', 'start', 101)
         message = error.format_message()
         self.assertIn('line 4 line 5 line 6 line 7 line 8', message)
         self.assertNotIn('line 3', message)
@@ -128,11 +129,11 @@ class TestErrors(_HostToolsTest):
     def test_without_any_output_the_message_says_so(self):
         self.only_fault(tool='vzctl', command='start', exit_code=133)
         error = self.assertRaises(exception.HostToolError,
-                                  hosttools.vzctl, 'start', 101)
+                                  hosttools.run, 'vzctl', 'start', 101)
         self.assertIn('(no output)', error.format_message())
 
     def test_ok_codes_count_as_success(self):
-        call = hosttools.vzctl('start', 101, ok_codes=(0, 14))
+        call = hosttools.run('vzctl', 'start', 101, ok_codes=(0, 14))
         self.assertEqual(14, call.exit_code)
         self.assertIn('Container config file does not exist', call.stderr)
 
@@ -140,20 +141,20 @@ class TestErrors(_HostToolsTest):
 class TestLockRetry(_HostToolsTest):
 
     def test_a_lock_on_the_first_call_is_retried(self):
-        self.only_fault(tool='vzctl', command='status', call=1, exit_code=9,
+        self.only_fault(tool='vzctl', command='set', call=1, exit_code=9,
                         stderr='Container already locked')
-        call = hosttools.vzctl('status', 101)
+        call = hosttools.run('vzctl', 'set', 101, '--save', '--cpus', '1')
         self.assertEqual(0, call.exit_code)
-        self.assertEqual('CTID 101 deleted unmounted down',
-                         call.stdout.strip())
+        self.assertIn('CT configuration saved', call.stdout)
         self.assertEqual([9, 0], [c.exit_code for c in self.seen])
 
     def test_a_lock_that_persists_raises_container_locked(self):
-        self.only_fault(tool='vzctl', command='status', exit_code=9,
+        self.only_fault(tool='vzctl', command='set', exit_code=9,
                         stderr='Container already locked')
         started = time.monotonic()
         error = self.assertRaises(exception.ContainerLocked,
-                                  hosttools.vzctl, 'status', 101)
+                                  hosttools.run, 'vzctl', 'set', 101, '--save',
+                                  '--cpus', '1')
         # One call and three retries, waiting 0.01 + 0.02 + 0.04 s.
         self.assertEqual([9] * 4, [c.exit_code for c in self.seen])
         self.assertGreaterEqual(time.monotonic() - started, 0.07)
@@ -161,9 +162,10 @@ class TestLockRetry(_HostToolsTest):
 
     def test_no_retries_when_configured_so(self):
         self.flags(group='openvz', lock_retries=0)
-        self.only_fault(tool='vzctl', command='status', exit_code=9)
+        self.only_fault(tool='vzctl', command='set', exit_code=9)
         self.assertRaises(exception.ContainerLocked,
-                          hosttools.vzctl, 'status', 101)
+                          hosttools.run, 'vzctl', 'set', 101, '--save',
+                          '--cpus', '1')
         self.assertEqual(1, len(self.seen))
 
     def test_a_lock_held_by_a_live_process_is_waited_out(self):
@@ -179,7 +181,7 @@ class TestLockRetry(_HostToolsTest):
         release.start()
         self.addCleanup(release.cancel)
 
-        hosttools.vzctl('set', 101, '--save', '--cpus', '2')
+        hosttools.run('vzctl', 'set', 101, '--save', '--cpus', '2')
 
         codes = [c.exit_code for c in self.seen]
         self.assertEqual(0, codes[-1])
@@ -194,8 +196,8 @@ class TestLockRetry(_HostToolsTest):
 class TestListeners(_HostToolsTest):
 
     def test_listeners_see_every_call(self):
-        hosttools.vzctl('--version')
-        self.assertRaises(exception.HostToolError, hosttools.vzctl,
+        hosttools.run('vzctl', '--version')
+        self.assertRaises(exception.HostToolError, hosttools.run, 'vzctl',
                           'start', 101)
         self.assertEqual([('vzctl', ('--version',), 0),
                           ('vzctl', ('start', '101'), 14)],
@@ -207,7 +209,7 @@ class TestListeners(_HostToolsTest):
         heard = []
         hosttools.add_listener(heard.append)
         hosttools.remove_listener(heard.append)
-        hosttools.vzctl('--version')
+        hosttools.run('vzctl', '--version')
         self.assertEqual([], heard)
         self.assertEqual(1, len(self.seen))
 
@@ -216,12 +218,12 @@ class TestTimeout(_HostToolsTest):
 
     def test_a_call_over_the_timeout_is_killed(self):
         self.flags(group='openvz', tool_timeout=1)
-        self.host.set_latency('vzctl status', 10)
+        self.host.set_latency('vzctl stop', 10)
         started = time.monotonic()
         error = self.assertRaises(exception.ToolTimeout,
-                                  hosttools.vzctl, 'status', 101)
+                                  hosttools.run, 'vzctl', 'stop', 101)
         self.assertLess(time.monotonic() - started, 5)
         self.assertIn('1 seconds', error.format_message())
         self.assertIsNone(self.seen[-1].exit_code)
         # The next call is not affected.
-        self.assertEqual(0, hosttools.vzctl('--version').exit_code)
+        self.assertEqual(0, hosttools.run('vzctl', '--version').exit_code)

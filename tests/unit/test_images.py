@@ -13,7 +13,6 @@ from oslo_config import fixture as config_fixture
 import testtools
 
 from nova_openvz import conf as openvz_conf
-from nova_openvz import hostconfig
 from nova_openvz import images
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz.simulator import templates
@@ -162,7 +161,7 @@ class TestTemplateCache(testtools.TestCase):
         root, self.cache_dir, vz_conf = _template_host(self)
         self.useFixture(config_fixture.Config(openvz_conf.CONF)).config(
             group='openvz', vz_conf=vz_conf)
-        self.cache = images.TemplateCache(hostconfig.HostConfig())
+        self.cache = images.TemplateCache()
 
     def test_cached_finds_every_template_suffix(self):
         self.assertIsNone(self.cache.cached('nova-x'))
@@ -235,7 +234,7 @@ class TestManage(testtools.TestCase):
         self.flags.config(group='openvz', vz_conf=vz_conf)
         self.flags.config(group='oslo_concurrency', lock_path=root)
         self.useFixture(sim_fixture.InProcessPrivsep())
-        self.cache = images.TemplateCache(hostconfig.HostConfig())
+        self.cache = images.TemplateCache()
         self.files = ['debian-12-nova-%s.tar.gz' % IMAGE_ID,
                       'nova-%s.tar' % self.OTHER, 'centos-7-x86_64.tar.gz']
         for name in self.files:
@@ -313,7 +312,7 @@ def _use_glance_client(test, client):
     test.useFixture(fixtures.MockPatch(
         'nova.image.glance.get_default_image_service',
         return_value=service))
-    test.cache = images.TemplateCache(hostconfig.HostConfig())
+    test.cache = images.TemplateCache()
     test.context = nova_context.get_admin_context()
     test.instance = FakeInstance()
     test.instance.trusted_certs = None

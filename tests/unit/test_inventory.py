@@ -10,7 +10,6 @@ from oslo_config import fixture as config_fixture
 import testtools
 
 from nova_openvz import exception
-from nova_openvz import hostconfig
 from nova_openvz import hosttools
 from nova_openvz import inventory
 from nova_openvz import privsep
@@ -249,15 +248,14 @@ class TestCtidAllocator(_OnHost):
 
     def setUp(self):
         super().setUp()
-        self.config = hostconfig.HostConfig()
         self.listing = inventory.ContainerListing()
-        self.allocator = inventory.CtidAllocator(self.listing, self.config)
+        self.allocator = inventory.CtidAllocator(self.listing)
 
     def test_the_first_id_is_the_configured_minimum(self):
         self.assertEqual(101, self.allocator.reserve())
         self.flags(group='openvz', min_ctid=5000)
         self.assertEqual(5000, inventory.CtidAllocator(
-            self.listing, self.config).reserve())
+            self.listing).reserve())
 
     def test_ids_in_use_on_the_host_are_skipped(self):
         self.nova_container(101, start=True)          # running

@@ -10,6 +10,8 @@ import testtools
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import network
+from nova_openvz.privsep import vzconf
+from nova_openvz import vz4
 
 CONF = openvz_conf.CONF
 INVALID = nova_exception.InvalidInput
@@ -55,6 +57,17 @@ def netif_entry(ifname, vif):
             % (ifname, vif['address'].upper(), vif['devname']))
 
 
+def devices(netif):
+    """The veth devices of a NETIF value, as a handle reads them."""
+    return vzconf.netif_devices(netif)
+
+
+def set_args(nics):
+    """The ``vzctl set`` options that give a container these ports."""
+    return [word for option in vz4.set_options([network.settings(nics)])
+            for word in option]
+
+
 def options(args):
     """``--option value`` pairs, in order."""
     return list(zip(args[::2], args[1::2]))
@@ -89,7 +102,7 @@ class TestInterfaceNames(_Base):
         # eth1 was detached: its name is free again; eth2 is taken.
         netif = ';'.join([netif_entry('eth0', first),
                           netif_entry('eth2', second)])
-        nics = network.nics([third, second, first, fourth], netif)
+        nics = network.nics([third, second, first, fourth], devices(netif))
         self.assertEqual([('eth1', third['id']), ('eth2', second['id']),
                           ('eth0', first['id']), ('eth3', fourth['id'])],
                          [(n.ifname, n.port_id) for n in nics])
@@ -97,17 +110,17 @@ class TestInterfaceNames(_Base):
     def test_a_netif_device_of_another_port_is_not_reused(self):
         other = make_vif()
         vif = make_vif()
-        nics = network.nics([vif], netif_entry('eth0', other))
+        nics = network.nics([vif], devices(netif_entry('eth0', other)))
         self.assertEqual(['eth1'], [n.ifname for n in nics])
 
     def test_interface_of(self):
         vif, other, absent = make_vif(), make_vif(), make_vif()
         netif = netif_entry('eth0', other) + ';' + netif_entry('eth3', vif)
-        self.assertEqual('eth3', network.interface_of(vif, netif))
-        self.assertEqual('eth0', network.interface_of(other, netif))
-        self.assertIsNone(network.interface_of(absent, netif))
-        self.assertIsNone(network.interface_of(vif, None))
-        self.assertIsNone(network.interface_of(vif, ''))
+        self.assertEqual('eth3', network.interface_of(vif, devices(netif)))
+        self.assertEqual('eth0', network.interface_of(other, devices(netif)))
+        self.assertIsNone(network.interface_of(absent, devices(netif)))
+        self.assertIsNone(network.interface_of(vif, devices(None)))
+        self.assertIsNone(network.interface_of(vif, devices('')))
 
 
 class TestNic(_Base):
@@ -130,12 +143,12 @@ class TestNic(_Base):
         nic = network.Nic(vif, 'eth1')
         tap = 'tap' + vif['id'][:11]
         self.assertEqual('eth1,FA:16:3E:AB:CD:EF,%s,,qbr%s'
-                         % (tap, vif['id'][:11]), nic.netif_add())
+                         % (tap, vif['id'][:11]), vz4.netif_add(nic))
 
     def test_netif_add_of_a_native_ovs_port_has_no_bridge(self):
         vif = make_vif(mac='fa:16:3e:ab:cd:ef', hybrid=False)
         self.assertEqual('eth0,FA:16:3E:AB:CD:EF,%s,,' % vif['devname'],
-                         network.Nic(vif, 'eth0').netif_add())
+                         vz4.netif_add(network.Nic(vif, 'eth0')))
 
     def test_host_end_defaults_to_tap_and_the_port_id(self):
         vif = make_vif()
@@ -198,16 +211,16 @@ class TestSetArgs(_Base):
                           v6=())
         nics = network.nics([first, second])
         self.assertEqual(
-            [('--netif_add', nics[0].netif_add()),
-             ('--netif_add', nics[1].netif_add()),
+            [('--netif_add', vz4.netif_add(nics[0])),
+             ('--netif_add', vz4.netif_add(nics[1])),
              ('--nameserver', '192.0.2.53'),
              ('--nameserver', '192.0.2.54'),
              ('--nameserver', '2001:db8::53'),
              ('--searchdomain', 'example.org')],
-            options(network.set_args(nics)))
-        self.assertTrue(nics[1].netif_add().startswith(
+            options(set_args(nics)))
+        self.assertTrue(vz4.netif_add(nics[1]).startswith(
             'eth1,FA:16:3E:00:00:02,'))
-        self.assertNotIn('--ipadd', network.set_args(nics))
+        self.assertNotIn('--ipadd', set_args(nics))
 
     def test_routed_mode_puts_fixed_ips_on_venet(self):
         self.flags(group='openvz', network_mode='routed')
@@ -219,15 +232,15 @@ class TestSetArgs(_Base):
              ('--nameserver', '192.0.2.53'),
              ('--nameserver', '2001:db8::53'),
              ('--searchdomain', 'example.org')],
-            options(network.set_args(nics)))
+            options(set_args(nics)))
 
     def test_no_search_domain_without_nova_dhcp_domain(self):
         self.flags(group='api', dhcp_domain='')
         nics = network.nics([make_vif()])
-        self.assertNotIn('--searchdomain', network.set_args(nics))
+        self.assertNotIn('--searchdomain', set_args(nics))
 
     def test_no_ports_no_arguments(self):
-        self.assertEqual([], network.set_args([]))
+        self.assertEqual([], set_args([]))
 
 
 class TestPluggedEvents(_Base):

@@ -88,15 +88,15 @@ class TestSnapshotMount(HostTree):
     def test_snapshot_mount_only_on_its_own_dir(self):
         guid = str(uuid.uuid4())
         target = priv_images.snapshot_mount_dir(guid)
-        priv_tools.validate_vzctl_argv(['snapshot-mount', '101', '--id', guid,
-                                        '--target', target])
-        priv_tools.validate_vzctl_argv(['snapshot-umount', '101', '--id',
-                                        guid])
+        priv_tools.validate('vzctl', ['snapshot-mount', '101', '--id', guid,
+                                      '--target', target])
+        priv_tools.validate('vzctl', ['snapshot-umount', '101', '--id',
+                                      guid])
         for argv in (['--id', guid, '--target', '/etc'],
                      ['--id', guid, '--target', target + '/..'],
                      ['--id', str(uuid.uuid4()), '--target', target],
                      ['--target', target], ['--id', guid]):
-            self.assertRaises(REJECTED, priv_tools.validate_vzctl_argv,
+            self.assertRaises(REJECTED, priv_tools.validate, 'vzctl',
                               ['snapshot-mount', '101'] + argv)
 
     def test_make_and_remove_the_mount_dir(self):
@@ -125,7 +125,8 @@ class TestPack(HostTree):
     def test_private_area_becomes_a_template_tarball(self):
         self._tree()
         name = 'snapshot-%s.tar.gz' % uuid.uuid4()
-        self.assertEqual((0, ''), priv_images.pack_private_area(101, name))
+        self.assertEqual((0, '', ''),
+                         priv_images.pack_private_area(101, name))
         path = os.path.join(self.root, 'staging', name)
         self.assertEqual(0o644, os.stat(path).st_mode & 0o777)
         with tarfile.open(path) as tar:
@@ -161,7 +162,7 @@ class TestPack(HostTree):
         self.useFixture(fixtures.MonkeyPatch(
             'nova_openvz.privsep.TOOL_PATH', self._failing_tar()))
         name = 'snapshot-%s.tar.gz' % uuid.uuid4()
-        code, stderr = priv_images.pack_private_area(101, name)
+        code, _stdout, stderr = priv_images.pack_private_area(101, name)
         self.assertNotEqual(0, code)
         self.assertIn('tar', stderr)
         self.assertEqual([], os.listdir(os.path.join(self.root, 'staging')))
@@ -198,7 +199,7 @@ class TestPloopImages(HostTree):
                      ['mount', '-r', '-m', self.mount,
                       self.work + '/DiskDescriptor.xml'],
                      ['umount', '-m', self.mount]):
-            priv_tools.validate_ploop_argv(argv)
+            priv_tools.validate('ploop', argv)
 
     def test_anything_else_is_refused(self):
         other = os.path.join(self.root, 'staging',
@@ -229,7 +230,7 @@ class TestPloopImages(HostTree):
                  self.work + '/./root.hdd'],
                 ['restore-descriptor', '-f', 'ploop1', self.work,
                  self.work + '/root.hdd\n']):
-            self.assertRaises(REJECTED, priv_tools.validate_ploop_argv, argv)
+            self.assertRaises(REJECTED, priv_tools.validate, 'ploop', argv)
 
     def test_make_pack_and_remove_the_mount_dir(self):
         path = priv_images.make_ploop_mount_dir(IMAGE)
@@ -240,7 +241,7 @@ class TestPloopImages(HostTree):
             f.write('from-ploop\n')
         open(os.path.join(path, '.balloon-c3a5ae3d-ce7f-43c4-a1ea-'
                                 'c61e2b4504e8'), 'w').close()
-        self.assertEqual((0, ''), priv_images.pack_ploop_image(IMAGE))
+        self.assertEqual((0, '', ''), priv_images.pack_ploop_image(IMAGE))
         packed = os.path.join(self.root, 'staging', 'ploop-%s.tar.gz' % IMAGE)
         with tarfile.open(packed) as tar:
             self.assertEqual(['.', './etc', './etc/hostname'],

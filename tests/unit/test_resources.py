@@ -12,6 +12,8 @@ import testtools
 
 from nova_openvz import exception
 from nova_openvz import resources
+from nova_openvz import settings
+from nova_openvz import vz4
 
 CONF = nova.conf.CONF
 
@@ -20,6 +22,12 @@ def flavor(memory_mb=2048, vcpus=2, root_gb=20, swap=0, **specs):
     objects.register_all()
     return objects.Flavor(memory_mb=memory_mb, vcpus=vcpus, root_gb=root_gb,
                           swap=swap, extra_specs=specs)
+
+
+def flavor_settings(flavor, swap_mb=None):
+    """The ``vzctl set`` options a flavor's limits render to."""
+    return [str(word) for option in vz4.set_options(
+        [resources.limits(flavor, swap_mb)]) for word in option]
 
 
 def options(args):
@@ -42,64 +50,64 @@ class TestFlavorSettings(_Base):
         self.assertEqual(
             ['--ram', '2048M', '--swap', '0M', '--cpus', '2',
              '--cpuunits', '2000'],
-            resources.flavor_settings(flavor()))
+            flavor_settings(flavor()))
 
     def test_swap_in_megabytes(self):
-        self.assertEqual('512M', options(resources.flavor_settings(
+        self.assertEqual('512M', options(flavor_settings(
             flavor(swap=512)))['--swap'])
 
     def test_cpuunits_follow_the_per_vcpu_option_up_to_the_maximum(self):
         self.flags(group='openvz', cpuunits_per_vcpu=300)
-        self.assertEqual('1200', options(resources.flavor_settings(
+        self.assertEqual('1200', options(flavor_settings(
             flavor(vcpus=4)))['--cpuunits'])
         self.flags(group='openvz', cpuunits_per_vcpu=100000)
-        self.assertEqual('500000', options(resources.flavor_settings(
+        self.assertEqual('500000', options(flavor_settings(
             flavor(vcpus=8)))['--cpuunits'])
 
     def test_quota_cpu_shares_sets_cpuunits(self):
-        self.assertEqual('512', options(resources.flavor_settings(
+        self.assertEqual('512', options(flavor_settings(
             flavor(**{'quota:cpu_shares': '512'})))['--cpuunits'])
 
     def test_openvz_cpuunits_wins_over_cpu_shares(self):
-        self.assertEqual('3000', options(resources.flavor_settings(
+        self.assertEqual('3000', options(flavor_settings(
             flavor(**{'quota:cpu_shares': '512',
                       'openvz:cpuunits': '3000'})))['--cpuunits'])
 
     def test_cpu_shares_are_clamped_into_the_cpuunits_range(self):
         # Nova's API accepts any share from 0; vzctl takes 8..500000.
         for shares, units in (('0', '8'), ('4', '8'), ('900000', '500000')):
-            self.assertEqual(units, options(resources.flavor_settings(
+            self.assertEqual(units, options(flavor_settings(
                 flavor(**{'quota:cpu_shares': shares})))['--cpuunits'])
         self.assertRaises(exception.InvalidFlavorLimit,
-                          resources.flavor_settings,
+                          flavor_settings,
                           flavor(**{'quota:cpu_shares': 'many'}))
         self.assertRaises(exception.InvalidFlavorLimit,
-                          resources.flavor_settings,
+                          flavor_settings,
                           flavor(**{'quota:cpu_shares': '-1'}))
 
     def test_no_cpulimit_unless_asked(self):
-        self.assertNotIn('--cpulimit', resources.flavor_settings(flavor()))
+        self.assertNotIn('--cpulimit', flavor_settings(flavor()))
 
     def test_cpu_quota_is_per_vcpu_like_libvirt(self):
         # 50 ms in each 100 ms for each of 2 vCPUs: one full CPU.
-        self.assertEqual('100', options(resources.flavor_settings(
+        self.assertEqual('100', options(flavor_settings(
             flavor(vcpus=2, **{'quota:cpu_quota': '50000',
                                'quota:cpu_period': '100000'})))['--cpulimit'])
         # The default period is 100 ms; a fraction of a percent rounds up.
-        self.assertEqual('26', options(resources.flavor_settings(
+        self.assertEqual('26', options(flavor_settings(
             flavor(vcpus=1, **{'quota:cpu_quota': '25001'})))['--cpulimit'])
-        self.assertEqual('75', options(resources.flavor_settings(
+        self.assertEqual('75', options(flavor_settings(
             flavor(vcpus=3, **{'quota:cpu_quota': '5000',
                                'quota:cpu_period': '20000'})))['--cpulimit'])
 
     def test_negative_cpu_quota_means_no_limit(self):
-        self.assertEqual('0', options(resources.flavor_settings(
+        self.assertEqual('0', options(flavor_settings(
             flavor(**{'quota:cpu_quota': '-1'})))['--cpulimit'])
 
     def test_cpu_period_zero_means_the_default_period(self):
         # Nova's API accepts quota:cpu_period=0 ("no value"); libvirt then
         # leaves the kernel's default period of 100 ms.
-        self.assertEqual('100', options(resources.flavor_settings(
+        self.assertEqual('100', options(flavor_settings(
             flavor(vcpus=1, **{'quota:cpu_quota': '100000',
                                'quota:cpu_period': '0'})))['--cpulimit'])
 
@@ -111,15 +119,15 @@ class TestFlavorSettings(_Base):
                       {'quota:cpu_quota': '5000',
                        'quota:cpu_period': '2000000'}):
             self.assertRaises(exception.InvalidFlavorLimit,
-                              resources.flavor_settings, flavor(**specs))
+                              flavor_settings, flavor(**specs))
 
     def test_openvz_cpulimit_wins_over_cpu_quota(self):
-        self.assertEqual('150', options(resources.flavor_settings(
+        self.assertEqual('150', options(flavor_settings(
             flavor(**{'quota:cpu_quota': '50000',
                       'openvz:cpulimit': '150'})))['--cpulimit'])
 
     def test_openvz_limits_become_vzctl_options(self):
-        args = options(resources.flavor_settings(flavor(**{
+        args = options(flavor_settings(flavor(**{
             'openvz:ioprio': '6', 'openvz:iolimit': '20',
             'openvz:iopslimit': '300', 'openvz:numproc': '400',
             'openvz:numfile': '10000'})))
@@ -135,7 +143,7 @@ class TestFlavorSettings(_Base):
                          ('openvz:numproc', '0'), ('openvz:cpulimit', '-1'),
                          ('openvz:iolimit', 'fast')):
             error = self.assertRaises(exception.InvalidFlavorLimit,
-                                      resources.flavor_settings,
+                                      flavor_settings,
                                       flavor(**{key: raw}))
             self.assertIn(key, error.format_message())
 
@@ -143,7 +151,7 @@ class TestFlavorSettings(_Base):
 class TestDiskQos(_Base):
 
     def test_the_smallest_bandwidth_and_iops_are_used(self):
-        args = options(resources.flavor_settings(flavor(**{
+        args = options(flavor_settings(flavor(**{
             'quota:disk_read_bytes_sec': '20971520',
             'quota:disk_write_bytes_sec': '10485760',
             'quota:disk_total_iops_sec': '500',
@@ -152,14 +160,14 @@ class TestDiskQos(_Base):
         self.assertEqual('500', args['--iopslimit'])
 
     def test_zero_means_no_limit(self):
-        args = options(resources.flavor_settings(flavor(**{
+        args = options(flavor_settings(flavor(**{
             'quota:disk_total_bytes_sec': '0',
             'quota:disk_write_bytes_sec': '4096'})))
         self.assertEqual('4096B', args['--iolimit'])
         self.assertNotIn('--iopslimit', args)
 
     def test_openvz_limits_win_over_nova_specs(self):
-        args = options(resources.flavor_settings(flavor(**{
+        args = options(flavor_settings(flavor(**{
             'openvz:iolimit': '5', 'quota:disk_total_bytes_sec': '100',
             'openvz:iopslimit': '7', 'quota:disk_total_iops_sec': '9'})))
         self.assertEqual('5', args['--iolimit'])
@@ -168,23 +176,23 @@ class TestDiskQos(_Base):
     def test_bad_values_are_refused_with_the_key(self):
         for value in ('-1', 'fast', '1.5'):
             error = self.assertRaises(
-                exception.InvalidFlavorLimit, resources.flavor_settings,
+                exception.InvalidFlavorLimit, flavor_settings,
                 flavor(**{'quota:disk_write_iops_sec': value}))
             self.assertIn('quota:disk_write_iops_sec', str(error))
 
     def test_a_swap_mapping_overrides_the_flavor_swap(self):
-        args = options(resources.flavor_settings(flavor(swap=512), 128))
+        args = options(flavor_settings(flavor(swap=512), 128))
         self.assertEqual('128M', args['--swap'])
 
 
 class TestDisk(_Base):
 
     def test_root_gb_and_its_default(self):
-        self.assertEqual('20G:20G', resources.diskspace_arg(flavor()))
-        self.assertEqual('10G:10G', resources.diskspace_arg(
-            flavor(root_gb=0)))
+        self.assertEqual(settings.Disk('ploop', 20),
+                         resources.disk(flavor()))
+        self.assertEqual(10, resources.disk(flavor(root_gb=0)).size_gb)
         self.flags(group='openvz', default_root_gb=3)
-        self.assertEqual('3G:3G', resources.diskspace_arg(flavor(root_gb=0)))
+        self.assertEqual(3, resources.disk(flavor(root_gb=0)).size_gb)
 
     def test_layout_from_option_or_flavor(self):
         self.assertEqual('ploop', resources.layout(flavor()))

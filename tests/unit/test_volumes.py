@@ -6,9 +6,9 @@ lines the privileged side writes, what it refuses, the refusals before a
 boot, the connector data and the argv the driver sends.
 """
 
+import errno
 import os
 import stat
-import tempfile
 
 import fixtures
 import nova.conf
@@ -19,15 +19,20 @@ from oslo_concurrency import processutils
 from oslo_config import fixture as config_fixture
 import testtools
 
+from nova_openvz import container
 from nova_openvz import exception
+from nova_openvz import guestscripts
 from nova_openvz import hosttools
 from nova_openvz import privsep
 from nova_openvz.privsep import containers as priv_containers
+from nova_openvz.privsep import tools as priv_tools
 from nova_openvz.simulator import fixture as sim_fixture
 from nova_openvz import volumes
 
 CONF = nova.conf.CONF
 CTID = 101
+#: The real probe, which TestVolumeDevice replaces for the others.
+_CLAIMED = priv_containers._claimed
 
 
 class _OnSimulatedHost(testtools.TestCase):
@@ -48,9 +53,19 @@ class _OnSimulatedHost(testtools.TestCase):
 
 class TestVolumeNodes(_OnSimulatedHost):
 
+    def setUp(self):
+        super().setUp()
+        # Host devices by path; the checks on them are TestVolumeDevice's.
+        self.devices = {'/dev/sdb': (259, 0), '/dev/sdc': (8, 16)}
+        self.useFixture(fixtures.MockPatchObject(
+            priv_containers, '_check_volume_device',
+            side_effect=lambda ctid, path: self.devices[path]))
+
     def test_nodes_are_kept_in_the_start_script(self):
-        self.assertIsNone(priv_containers.set_volume_node(CTID, 'vdb', 259, 0))
-        self.assertIsNone(priv_containers.set_volume_node(CTID, 'vdc', 8, 16))
+        self.assertEqual(((259, 0), None), priv_containers.grant_volume(
+            CTID, 'vdb', '/dev/sdb'))
+        self.assertEqual(((8, 16), None), priv_containers.grant_volume(
+            CTID, 'vdc', '/dev/sdc'))
         text = self.script('start')
         self.assertTrue(text.startswith('#!/bin/sh\n'))
         self.assertIn('rm -f /dev/vdb; mknod -m 0660 /dev/vdb b 259 0\n',
@@ -58,13 +73,15 @@ class TestVolumeNodes(_OnSimulatedHost):
         self.assertIn('rm -f /dev/vdc; mknod -m 0660 /dev/vdc b 8 16\n', text)
         self.assertEqual({'vdb': (259, 0), 'vdc': (8, 16)},
                          priv_containers.volume_nodes(CTID))
+        self.assertEqual({(259, 0), (8, 16)},
+                         priv_containers.granted_devices(CTID))
         mode = os.stat(os.path.join(self.conf_dir, '%d.start' % CTID))
         self.assertTrue(mode.st_mode & stat.S_IXUSR)
 
     def test_removing_the_last_node_removes_the_script(self):
-        priv_containers.set_volume_node(CTID, 'vdb', 259, 0)
+        priv_containers.grant_volume(CTID, 'vdb', '/dev/sdb')
         self.assertEqual((259, 0),
-                         priv_containers.set_volume_node(CTID, 'vdb'))
+                         priv_containers.revoke_volume(CTID, 'vdb'))
         self.assertIsNone(self.script('start'))
         self.assertEqual({}, priv_containers.volume_nodes(CTID))
 
@@ -72,23 +89,105 @@ class TestVolumeNodes(_OnSimulatedHost):
         path = os.path.join(self.conf_dir, '%d.start' % CTID)
         with open(path, 'w') as f:
             f.write('#!/bin/sh\necho operator line\n')
-        priv_containers.set_volume_node(CTID, 'vdb', 259, 0)
-        priv_containers.set_volume_node(CTID, 'vdb')
+        priv_containers.grant_volume(CTID, 'vdb', '/dev/sdb')
+        priv_containers.revoke_volume(CTID, 'vdb')
         self.assertEqual('#!/bin/sh\necho operator line\n',
                          self.script('start'))
 
     def test_bad_names_and_numbers_are_refused(self):
-        for name, major, minor in (('../etc/passwd', 8, 0), ('vdb;rm', 8, 0),
-                                   ('VDB', 8, 0), ('', 8, 0),
-                                   ('vdb', 0, 0), ('vdb', 4096, 0),
-                                   ('vdb', 8, -1), ('vdb', 8, 2 ** 20),
-                                   ('vdb', '8', 0), ('vdb', True, 0)):
+        for name in ('../etc/passwd', 'vdb;rm', 'VDB', '', None):
             self.assertRaises(privsep.ArgumentRejected,
-                              priv_containers.set_volume_node, CTID, name,
+                              priv_containers.grant_volume, CTID, name,
+                              '/dev/sdb')
+        for major, minor in ((0, 0), (4096, 0), (8, -1), (8, 2 ** 20),
+                             ('8', 0), (True, 0)):
+            self.assertRaises(privsep.ArgumentRejected,
+                              priv_containers.check_device_node, 'vdb',
                               major, minor)
         self.assertRaises(privsep.ArgumentRejected,
-                          priv_containers.set_volume_node, 0, 'vdb', 8, 0)
+                          priv_containers.grant_volume, 0, 'vdb', '/dev/sdb')
         self.assertIsNone(self.script('start'))
+
+
+class TestVolumeDevice(_OnSimulatedHost):
+    """Which host devices the helper lets a container have."""
+
+    DEVICE = '/dev/loop0'
+
+    def setUp(self):
+        super().setUp()
+        try:
+            info = os.stat(self.DEVICE)
+        except OSError:
+            self.skipTest('needs %s' % self.DEVICE)
+        self.number = (os.major(info.st_rdev), os.minor(info.st_rdev))
+        # The host's view, as /proc and /sys would give it.
+        self.partitions = {'loop0': self.number,
+                           'loop0p1': (259, 40), 'vda': (254, 0)}
+        self.in_use = {(254, 0)}
+        self.held = set()
+        self.claimed = False
+        for name, fake in (
+                ('_block_devices', lambda: dict(self.partitions)),
+                ('_devices_in_use', lambda: set(self.in_use)),
+                ('_held', lambda device: device in self.held),
+                ('_claimed', lambda path: self.claimed)):
+            self.useFixture(fixtures.MockPatchObject(
+                priv_containers, name, side_effect=fake))
+
+    def check(self, path, ctid=CTID):
+        return priv_containers._check_volume_device(ctid, path)
+
+    def refused(self, path, reason):
+        error = self.assertRaises(privsep.ArgumentRejected, self.check, path)
+        self.assertIn(reason, str(error))
+
+    def test_a_spare_block_device_is_taken_by_its_own_numbers(self):
+        self.assertEqual(self.number, self.check(self.DEVICE))
+
+    def test_paths_that_are_no_block_device_are_refused(self):
+        self.refused('/etc/passwd', 'not a device path')
+        self.refused('/dev/null', 'not a block device')
+        self.refused('/dev/../etc/passwd', 'not a block device')
+        self.refused('/dev/nonexistent', 'No such file')
+        self.refused(None, 'not a device path')
+
+    def test_a_device_the_host_uses_is_refused(self):
+        for in_use in (self.number, (259, 40)):   # itself, or a partition
+            self.in_use = {in_use}
+            self.refused(self.DEVICE, 'in use on the host')
+        self.in_use = set()
+        self.held = {(259, 40)}                    # an LVM PV, an md member
+        self.refused(self.DEVICE, 'in use on the host')
+        self.held = set()
+        self.claimed = True                        # a target's backstore
+        self.refused(self.DEVICE, 'in use on the host')
+
+    def test_an_exclusive_open_tells_a_claimed_device(self):
+        self.useFixture(fixtures.MockPatchObject(
+            os, 'open', side_effect=OSError(errno.EBUSY, 'busy')))
+        self.assertTrue(_CLAIMED(self.DEVICE))
+
+    def test_a_device_of_another_container_is_refused(self):
+        with open(os.path.join(self.conf_dir, '102.start'), 'w') as f:
+            f.write(priv_containers._MANAGED % ('BEGIN', 'volumes') + '\n' +
+                    priv_containers._NODE_LINE % {
+                        'name': 'vdb', 'major': self.number[0],
+                        'minor': self.number[1]} + '\n' +
+                    priv_containers._MANAGED % ('END', 'volumes') + '\n')
+        self.refused(self.DEVICE, 'is a volume of container 102')
+        self.assertEqual(self.number, self.check(self.DEVICE, ctid=102))
+
+    def test_only_a_recorded_device_may_be_granted(self):
+        argv = ['set', str(CTID), '--save', '--devices',
+                'b:%d:%d:rw' % self.number]
+        self.assertRaises(privsep.ArgumentRejected, priv_tools.validate,
+                          'vzctl', argv)
+        priv_containers.grant_volume(CTID, 'vdb', self.DEVICE)
+        priv_tools.validate('vzctl', argv)
+        # Taking access back needs no record.
+        priv_tools.validate('vzctl', ['set', str(CTID), '--save',
+                                      '--devices', 'b:8:0:none'])
 
 
 class TestEphemeralDisk(_OnSimulatedHost):
@@ -211,11 +310,14 @@ class TestConnector(testtools.TestCase):
                           volumes.connect, {'driver_volume_type': 'fake',
                                             'data': {}})
 
-    def test_a_path_that_is_no_block_device_is_refused(self):
-        with tempfile.NamedTemporaryFile() as f:
-            error = self.assertRaises(exception.VolumeNotABlockDevice,
-                                      volumes.block_numbers, f.name)
-        self.assertIn('not a block device', error.format_message())
+    def test_a_refused_device_is_a_volume_error(self):
+        self.useFixture(fixtures.MockPatchObject(
+            priv_containers, 'grant_volume',
+            side_effect=privsep.ArgumentRejected('/x is not a device path')))
+        error = self.assertRaises(exception.VolumeNotABlockDevice,
+                                  container.Container(CTID).keep_volume,
+                                  'vdb', '/x')
+        self.assertIn('not a device path', error.format_message())
 
 
 class TestAttachDetachArgv(testtools.TestCase):
@@ -227,24 +329,29 @@ class TestAttachDetachArgv(testtools.TestCase):
         self.nodes = {}
         self.fail_on = None
 
-        def vzctl(*argv, ok_codes=(0,)):
-            self.calls.append(argv)
+        def run(tool, *argv, ok_codes=(0,), stdin=None):
+            self.calls.append((argv, stdin))
             if self.fail_on and self.fail_on in argv:
                 raise exception.HostToolError(
                     tool='vzctl', command=argv[0], exit_code=86,
                     detail='Unable to set devices')
             return hosttools.ToolCall('vzctl', argv, 0, '', '', 0.0)
 
-        def set_node(ctid, name, major=None, minor=None):
-            previous = self.nodes.pop(name, None)
-            if major is not None:
-                self.nodes[name] = (major, minor)
-            return previous
+        def grant(ctid, name, path):
+            previous = self.nodes.get(name)
+            self.nodes[name] = (65, 160)
+            return (65, 160), previous
+
+        def revoke(ctid, name):
+            return self.nodes.pop(name, None)
         self.useFixture(fixtures.MockPatch(
-            'nova_openvz.hosttools.vzctl', side_effect=vzctl))
+            'nova_openvz.hosttools.run', side_effect=run))
         self.useFixture(fixtures.MockPatch(
-            'nova_openvz.privsep.containers.set_volume_node',
-            side_effect=set_node))
+            'nova_openvz.privsep.containers.grant_volume',
+            side_effect=grant))
+        self.useFixture(fixtures.MockPatch(
+            'nova_openvz.privsep.containers.revoke_volume',
+            side_effect=revoke))
         self.useFixture(fixtures.MockPatch(
             'nova_openvz.privsep.containers.volume_nodes',
             side_effect=lambda ctid: dict(self.nodes)))
@@ -252,38 +359,39 @@ class TestAttachDetachArgv(testtools.TestCase):
             'nova_openvz.volumes.disconnect')).mock
         self.useFixture(fixtures.MockPatch(
             'nova_openvz.volumes.connect', return_value='/dev/sdz'))
-        self.useFixture(fixtures.MockPatch(
-            'nova_openvz.volumes.block_numbers', return_value=(65, 160)))
         self.volumes = volumes.ContainerVolumes()
+        self.container = container.Container(CTID)
 
     def test_attach_grants_the_device_and_makes_the_node(self):
-        self.volumes.attach(CTID, {'data': {}}, '/dev/vdb')
+        self.volumes.attach(self.container, {'data': {}}, '/dev/vdb')
         self.assertEqual([
-            ('set', CTID, '--devices', 'b:65:160:rw', '--save'),
-            ('exec2', CTID, 'rm -f /dev/vdb; mknod -m 0660 /dev/vdb b 65 '
-                            '160')], self.calls)
+            (('set', '101', '--save', '--devices', 'b:65:160:rw'), None),
+            (('exec2', '101', '-'),
+             guestscripts.make_node_script('vdb', 65, 160))], self.calls)
+        self.assertEqual('rm -f /dev/vdb; mknod -m 0660 /dev/vdb b 65 160\n',
+                         self.calls[1][1])
         self.assertEqual({'vdb': (65, 160)}, self.nodes)
 
     def test_a_failed_attach_is_undone(self):
         self.fail_on = '--devices'
         self.assertRaises(exception.HostToolError, self.volumes.attach,
-                          CTID, {'data': {}}, '/dev/vdb')
+                          self.container, {'data': {}}, '/dev/vdb')
         self.assertEqual({}, self.nodes)
         self.assertEqual(1, self.disconnect.call_count)
 
     def test_encrypted_volumes_are_refused(self):
         self.assertRaises(nova_exception.VolumeEncryptionNotSupported,
-                          self.volumes.attach, CTID, {'data': {}},
+                          self.volumes.attach, self.container, {'data': {}},
                           '/dev/vdb', encryption={'provider': 'luks'})
         self.assertEqual([], self.calls)
 
     def test_detach_removes_node_access_and_line(self):
         self.nodes['vdb'] = (65, 160)
-        self.volumes.detach(CTID, {'data': {}}, '/dev/vdb')
+        self.volumes.detach(self.container, {'data': {}}, '/dev/vdb')
         self.assertEqual([
-            ('exec2', CTID, 'cat /proc/self/mountinfo'),
-            ('exec2', CTID, 'rm -f /dev/vdb'),
-            ('set', CTID, '--devices', 'b:65:160:none', '--save')],
+            (('exec2', '101', '-'), guestscripts.MOUNTINFO_SCRIPT),
+            (('exec2', '101', '-'), guestscripts.remove_node_script('vdb')),
+            (('set', '101', '--save', '--devices', 'b:65:160:none'), None)],
             self.calls)
         self.assertEqual({}, self.nodes)
         self.assertEqual(1, self.disconnect.call_count)

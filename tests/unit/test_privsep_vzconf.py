@@ -5,7 +5,7 @@ import os
 import fixtures
 import testtools
 
-from nova_openvz import vzconf
+from nova_openvz.privsep import vzconf
 
 
 class TestParse(testtools.TestCase):

@@ -1,0 +1,220 @@
+"""One OpenVZ container: its verbs and its config.
+
+The driver asks a :class:`Container` to create, configure, start, stop,
+restart, remove, freeze, thaw or snapshot itself, run a guest script
+(:mod:`nova_openvz.guestscripts`) or keep a volume, an ephemeral disk or a
+config drive; it never builds a command line.  The handle gets each argv
+from its tool generation's renderer (:mod:`nova_openvz.vz4`), runs it
+through :mod:`nova_openvz.hosttools` (files next to the container through
+the privileged helper directly) and tells the listing
+(:class:`nova_openvz.inventory.ContainerListing`) what it changed.  Its
+config is read where vzctl keeps it (:mod:`nova_openvz.privsep.hostpaths`),
+fresh at every read.
+
+So following an instance from ``spawn`` to an argv is: driver -> settings
+(:mod:`nova_openvz.settings`) -> handle -> renderer -> hosttools ->
+privsep.
+"""
+
+from oslo_log import log as logging
+
+from nova_openvz import conf as openvz_conf
+from nova_openvz import exception
+from nova_openvz import hosttools
+from nova_openvz import privsep
+from nova_openvz.privsep import containers as priv_containers
+from nova_openvz.privsep import images as priv_images
+from nova_openvz import vz4
+
+LOG = logging.getLogger(__name__)
+CONF = openvz_conf.CONF
+
+
+def tools_version():
+    """The host's vzctl version as Nova's integer (4.11.1 -> 4011001).
+
+    :raises: ValueError when vzctl's answer holds no version.
+    """
+    tools = Container.tools
+    return tools.version_number(hosttools.run('vzctl',
+                                              *tools.version()).stdout)
+
+
+class Container(object):
+    """Container ``ctid``, made for instance ``instance_uuid``.
+
+    :param listing: told of every change (None: nothing to tell).
+    :param status: the listing's last word on its state, if known.
+    """
+
+    #: The tool generation: its renderer and parsers.
+    tools = vz4
+
+    def __init__(self, ctid, instance_uuid=None, listing=None, status=None):
+        self.ctid = int(ctid)
+        self.instance_uuid = instance_uuid
+        self.status = status
+        self._listing = listing
+
+    def __repr__(self):
+        return '<Container %d of %s>' % (self.ctid, self.instance_uuid)
+
+    @property
+    def running(self):
+        return self.status == 'running'
+
+    def _vzctl(self, argv, ok_codes=(0,), stdin=None, changes=True):
+        try:
+            return hosttools.run('vzctl', *argv, ok_codes=ok_codes,
+                                 stdin=stdin)
+        finally:
+            if changes and self._listing is not None and \
+                    self.instance_uuid:
+                self._listing.changed(self.instance_uuid, self.ctid)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def create(self, template, disk, identity):
+        """Create the container from OS template ``template``.
+
+        :param disk: :class:`nova_openvz.settings.Disk`.
+        :param identity: :class:`nova_openvz.settings.Identity`.
+        """
+        self._vzctl(self.tools.create(self.ctid, template, disk, identity))
+
+    def configure(self, *items):
+        """Give the container these settings (live if it runs), saved."""
+        self._vzctl(self.tools.configure(self.ctid, items))
+
+    def start(self):
+        """Start and wait for init; a running container is no error."""
+        self._vzctl(self.tools.start(self.ctid),
+                    ok_codes=(0, self.tools.EXIT_RUNNING))
+
+    def stop(self, fast=False):
+        """Halt inside, killed after STOP_TIMEOUT; ``fast``: kill at once."""
+        self._vzctl(self.tools.stop(self.ctid, fast))
+
+    def restart(self, fast=False):
+        """Stop (as :meth:`stop`) if running, then start and wait."""
+        self._vzctl(self.tools.restart(self.ctid, fast))
+
+    def remove(self):
+        """Kill and destroy the container and vzctl's leftover files.
+
+        A container already gone is no error.
+        """
+        gone = (0, self.tools.EXIT_CONFIG_MISSING)
+        try:
+            self._vzctl(self.tools.stop(self.ctid, fast=True), ok_codes=gone,
+                        changes=False)
+            self._vzctl(self.tools.destroy(self.ctid), ok_codes=gone,
+                        changes=False)
+            priv_containers.remove_destroyed_configs(self.ctid)
+        finally:
+            if self._listing is not None and self.instance_uuid:
+                self._listing.forget(self.instance_uuid)
+
+    def run_script(self, script, stopped_ok=False):
+        """Run a shell script inside the container as root.
+
+        The script travels on standard input, never on a command line.
+
+        :param stopped_ok: a stopped container runs nothing, and that is
+            no error.
+        :returns: the :class:`nova_openvz.hosttools.ToolCall`.
+        """
+        ok_codes = (0, self.tools.EXIT_NOT_RUNNING) if stopped_ok else (0,)
+        return self._vzctl(self.tools.run_script(self.ctid),
+                           ok_codes=ok_codes, stdin=script, changes=False)
+
+    # -- snapshots ---------------------------------------------------------
+
+    def freeze(self):
+        """Freeze the container's processes (it still lists as running)."""
+        self._vzctl(self.tools.freeze(self.ctid), changes=False)
+
+    def thaw(self):
+        self._vzctl(self.tools.thaw(self.ctid), changes=False)
+
+    def snapshot(self, guid):
+        """Take a ploop snapshot ``guid`` of the disk (the caller froze)."""
+        self._vzctl(self.tools.snapshot(self.ctid, guid), changes=False)
+
+    def delete_snapshot(self, guid):
+        """Merge snapshot ``guid`` back into the disk."""
+        self._vzctl(self.tools.delete_snapshot(self.ctid, guid),
+                    changes=False)
+
+    def mount_snapshot(self, guid, target):
+        self._vzctl(self.tools.mount_snapshot(self.ctid, guid, target),
+                    changes=False)
+
+    def umount_snapshot(self, guid):
+        self._vzctl(self.tools.umount_snapshot(self.ctid, guid),
+                    changes=False)
+
+    def pack_private_area(self, filename):
+        """tar the (simfs) private area into the staging dir."""
+        hosttools.pack(priv_images.pack_private_area, self.ctid, filename,
+                       what='private area of CT %d' % self.ctid)
+
+    # -- its config --------------------------------------------------------
+
+    def config(self):
+        """The container's config as vzctl saved it, read now."""
+        return privsep.paths().container_config(self.ctid)
+
+    @property
+    def layout(self):
+        """``ploop`` or ``simfs``."""
+        return self.tools.layout(self.config(),
+                                 privsep.paths().default_layout)
+
+    @property
+    def interfaces(self):
+        """Its veth devices, as dicts (``ifname``, ``host_ifname``...)."""
+        return self.tools.interfaces(self.config())
+
+    @property
+    def stop_timeout(self):
+        """Its graceful stop window in seconds, or None when unset."""
+        return self.tools.stop_timeout(self.config())
+
+    # -- files next to it (action scripts) ---------------------------------
+
+    def volume_nodes(self):
+        """``{name: (major, minor)}`` of the volumes it gets at start."""
+        return {name: tuple(numbers) for name, numbers in
+                priv_containers.volume_nodes(self.ctid).items()}
+
+    def keep_volume(self, name, path):
+        """Record the volume at host device ``path`` as ``/dev/<name>``.
+
+        :returns: ``((major, minor), previous)``; ``previous`` is what the
+            name had before, or None.
+        """
+        try:
+            device, previous = priv_containers.grant_volume(self.ctid, name,
+                                                            path)
+        except privsep.ArgumentRejected as e:
+            raise exception.VolumeNotABlockDevice(path=path, reason=e)
+        return tuple(device), tuple(previous) if previous else None
+
+    def forget_volume(self, name):
+        """Forget volume node ``name``; its ``(major, minor)`` or None."""
+        previous = priv_containers.revoke_volume(self.ctid, name)
+        return tuple(previous) if previous else None
+
+    def make_ephemeral_disk(self, size_gb, fs_type, mountpoint):
+        """An ext image in the private area, mounted at ``mountpoint``."""
+        priv_containers.make_ephemeral_disk(self.ctid, size_gb, fs_type,
+                                            mountpoint)
+
+    def show_config_drive(self, source):
+        """Bind ``source`` read-only at ``/config-drive`` at every mount."""
+        priv_containers.write_config_drive_scripts(self.ctid, source)
+
+    def attach_console(self, directory):
+        """Keep a console logger attached, logging into ``directory``."""
+        return hosttools.attach_console(self.ctid, directory)
