@@ -9,7 +9,7 @@ sandbox`` both build on :class:`OpenVZCloudTestCase`.
 The simulated host runs the ``real`` kernel backend (containers are real
 processes in namespaces and cgroups, their ploop images loop-mounted ext4)
 when this machine allows it -- root and the kernel features
-:func:`nova_openvz.simulator.realkernel.probe` checks -- and the
+:func:`vzsim.kernel.real.probe` checks -- and the
 ``modelled`` one otherwise (``simulate init --kernel auto``).  On the real
 backend the template image is the busybox guest, whose init and shell
 really run; on the modelled one it is the minimal template.
@@ -41,8 +41,8 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz.simulator import switch
-from nova_openvz.simulator import templates
+from vzsim import switch
+from vzsim import templates
 
 LOG = logging.getLogger(__name__)
 

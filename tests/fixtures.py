@@ -14,8 +14,8 @@ import subprocess
 import tarfile
 
 from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz.simulator import templates
 from nova_openvz import vzconf
+from vzsim import templates
 
 DEFAULT_TEMPLATE = 'centos-6-x86'
 
@@ -42,7 +42,7 @@ def host_shell_files():
 def build_template(path, shell=False, extra=None):
     """Write a small gzip OS template tarball to ``path``.
 
-    It holds the minimal template of :mod:`nova_openvz.simulator.templates`
+    It holds the minimal template of :mod:`vzsim.templates`
     (sbin/init, bin/sh, etc/...); with ``shell`` its placeholder /bin/sh is
     replaced by this machine's dash and libraries so that ``vzctl exec``
     can run commands.  ``extra`` maps more guest paths to file contents.

@@ -1,4 +1,4 @@
-"""vzctl's configuration file format, as the simulated host reads and writes it.
+"""vzctl's configuration file format, as the simulated host reads it.
 
 The simulator's own reading of ``vz.conf``, ``<CTID>.conf`` and the
 ``ve-*.conf-sample`` files, written from openvz-reference.md section 4 and

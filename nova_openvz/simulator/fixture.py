@@ -26,7 +26,8 @@ from nova_openvz import privsep
 #: run from its tree (a supervisor is a forked ROOT/usr/sbin/vzctl) count.
 _CLEAN_SCRIPT = """
 import json, os, sys, time
-from nova_openvz.simulator import hostfs, kernel
+from vzsim import hostfs
+from vzsim.kernel import backends
 host = hostfs.Host(sys.argv[1])
 
 
@@ -43,11 +44,11 @@ def ours(pid):
 
 found = left = {}
 try:
-    name = kernel.configured(host)
+    name = backends.configured(host)
 except hostfs.ToolError:   # a test wrote a bogus name: clean anyway
     name = 'unknown'
 if name != 'modelled':
-    from nova_openvz.simulator import realkernel
+    from vzsim.kernel import real as realkernel
     everyone = realkernel.leftovers
 
     def leftovers(host, ctids=()):

@@ -29,7 +29,7 @@ from nova_openvz import containers
 from nova_openvz import driver as openvz_driver
 from nova_openvz import hosttools
 from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz.simulator import templates
+from vzsim import templates
 
 CONF = openvz_conf.CONF
 # Not one of the images nova's GlanceFixture already holds.

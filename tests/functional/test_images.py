@@ -20,7 +20,7 @@ import testtools.content
 
 from nova_openvz import allinone
 from nova_openvz import images
-from nova_openvz.simulator import templates
+from vzsim import templates
 
 
 def template_with(base, files):

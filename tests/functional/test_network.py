@@ -20,8 +20,8 @@ from nova import context as nova_context
 import testtools
 
 from nova_openvz import allinone
-from nova_openvz.simulator import templates
-from tests.unit.simulator import test_debian_template
+from tests.unit.vzsim import test_debian_template
+from vzsim import templates
 
 
 class NetworkTestCase(allinone.OpenVZCloudTestCase):

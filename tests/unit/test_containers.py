@@ -15,7 +15,7 @@ from nova_openvz import hostconfig
 from nova_openvz import hosttools
 from nova_openvz import privsep
 from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz.simulator import templates
+from vzsim import templates
 
 CONF = nova.conf.CONF
 TEMPLATE = 'nova-test'

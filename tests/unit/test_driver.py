@@ -18,7 +18,7 @@ from nova_openvz import containers
 from nova_openvz import driver
 from nova_openvz import exception
 from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz.simulator import templates
+from vzsim import templates
 
 CONF = nova.conf.CONF
 

@@ -5,7 +5,7 @@ A running container is a process tree on this machine:
 * ``vzctl start`` forks a *supervisor* (comm ``vzsim:<CTID>``, its own
   session, outside the container's cgroups).  The supervisor unshares a PID
   namespace and forks the container's first process, which joins the
-  container's cgroup (:mod:`nova_openvz.simulator.cgroups`), unshares the
+  container's cgroup (:mod:`vzsim.kernel.cgroups`), unshares the
   mount, UTS, IPC, network and cgroup namespaces, sets the hostname, mounts
   ``/proc``, ``/sys`` (and the container's own cgroups, read-only), a
   ``/dev`` holding only the devices it was given, ``/dev/pts`` and
@@ -56,10 +56,10 @@ import subprocess
 import sys
 import time
 
-from nova_openvz.simulator import cgroups
-from nova_openvz.simulator import hostfs
-from nova_openvz.simulator import kernel
-from nova_openvz import vzconf
+from vzsim import conffile
+from vzsim import hostfs
+from vzsim.kernel import base
+from vzsim.kernel import cgroups
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -176,7 +176,7 @@ def _run(argv, code=E_SYSTEM, input=None, what=None):
     proc = subprocess.run(argv, input=input, capture_output=True,
                           check=False)
     if proc.returncode:
-        raise kernel.KernelError(code, '%s: %s' % (
+        raise base.KernelError(code, '%s: %s' % (
             what or ' '.join(argv),
             proc.stderr.decode(errors='replace').strip() or
             'exit code %d' % proc.returncode))
@@ -221,7 +221,7 @@ def _cpu_list(text):
 
 
 def _unlimited(value):
-    return value in (vzconf.LONG_MAX, hostfs.INT_MAX)
+    return value in (conffile.LONG_MAX, hostfs.INT_MAX)
 
 
 def _is_ipv6(address):
@@ -260,11 +260,11 @@ def device_rules(config):
         try:
             info = os.stat(os.path.join('/dev', name))
         except OSError:
-            raise kernel.KernelError(E_DEVICES, 'Unable to find device /dev/%s'
-                                     % name)
+            raise base.KernelError(E_DEVICES, 'Unable to find device /dev/%s'
+                                   % name)
         if not (stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)):
-            raise kernel.KernelError(E_DEVICES,
-                                     '/dev/%s is not a device' % name)
+            raise base.KernelError(E_DEVICES,
+                                   '/dev/%s is not a device' % name)
         kind = 'c' if stat.S_ISCHR(info.st_mode) else 'b'
         major, minor = os.major(info.st_rdev), os.minor(info.st_rdev)
         if access(perm):
@@ -389,7 +389,7 @@ def _supervise(host_root, ctid, spec, report, go):
 
 # -- the backend -------------------------------------------------------------
 
-class RealKernel(kernel.Kernel):
+class RealKernel(base.Kernel):
     """Containers as namespaced, cgroup-limited process trees."""
 
     real = True
@@ -430,7 +430,7 @@ class RealKernel(kernel.Kernel):
                             return candidate
             except OSError:
                 continue
-        raise kernel.KernelError(31, 'Container is not running')
+        raise base.KernelError(31, 'Container is not running')
 
     # -- state ---------------------------------------------------------------
 
@@ -450,8 +450,8 @@ class RealKernel(kernel.Kernel):
     def mount(self, ctid, source, target):
         os.makedirs(target, exist_ok=True)
         if os.path.islink(target) or os.listdir(target):
-            raise kernel.KernelError(50, 'Unable to mount %s: mount point is '
-                                         'not empty' % target)
+            raise base.KernelError(50, 'Unable to mount %s: mount point is '
+                                   'not empty' % target)
         if os.path.isfile(source):
             loop_mount(source, target)
         else:
@@ -482,8 +482,8 @@ class RealKernel(kernel.Kernel):
             group.remove()   # a leftover of a container that died unseen
             group.create()
         except (cgroups.CgroupError, OSError) as exc:
-            raise kernel.KernelError(E_SYSTEM, 'Unable to create the cgroups '
-                                               'of CT %d: %s' % (ctid, exc))
+            raise base.KernelError(E_SYSTEM, 'Unable to create the cgroups '
+                                   'of CT %d: %s' % (ctid, exc))
         try:
             self._apply_limits(ctid, group, config)
             spec = {'group': group.name, 'root': root,
@@ -500,7 +500,7 @@ class RealKernel(kernel.Kernel):
                      ctid=ctid, numproc=1, held={}, failcnt={},
                      start_time=_boot_time() + ticks / os.sysconf(
                          'SC_CLK_TCK'))
-        kernel.record_resources(state, config)
+        base.record_resources(state, config)
         self._save(ctid, state)
 
     def _spawn(self, ctid, spec):
@@ -535,8 +535,8 @@ class RealKernel(kernel.Kernel):
         if error is not None:
             os.close(go_w)
             reader.close()
-            raise kernel.KernelError(E_SYSTEM, 'Unable to start init: %s'
-                                     % error)
+            raise base.KernelError(E_SYSTEM, 'Unable to start init: %s'
+                                   % error)
         self._held[ctid] = (reader, go_w)
         return init_pid, supervisor
 
@@ -549,8 +549,8 @@ class RealKernel(kernel.Kernel):
         rest = reader.read().decode(errors='replace').strip()
         reader.close()
         if rest:
-            raise kernel.KernelError(E_SYSTEM, 'Unable to start init: %s'
-                                     % rest.replace('error ', '', 1))
+            raise base.KernelError(E_SYSTEM, 'Unable to start init: %s'
+                                   % rest.replace('error ', '', 1))
 
     def _stop_timeout(self, ctid):
         try:
@@ -569,8 +569,8 @@ class RealKernel(kernel.Kernel):
         if group.pids():
             self._kill(ctid, group)
             if not group.wait_empty(10):
-                raise kernel.KernelError(E_STOP_TIMEOUT, 'Unable to stop '
-                                         'container: operation timed out')
+                raise base.KernelError(E_STOP_TIMEOUT, 'Unable to stop '
+                                       'container: operation timed out')
         if held:
             os.close(held[1])
             held[0].close()
@@ -581,12 +581,12 @@ class RealKernel(kernel.Kernel):
         """What vzctl does to halt a container: run halt inside."""
         try:
             code = self.exec(ctid, None, 'halt', quiet=True)
-        except kernel.KernelError:
+        except base.KernelError:
             code = 1
         if code:
             try:
                 os.kill(self.init_pid(ctid), signal.SIGTERM)
-            except (OSError, kernel.KernelError):
+            except (OSError, base.KernelError):
                 pass
 
     def _kill(self, ctid, group):
@@ -619,7 +619,7 @@ class RealKernel(kernel.Kernel):
         try:
             self.group(ctid).freeze()
         except cgroups.CgroupError as exc:
-            raise kernel.KernelError(E_CHKPNT, 'Unable to freeze: %s' % exc)
+            raise base.KernelError(E_CHKPNT, 'Unable to freeze: %s' % exc)
         self._update(ctid, frozen=True)
         # What a frozen container wrote is on its disk: a copy taken now
         # (snapshot, migration) is consistent.
@@ -635,7 +635,7 @@ class RealKernel(kernel.Kernel):
         try:
             self.group(ctid).thaw()
         except cgroups.CgroupError as exc:
-            raise kernel.KernelError(E_CHKPNT, 'Unable to resume: %s' % exc)
+            raise base.KernelError(E_CHKPNT, 'Unable to resume: %s' % exc)
         self._update(ctid, frozen=False)
 
     def dump(self, ctid, dumpfile):
@@ -647,13 +647,13 @@ class RealKernel(kernel.Kernel):
                        ('ips', 'veth', 'start_time')}}))
 
     def restore(self, ctid, dumpfile):
-        saved = kernel.read_dump(ctid, dumpfile)
+        saved = base.read_dump(ctid, dumpfile)
         self._check_ips_free(ctid, saved.get('ips', []))
         config = self.host.read_config(ctid)
         self.start(ctid, config)
         try:
             self.add_ips(ctid, saved.get('ips', []))
-            devices = kernel.netif_devices(config.get('NETIF'))
+            devices = conffile.netif_devices(config.get('NETIF'))
             self.add_veth(ctid, [d for d in devices
                                  if d.get('host_ifname') in
                                  saved.get('veth', [])])
@@ -668,7 +668,7 @@ class RealKernel(kernel.Kernel):
         state = self._state(ctid)
         self._apply_limits(ctid, self.group(ctid), config,
                            old=state.get('cpu') or {})
-        kernel.record_resources(state, config)
+        base.record_resources(state, config)
         self._save(ctid, state)
         self.refresh_proc()
 
@@ -691,8 +691,8 @@ class RealKernel(kernel.Kernel):
                 self._sync_nodes(ctid, old, nodes)
             self._set_io(ctid, group, config)
         except (cgroups.CgroupError, ValueError) as exc:
-            raise kernel.KernelError(E_SYSTEM, 'Unable to apply resource '
-                                               'limits: %s' % exc)
+            raise base.KernelError(E_SYSTEM, 'Unable to apply resource '
+                                   'limits: %s' % exc)
 
     @staticmethod
     def _cpuset(group, config):
@@ -711,7 +711,7 @@ class RealKernel(kernel.Kernel):
         """Create DEVNODES in a running container's /dev; drop removed."""
         try:
             dev = '/proc/%d/root/dev' % self.init_pid(ctid)
-        except kernel.KernelError:
+        except base.KernelError:
             return
         for name, kind, major, minor in nodes:
             if not os.path.exists(os.path.join(dev, name)):
@@ -746,7 +746,7 @@ class RealKernel(kernel.Kernel):
             if other != ctid and self.is_running(other):
                 taken = set(state['ips']) & set(ips)
                 if taken:
-                    raise kernel.KernelError(
+                    raise base.KernelError(
                         E_IP_INUSE, 'Unable to add IP %s: Address already '
                                     'in use' % sorted(taken)[0])
 
@@ -759,7 +759,7 @@ class RealKernel(kernel.Kernel):
         pid = self.init_pid(ctid)
         host_dev = 'venet%d' % ctid
         if not os.path.exists('/sys/class/net/%s' % host_dev):
-            mac = kernel.generated_mac(ctid, 'venet')
+            mac = base.generated_mac(ctid, 'venet')
             _run(['ip', 'link', 'add', host_dev, 'address', mac, 'type',
                   'veth', 'peer', 'name', 'venet0', 'address', mac,
                   'netns', str(pid)], code=E_IP_INUSE)
@@ -808,9 +808,9 @@ class RealKernel(kernel.Kernel):
             bridge = device.get('bridge')
             if bridge and not os.path.isdir('/sys/class/net/%s/bridge'
                                             % bridge):
-                raise kernel.KernelError(E_VETH, 'Unable to add %s to bridge '
-                                                 '%s: no such bridge'
-                                         % (name, bridge))
+                raise base.KernelError(E_VETH, 'Unable to add %s to bridge '
+                                       '%s: no such bridge'
+                                       % (name, bridge))
             if not os.path.exists('/sys/class/net/%s' % name):
                 _run(['ip', 'link', 'add', name, 'address',
                       device['host_mac'], 'type', 'veth', 'peer', 'name',
@@ -843,8 +843,8 @@ class RealKernel(kernel.Kernel):
         group = None
         if self.is_frozen(ctid):
             # Joining its cgroup would freeze the command too.
-            raise kernel.KernelError(E_SYSTEM, 'Unable to run a command in '
-                                               'CT %s: it is suspended' % ctid)
+            raise base.KernelError(E_SYSTEM, 'Unable to run a command in '
+                                   'CT %s: it is suspended' % ctid)
         if self.is_running(ctid):
             group = self.group(ctid)
             argv = ['nsenter', '--target', str(self.init_pid(ctid)),
@@ -852,8 +852,8 @@ class RealKernel(kernel.Kernel):
                     '--cgroup', '--root', '--wd', '--'] + argv
         elif root is None or not os.path.lexists(os.path.join(root, 'bin',
                                                               'sh')):
-            raise kernel.KernelError(E_SYSTEM, 'Unable to run a command in '
-                                               'CT %s: no /bin/sh' % ctid)
+            raise base.KernelError(E_SYSTEM, 'Unable to run a command in '
+                                   'CT %s: no /bin/sh' % ctid)
         else:
             argv = ['chroot', root] + argv
 
@@ -865,12 +865,12 @@ class RealKernel(kernel.Kernel):
         extra = {'stdout': subprocess.DEVNULL,
                  'stderr': subprocess.DEVNULL} if quiet else {}
         try:
-            proc = subprocess.run(argv, env=kernel.EXEC_ENV,
+            proc = subprocess.run(argv, env=base.EXEC_ENV,
                                   preexec_fn=enter, input=stdin,
                                   check=False, **extra)
         except (OSError, subprocess.SubprocessError) as exc:
-            raise kernel.KernelError(E_SYSTEM, 'Unable to run a command in '
-                                               'CT %s: %s' % (ctid, exc))
+            raise base.KernelError(E_SYSTEM, 'Unable to run a command in '
+                                   'CT %s: %s' % (ctid, exc))
         code = proc.returncode
         return 128 - code if code < 0 else code
 
@@ -983,9 +983,9 @@ def umount(target):
     """Unmount ``target`` if it is a mount point (retrying while busy).
 
     Mounts below it go first, as with vzctl (see
-    :func:`kernel.unmount_below`).
+    :func:`base.unmount_below`).
     """
-    kernel.unmount_below(target)
+    base.unmount_below(target)
     deadline = time.monotonic() + 10
     while is_mount_point(target):
         proc = subprocess.run(['umount', target], capture_output=True,
@@ -993,7 +993,7 @@ def umount(target):
         if proc.returncode == 0:
             break
         if time.monotonic() > deadline:
-            raise kernel.KernelError(51, 'Unable to unmount %s: %s' % (
+            raise base.KernelError(51, 'Unable to unmount %s: %s' % (
                 target, proc.stderr.decode(errors='replace').strip()))
         time.sleep(0.1)
 
@@ -1104,7 +1104,7 @@ def _signal(pid, number):
 
 def describe():
     """``[(label, text)]`` about this backend, for ``simulate info``."""
-    from nova_openvz.simulator import ploop
+    from vzsim.kernel import ploop
     layout = cgroups.layout()[0]
     return [('cgroups', 'v%d' % layout.VERSION),
             ('online disk growth', 'yes (resize2fs on the loop device)'

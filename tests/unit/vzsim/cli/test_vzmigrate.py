@@ -11,10 +11,10 @@ import os
 import fixtures
 import testtools
 
-from nova_openvz.simulator import hostinit
-from nova_openvz.simulator import ploop
 from nova_openvz import vzconf
 from tests import fixtures as sim_fixtures
+from vzsim import hostinit
+from vzsim.kernel import ploop
 
 DEST = 'node2'
 

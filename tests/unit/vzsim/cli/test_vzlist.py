@@ -9,8 +9,8 @@ import json
 
 import testtools
 
-from nova_openvz.simulator import vzlist
 from tests import fixtures as sim_fixtures
+from vzsim.cli import vzlist
 
 HEADER = '      CTID      NPROC STATUS    IP_ADDR         HOSTNAME'
 LONG_MAX = 9223372036854775807

@@ -7,13 +7,13 @@ they share:
 * :class:`Host` -- the paths of the tree (taken from ``DIR/etc/vz/vz.conf``,
   whose paths are absolute paths into ``DIR``), container enumeration from
   ``conf/<CTID>.conf``, per-container config read/save through
-  :mod:`nova_openvz.vzconf`, name links in ``etc/vz/names``, and the runtime
+  :mod:`vzsim.conffile`, name links in ``etc/vz/names``, and the runtime
   state of the simulated kernel (one JSON file per container under
   ``DIR/var/lib/vzsim``, see :data:`RUNTIME_DEFAULTS`; read it with
   :meth:`Host.runtime` / :meth:`Host.running_states`) from which
   ``DIR/proc/vz/veinfo`` and ``DIR/proc/user_beancounters`` are
   regenerated (:meth:`Host.refresh_proc`).  Only
-  :mod:`nova_openvz.simulator.kernel` should change that state.
+  the kernel back ends (:mod:`vzsim.kernel`) should change that state.
 * :class:`CTLock` -- vzctl's per-container lock ``$LOCKDIR/<CTID>.lck``.
 * :class:`Output` -- vzctl's message streams (info on stdout, errors on
   stderr, ``--quiet`` silences both, everything goes to LOGFILE).
@@ -33,7 +33,7 @@ import re
 import sys
 import time
 
-from nova_openvz import vzconf
+from vzsim import conffile
 
 #: Highest CTID vzctl accepts (VEID_MAX).
 VEID_MAX = 2147483644
@@ -132,17 +132,17 @@ def effective_ubc(config):
         text = config.get(name.upper())
         if text:
             try:
-                values[name] = vzconf.parse_ubc(name.upper(), text)
-            except vzconf.FormatError:
+                values[name] = conffile.parse_ubc(name.upper(), text)
+            except conffile.FormatError:
                 pass
-    unlimited = (vzconf.LONG_MAX, vzconf.LONG_MAX)
+    unlimited = (conffile.LONG_MAX, conffile.LONG_MAX)
     ram = values.get('physpages', unlimited)[1]
-    if ram not in (vzconf.LONG_MAX, INT_MAX):
+    if ram not in (conffile.LONG_MAX, INT_MAX):
         swap = values.get('swappages', (0, 0))[1]
         overcommit = float(config.get('VM_OVERCOMMIT') or 0)
         values.setdefault('lockedpages', (ram, ram))
-        values.setdefault('oomguarpages', (ram, vzconf.LONG_MAX))
-        values.setdefault('vmguarpages', (ram + swap, vzconf.LONG_MAX))
+        values.setdefault('oomguarpages', (ram, conffile.LONG_MAX))
+        values.setdefault('vmguarpages', (ram + swap, conffile.LONG_MAX))
         if overcommit:
             privvm = int((ram + swap) * overcommit)
             values.setdefault('privvmpages', (privvm, privvm))
@@ -161,7 +161,7 @@ class Host:
     def __init__(self, root):
         self.root = os.path.abspath(root)
         self.vz_conf_path = self.path('etc/vz/vz.conf')
-        self.vz_conf = vzconf.read(self.vz_conf_path)
+        self.vz_conf = conffile.read(self.vz_conf_path)
         self.conf_dir = self.path('etc/vz/conf')
         self.names_dir = self.path('etc/vz/names')
         self.dists_dir = self.path('etc/vz/dists')
@@ -202,11 +202,11 @@ class Host:
 
     def read_config(self, ctid):
         """The container's own config as a dict (empty when missing)."""
-        return vzconf.read(self.conf_path(ctid))
+        return conffile.read(self.conf_path(ctid))
 
     def save_config(self, ctid, changes, remove=()):
         """Rewrite ``<CTID>.conf`` the way vzctl saves (in place, quoted)."""
-        vzconf.update(self.conf_path(ctid), changes, remove)
+        conffile.update(self.conf_path(ctid), changes, remove)
 
     def setting(self, ctid, key, config=None):
         """A key from the CT config, falling back to vz.conf (or None)."""
@@ -219,7 +219,7 @@ class Host:
 
     def _ve_path(self, ctid, key, config):
         value = self.setting(ctid, key, config)
-        return vzconf.expand_veid(value, ctid) if value else None
+        return conffile.expand_veid(value, ctid) if value else None
 
     def ve_private(self, ctid, config=None):
         """Expanded VE_PRIVATE of ``ctid`` (None when unset)."""
@@ -374,7 +374,7 @@ def modelled_usage(state):
     """
     numproc = state['numproc']
     pages = numproc * PAGES_PER_PROCESS
-    ram = state['ubc'].get('physpages', [0, vzconf.LONG_MAX])[1]
+    ram = state['ubc'].get('physpages', [0, conffile.LONG_MAX])[1]
     pages = min(pages, ram)
     usage = dict.fromkeys(UBC_NAMES, 0)
     usage.update(numproc=numproc, physpages=pages, oomguarpages=pages,
@@ -395,7 +395,7 @@ def render_beancounters(states):
         usage = modelled_usage(state)
         for index, name in enumerate(BEANCOUNTER_ROWS):
             barrier, limit = state['ubc'].get(
-                name, [vzconf.LONG_MAX, vzconf.LONG_MAX])
+                name, [conffile.LONG_MAX, conffile.LONG_MAX])
             held = usage.get(name, 0)
             failcnt = state['failcnt'].get(name, 0)
             lines.append(row % ('%s:' % ctid if index == 0 else '', name,

@@ -26,9 +26,9 @@ import shutil
 import subprocess
 import sys
 
-from nova_openvz.simulator import hostfs
-from nova_openvz.simulator import kernel as kernels
-from nova_openvz import vzconf
+from vzsim import conffile
+from vzsim import hostfs
+from vzsim.kernel import backends
 
 # Exit codes of bin/vzmigrate.
 E_USAGE = 1
@@ -247,10 +247,10 @@ class Node:
 
     def expanded(self, key, ctid):
         value = self.host.vz_conf.get(key)
-        return vzconf.expand_veid(value, ctid) if value else None
+        return conffile.expand_veid(value, ctid) if value else None
 
     def running_ips(self):
-        kernel = kernels.for_host(self.host)
+        kernel = backends.for_host(self.host)
         return {ip.partition('/')[0] for ctid in self.host.running_ctids()
                 for ip in kernel.ips(ctid)}
 
@@ -298,7 +298,7 @@ class Migration:
 
     def run(self):
         source, ctid = self.source.host, self.ctid
-        kernel = kernels.for_host(source)
+        kernel = backends.for_host(source)
         if not source.exists(ctid):
             raise Failed(E_NOEXIST, "CT #%d doesn't exist" % ctid)
         running = kernel.is_running(ctid)

@@ -1,8 +1,10 @@
-"""Simulated ploop: disk image descriptors, snapshots and the ``ploop`` tool.
+"""ploop images of the simulated host: descriptors, deltas, snapshots, devices.
 
-Note for the simulator's maintainers: hostfs has no registry of ploop
-devices, so this module keeps one itself in ``DIR/var/lib/vzsim/ploop.json``
-(see :func:`attach`).
+The back end of ``ploop`` (:mod:`vzsim.cli.ploop`) and of vzctl's ploop
+work, as libploop and the ploop kernel driver are for the real tools.
+
+hostfs has no registry of ploop devices, so this module keeps one in
+``DIR/var/lib/vzsim/ploop.json`` (see :func:`attach`).
 
 The on-disk layout is ploop's own (reference 4.8, 6.3)::
 
@@ -63,20 +65,18 @@ arguments take a callable that receives ploop's informational lines):
   restored away from its directory shows an empty filesystem.
 """
 
+
 import collections
 import errno
 import fcntl
-import getopt
 import json
 import os
 import re
 import shutil
-import sys
 import uuid as uuid_module
 import xml.etree.ElementTree as ElementTree
 
-from nova_openvz.simulator import hostfs
-from nova_openvz.simulator import kernel
+from vzsim import hostfs
 
 TOPDELTA_UUID = '{5fbaabe3-6958-40ff-92a7-860e329aab41}'
 NONE_UUID = '{00000000-0000-0000-0000-000000000000}'
@@ -338,12 +338,12 @@ def create_image(directory, size_kb, fmt='expanded', image=BASE_IMAGE_NAME,
     :raises PloopError: 38 for a bad size or format, or when the image or
         the descriptor already exists.
     """
-    return _create_image(directory, int(size_kb) * 2, fmt, image, blocksize,
-                         log, filesystem=filesystem)
+    return create_image_sectors(directory, int(size_kb) * 2, fmt, image,
+                                blocksize, log, filesystem=filesystem)
 
 
-def _create_image(directory, sectors, fmt, image, blocksize, log,
-                  version=2, filesystem=False):
+def create_image_sectors(directory, sectors, fmt, image, blocksize, log,
+                         version=2, filesystem=False):
     if fmt == 'ploop1':
         fmt = 'expanded'
     if fmt not in FORMATS:
@@ -783,7 +783,7 @@ def _unlink(path, log):
         pass
 
 
-def _require_snapshot(descriptor, guid):
+def require_snapshot(descriptor, guid):
     if descriptor.shot(guid) is None:
         raise PloopError(SYSEXIT_NOSNAP,
                          "Can't find snapshot by uuid %s" % guid)
@@ -855,7 +855,7 @@ def switch(descriptor, uuid, mounted=False, log=_quiet):
         if uuid == descriptor.top_guid:
             raise PloopError(SYSEXIT_PARAM,
                              'Nothing to do, already on %s snapshot' % uuid)
-        _require_snapshot(descriptor, uuid)
+        require_snapshot(descriptor, uuid)
         if mounted:
             raise PloopError(SYSEXIT_PARAM, (
                 'Unable to perform switch to snapshot operation on running '
@@ -922,7 +922,7 @@ def delete(descriptor, uuid, mounted=False, log=_quiet):
     :raises PloopError: 43 for an unknown snapshot, 38 when refused.
     """
     with _DescriptorLock(descriptor):
-        _require_snapshot(descriptor, uuid)
+        require_snapshot(descriptor, uuid)
         if mounted and uuid == descriptor.top_guid:
             raise PloopError(SYSEXIT_PARAM, 'Unable to delete active '
                                             'snapshot %s' % uuid)
@@ -968,7 +968,7 @@ def merge(descriptor, uuid=None, merge_all=False, log=_quiet):
     """
     with _DescriptorLock(descriptor):
         guid = uuid or descriptor.top_guid
-        _require_snapshot(descriptor, guid)
+        require_snapshot(descriptor, guid)
         removed = [_merge_into_parent(descriptor, guid, log)]
         while merge_all and descriptor.shot(guid).parent != NONE_UUID:
             removed.append(_merge_into_parent(descriptor, guid, log))
@@ -997,10 +997,10 @@ def resize(descriptor, size_kb, log=_quiet):
 
     :raises PloopError: 38 for a zero size, 26 when the data does not fit.
     """
-    _resize(descriptor, int(size_kb) * 2, log)
+    resize_sectors(descriptor, int(size_kb) * 2, log)
 
 
-def _resize(descriptor, sectors, log):
+def resize_sectors(descriptor, sectors, log):
     size = _round_size(sectors, descriptor.blocksize)
     if size == 0:
         raise PloopError(SYSEXIT_PARAM, 'Incorrect block device size '
@@ -1027,7 +1027,7 @@ def _resize(descriptor, sectors, log):
 
 # -- simulated ploop devices ----------------------------------------------
 
-class _DeviceTable:
+class DeviceTable:
     """``DIR/var/lib/vzsim/ploop.json``: device -> what it holds.
 
     Each entry is ``{"descriptor", "target", "guid", "readonly"}``; the
@@ -1082,7 +1082,7 @@ def attach(host, descriptor_path, target=None, guid=None, readonly=False,
 
     :raises PloopError: 37 when the image or the device is in use.
     """
-    with _DeviceTable(host) as table:
+    with DeviceTable(host) as table:
         used = table.find(descriptor_path, guid)
         if used:
             raise PloopError(SYSEXIT_DEV_INUSE, 'Image %s already used by '
@@ -1108,7 +1108,7 @@ def detach(host, descriptor_path=None, device=None):
 
     :raises PloopError: 40 when nothing is attached.
     """
-    with _DeviceTable(host) as table:
+    with DeviceTable(host) as table:
         name = (os.path.basename(device) if device else
                 table.find(descriptor_path))
         if name not in table.devices:
@@ -1124,14 +1124,14 @@ def detach(host, descriptor_path=None, device=None):
 
 def device_of(host, descriptor_path):
     """The device holding ``descriptor_path``, or None."""
-    with _DeviceTable(host) as table:
+    with DeviceTable(host) as table:
         name = table.find(descriptor_path)
     return '/dev/' + name if name else None
 
 
 def devices(host):
     """``[(device, entry), ...]`` of every attached device, by number."""
-    with _DeviceTable(host) as table:
+    with DeviceTable(host) as table:
         items = table.devices.items()
     return sorted(('/dev/' + name, entry) for name, entry in items)
 
@@ -1157,521 +1157,3 @@ def owner_ctid(host, descriptor_path, scan=True):
     if scan:
         return next((ctid for ctid in host.ctids() if owns(ctid)), None)
     return None
-
-
-# -- the ploop command ----------------------------------------------------
-
-USAGE = '''\
-Usage: ploop init -s SIZE [-f FORMAT] NEW_DELTA
-       ploop mount [-r] [-m DIR] DiskDescriptor.xml
-       ploop umount { -d DEVICE | -m DIR | DELTA | DiskDescriptor.xml }
-       ploop resize -s SIZE DiskDescriptor.xml
-       ploop snapshot DiskDescriptor.xml
-       ploop snapshot-delete -u UUID DiskDescriptor.xml
-       ploop snapshot-merge [-u UUID] DiskDescriptor.xml
-       ploop snapshot-switch -u UUID DiskDescriptor.xml
-       ploop snapshot-list [-o field[,field...]] [-u UUID] DiskDescriptor.xml
-Also:  ploop { info | list | getdev } ...
-
-       ploop <command> -- to get detailed syntax for a specific command'''
-
-COMMAND_USAGE = {
-    'init': 'Usage: ploop init -s SIZE [-f FORMAT] [-v VERSION] [-t FSTYPE]\n'
-            '                 [-b BLOCKSIZE] [-B FSBLOCKSIZE] [-n|--nolazy] '
-            'DELTA\n\n'
-            '       SIZE        := NUMBER[KMGT]\n'
-            '       FORMAT      := { raw | ploop1 | expanded | preallocated }'
-            '\n       VERSION     := { 1 | 2 } (default 2, if supported)\n'
-            '       FSTYPE      := { none | ext3 | ext4 } (create filesystem,'
-            ' default ext4)',
-    'mount': 'Usage: ploop mount [-r] [-m MOUNT_POINT] [-u UUID] '
-             'DiskDescriptor.xml',
-    'umount': 'Usage: ploop umount -d DEVICE\n'
-              '       ploop umount -m DIR\n'
-              '       ploop umount DiskDescriptor.xml\n'
-              '       ploop umount DELTA',
-    'resize': 'Usage: ploop resize -s NEW_SIZE DiskDescriptor.xml\n'
-              '       NEW_SIZE := NUMBER[KMGT]',
-    'info': 'Usage: ploop info [-s] [-d] DiskDescriptor.xml',
-    'snapshot': 'Usage: ploop snapshot [-u UUID] DiskDescriptor.xml',
-    'snapshot-merge': 'Usage: ploop snapshot-merge [-u UUID | -A] [-n DELTA] '
-                      'DiskDescriptor.xml\n'
-                      '       -u UUID       snapshot to merge (top delta if '
-                      'not specified)',
-    'snapshot-switch': 'Usage: ploop snapshot-switch -u UUID '
-                       'DiskDescriptor.xml\n       UUID := snapshot UUID',
-    'snapshot-delete': 'Usage: ploop snapshot-delete -u UUID '
-                       'DiskDescriptor.xml\n       UUID := snapshot id',
-    'snapshot-list': 'Usage: ploop snapshot-list [-H] [-o field[,field...]] '
-                     '[-s] [-u <UUID>] \\\n'
-                     '                           DiskDescriptor.xml',
-    'list': 'Usage: ploop list [-a]',
-    'restore-descriptor': 'Usage: ploop restore-descriptor [-f FORMAT] '
-                          '[-b BLOCKSIZE] IMAGE_DIR BASE_DELTA\n'
-                          '       FORMAT := { raw | ploop1 }\n'
-                          '       BLOCKSIZE := block size in sectors (for '
-                          'raw image format)\n'
-                          '       IMAGE_DIR := directory where to place '
-                          'DiskDescriptor.xml\n'
-                          '       BASE_DELTA := path to image file',
-    'getdev': 'Usage: ploop getdev\n'
-              '(ask /dev/ploop0 about first unused minor number)',
-}
-
-#: snapshot-list fields: name -> (header, width).
-LIST_FIELDS = collections.OrderedDict((
-    ('uuid', ('UUID', 38)), ('parent_uuid', ('PARENT_UUID', 38)),
-    ('current', ('C', 1)), ('fname', ('FNAME', 32))))
-DEFAULT_LIST_FIELDS = 'parent_uuid,current,uuid,fname'
-_LIST_OPTIONS = {'--no-header': 'H', '--output': 'o', '--help': 'h',
-                 '--uuid': 'u', '--id': 'u', '--snapshot': 's'}
-_SIZE_SUFFIX = {'': 1, 'k': 2, 'm': 2 * 1024, 'g': 2 * 1024 ** 2,
-                't': 2 * 1024 ** 3}
-
-
-def _say(message):
-    sys.stdout.write(message + '\n')
-
-
-def _usage_error(command, message=None):
-    text = COMMAND_USAGE.get(command, USAGE)
-    return PloopError(SYSEXIT_PARAM,
-                      '%s\n%s' % (message, text) if message else text)
-
-
-def _options(command, args, short, long=()):
-    """GNU getopt of ``args``; a bad option ends with the usage (38)."""
-    try:
-        opts, rest = getopt.gnu_getopt(args, short, list(long))
-    except getopt.GetoptError as exc:
-        raise _usage_error(command, 'ploop: %s' % exc)
-    return opts, rest
-
-
-def _parse_size(text):
-    """``-s`` value in sectors: NUMBER (sectors) or NUMBER[KMGT]."""
-    match = re.match(r'^(0x[0-9a-fA-F]+|[0-9]+)([kmgtKMGT]?)$', text)
-    if not match:
-        raise PloopError(SYSEXIT_PARAM, 'ERROR: Invalid argument for option '
-                                        '-s: %s' % text)
-    return int(match.group(1), 0) * _SIZE_SUFFIX[match.group(2).lower()]
-
-
-def _uuid_option(text):
-    guid = normalize_guid(text)
-    if guid is None:
-        raise PloopError(SYSEXIT_PARAM, 'Incorrect uuid specified: %s' % text)
-    return guid
-
-
-def _is_xml(path):
-    return path.endswith('.xml') or path.endswith('.qcow2')
-
-
-def _xml_argument(command, rest):
-    if len(rest) != 1 or not _is_xml(rest[0]):
-        raise _usage_error(command)
-    return os.path.abspath(rest[0])
-
-
-def _mounted_target(host, descriptor_path):
-    """``(device, mount point)`` of a mounted image, else ``(None, None)``.
-
-    A container vzctl mounted counts too, even without a registered device.
-    """
-    with _DeviceTable(host) as table:
-        name = table.find(descriptor_path)
-        if name:
-            return '/dev/' + name, table.devices[name]['target']
-    ctid = owner_ctid(host, descriptor_path, scan=False)
-    if ctid is not None and host.runtime(ctid)['mounted']:
-        return None, host.ve_root(ctid)
-    return None, None
-
-
-def _cmd_init(host, args):
-    opts, rest = _options('init', args, 's:b:B:f:t:v:nk:', ['nolazy'])
-    sectors, fmt, blocksize, version = 0, 'expanded', DEFAULT_BLOCKSIZE, 2
-    fstype = 'ext4'
-    for opt, value in opts:
-        if opt == '-s':
-            sectors = _parse_size(value)
-        elif opt == '-f':
-            if value not in FORMATS:
-                raise _usage_error('init', 'Bad -f argument: %s' % value)
-            fmt = value
-        elif opt == '-b':
-            if not value.isdigit() or not int(value):
-                raise _usage_error('init')
-            blocksize = int(value)
-        elif opt == '-v':
-            if value not in ('1', '2'):
-                raise _usage_error('init', 'Invalid -v argument: %s' % value)
-            version = int(value)
-        elif opt == '-t':
-            if value not in ('none', 'ext3', 'ext4'):
-                raise PloopError(SYSEXIT_PARAM, 'Incorrect file system type '
-                                                'specified: %s' % value)
-            fstype = value
-    if len(rest) != 1 or sectors == 0:
-        raise _usage_error('init')
-    delta = os.path.abspath(rest[0])
-    real = fstype != 'none' and kernel.for_host(host).real
-    _create_image(os.path.dirname(delta), sectors, fmt,
-                  os.path.basename(delta), blocksize, _say, version,
-                  filesystem=real)
-    return 0
-
-
-def _link_mount(source, target, readonly):
-    """Show ``source`` at ``target`` without a container kernel.
-
-    A real image is loop-mounted; a modelled one is symlinked, as the
-    modelled kernel mounts.
-    """
-    if os.path.isfile(source):
-        from nova_openvz.simulator import realkernel
-        os.makedirs(target, exist_ok=True)
-        try:
-            realkernel.loop_mount(source, target, readonly)
-        except hostfs.ToolError as exc:
-            raise PloopError(SYSEXIT_MOUNT, exc.message)
-        return
-    if os.path.islink(target):
-        os.unlink(target)
-    elif os.path.isdir(target):
-        if os.listdir(target):
-            raise PloopError(SYSEXIT_MOUNT,
-                             'Mount point %s is not empty' % target)
-        os.rmdir(target)
-    elif os.path.exists(target):
-        raise PloopError(SYSEXIT_MOUNT, "Can't mount on %s: not a directory"
-                         % target)
-    os.symlink(source, target)
-
-
-def _cmd_mount(host, args):
-    opts, rest = _options('mount', args, 'rFf:d:m:t:u:o:b:c:')
-    options = dict(opts)
-    path = _xml_argument('mount', rest)
-    descriptor = read_descriptor(path)
-    guid = descriptor.top_guid
-    if '-u' in options:
-        guid = (descriptor.chain(descriptor.top_guid)[-1]
-                if options['-u'] == 'base' else _uuid_option(options['-u']))
-        _require_snapshot(descriptor, guid)
-    snapshot_guid = None if guid == descriptor.top_guid else guid
-    readonly = '-r' in options or snapshot_guid is not None
-    if snapshot_guid is None:
-        device, target = _mounted_target(host, path)
-        if device or target:
-            raise PloopError(SYSEXIT_DEV_INUSE, (
-                'Image %s already used by device %s'
-                % (descriptor.image_path(guid), device or target)))
-    target = options.get('-m')
-    device = attach(host, path, target and os.path.abspath(target),
-                    snapshot_guid, readonly, options.get('-d'))
-    chain = descriptor.chain(guid)
-    for level, delta in enumerate(reversed(chain)):
-        mode = 'rw' if level == len(chain) - 1 and not readonly else 'ro'
-        _say('Adding delta dev=%s img=%s (%s)'
-             % (device, descriptor.image_path(delta), mode))
-    if target:
-        target = os.path.abspath(target)
-        source = mount_source(descriptor, snapshot_guid)
-        _say("Mounting %sp1 at %s fstype=ext4 data='balloon_ino=12,'"
-             % (device, target))
-        ctid = owner_ctid(host, path)
-        try:
-            if ctid is not None and snapshot_guid is None:
-                kernel.for_host(host).mount(ctid, source, target)
-            else:
-                _link_mount(source, target, readonly)
-        except hostfs.ToolError as exc:
-            detach(host, device=device)
-            raise PloopError(SYSEXIT_MOUNT, exc.message)
-    return 0
-
-
-def _cmd_umount(host, args):
-    opts, rest = _options('umount', args, 'd:m:c:')
-    options = dict(opts)
-    if len(rest) != 1 and '-d' not in options and '-m' not in options:
-        raise _usage_error('umount')
-    with _DeviceTable(host) as table:
-        entries = table.devices.items()
-    if '-d' in options:
-        wanted = re.sub(r'(?<=[0-9])p1$', '', options['-d'])
-        found = [(name, e) for name, e in entries
-                 if '/dev/' + name == wanted]
-        missing = 'Device %s is not mounted' % wanted
-    elif '-m' in options:
-        mount_point = os.path.abspath(options['-m'])
-        found = [(name, e) for name, e in entries
-                 if e['target'] == mount_point]
-        missing = 'Unable to find ploop device by %s' % options['-m']
-    else:
-        path = os.path.abspath(rest[0])
-        if not _is_xml(path):
-            path = os.path.join(os.path.dirname(path), DESCRIPTOR_NAME)
-        found = [(name, e) for name, e in entries
-                 if e['descriptor'] == os.path.realpath(path) and
-                 e['guid'] is None]
-        missing = 'Image %s is not mounted' % rest[0]
-        if not found:
-            # vzctl mounted the container without a registered device.
-            ctid = owner_ctid(host, path, scan=False)
-            if ctid is not None and host.runtime(ctid)['mounted']:
-                found = [(None, {'descriptor': path,
-                                 'target': host.ve_root(ctid)})]
-    if not found:
-        code = SYSEXIT_PARAM if '-m' in options else SYSEXIT_DEV_NOT_MOUNTED
-        raise PloopError(code, missing)
-    name, entry = found[0]
-    target = entry['target']
-    if target:
-        _say('Unmounting file system at %s' % target)
-        ctid = owner_ctid(host, entry['descriptor'])
-        if ctid is not None and host.ve_root(ctid) == target:
-            kernel.for_host(host).umount(ctid, target)
-        elif os.path.islink(target):
-            os.unlink(target)
-            os.makedirs(target, exist_ok=True)
-        else:
-            from nova_openvz.simulator import realkernel
-            if realkernel.is_mount_point(target):   # a real image
-                realkernel.umount(target)
-    if name:
-        _say('Unmounting device /dev/%s' % name)
-        detach(host, device=name)
-    return 0
-
-
-def _cmd_resize(host, args):
-    opts, rest = _options('resize', args, 's:b')
-    sectors = 0
-    for opt, value in opts:
-        if opt == '-s':
-            sectors = _parse_size(value)
-    path = _xml_argument('resize', rest)
-    if sectors == 0:
-        raise _usage_error('resize')
-    _resize(read_descriptor(path), sectors, _say)
-    return 0
-
-
-def _cmd_info(host, args):
-    opts, rest = _options('info', args, 'sd')
-    options = dict(opts)
-    path = _xml_argument('info', rest)
-    descriptor = read_descriptor(path)
-    if '-s' in options:
-        _say('size:\t\t%d\nblocksize:\t%d\nfmt_version:\t2'
-             % (descriptor.size, descriptor.blocksize))
-    if '-d' in options:
-        device = _mounted_target(host, path)[0] or ''
-        _say('device:\t\t%s' % device)
-    if not options:
-        stats = fs_stats(descriptor)
-        _say('%11s %14s %14s' % ('resource', 'Size', 'Used'))
-        _say('%11s %14d %14d' % ('1k-blocks', stats.total_kb, stats.used_kb))
-        _say('%11s %14d %14d' % ('inodes', stats.inodes, stats.inodes_used))
-    return 0
-
-
-def _cmd_snapshot(host, args):
-    opts, rest = _options('snapshot', args, 'Fd:u:b:')
-    guid = None
-    for opt, value in opts:
-        if opt == '-u':
-            guid = _uuid_option(value)
-    path = _xml_argument('snapshot', rest)
-    snapshot(read_descriptor(path), guid, _say)
-    return 0
-
-
-def _cmd_snapshot_switch(host, args):
-    opts, rest = _options('snapshot-switch', args, 'u:D')
-    guids = [_uuid_option(value) for opt, value in opts if opt == '-u']
-    path = _xml_argument('snapshot-switch', rest)
-    if not guids:
-        raise _usage_error('snapshot-switch')
-    descriptor = read_descriptor(path)
-    device, target = _mounted_target(host, path)
-    switch(descriptor, guids[-1], mounted=device or target, log=_say)
-    return 0
-
-
-def _cmd_snapshot_delete(host, args):
-    opts, rest = _options('snapshot-delete', args, 'u:')
-    guids = [_uuid_option(value) for opt, value in opts if opt == '-u']
-    path = _xml_argument('snapshot-delete', rest)
-    if not guids:
-        raise _usage_error('snapshot-delete')
-    descriptor = read_descriptor(path)
-    delete(descriptor, guids[-1], mounted=any(_mounted_target(host, path)),
-           log=_say)
-    return 0
-
-
-def _cmd_snapshot_merge(host, args):
-    opts, rest = _options('snapshot-merge', args, 'u:n:A')
-    options = dict(opts)
-    if '-u' in options and '-A' in options:
-        raise _usage_error('snapshot-merge',
-                           "Options -u and -A can't be used together")
-    if '-n' in options:
-        raise PloopError(SYSEXIT_PARAM, 'Merging into a new delta (-n) is '
-                                        'not supported by the simulated host')
-    guid = _uuid_option(options['-u']) if '-u' in options else None
-    if len(rest) != 1 or not _is_xml(rest[0]):
-        raise _usage_error('snapshot-merge')
-    merge(read_descriptor(os.path.abspath(rest[0])), guid,
-          merge_all='-A' in options, log=_say)
-    return 0
-
-
-def _cmd_snapshot_list(host, args):
-    """``ploop snapshot-list``; its failures all exit 1, as ploop's do."""
-    try:
-        opts, rest = getopt.gnu_getopt(
-            args, 'Hho:u:s', ['no-header', 'output=', 'help', 'uuid=', 'id=',
-                              'snapshot'])
-    except getopt.GetoptError as exc:
-        raise PloopError(1, 'ploop: %s\n%s'
-                         % (exc, COMMAND_USAGE['snapshot-list']))
-    options = {_LIST_OPTIONS.get(opt, opt[1:]): value for opt, value in opts}
-    if 'h' in options:
-        sys.stderr.write(COMMAND_USAGE['snapshot-list'] + '\n')
-        return 0
-    if not rest:
-        raise PloopError(1, COMMAND_USAGE['snapshot-list'])
-    try:
-        descriptor = read_descriptor(os.path.abspath(rest[0]))
-    except PloopError as exc:
-        raise PloopError(1, 'failed to read %s: %s' % (rest[0], exc.message))
-    fields = (options.get('o') or DEFAULT_LIST_FIELDS).split(',')
-    for name in fields:
-        if name.lower() not in LIST_FIELDS:
-            raise PloopError(1, 'Unknown field: %s' % name)
-    fields = [name.lower() for name in fields]
-    snapshots = list_snapshots(descriptor)
-    if 'u' in options:
-        guid = normalize_guid(options['u'])
-        if guid is None:
-            raise PloopError(SYSEXIT_PARAM,
-                             'Incorrect uuid specified: %s' % options['u'])
-        if descriptor.shot(guid) is None:
-            raise PloopError(1, "Can't find snapshot by uuid %s" % guid)
-        chain = descriptor.chain(guid)
-        snapshots = [s for s in snapshots if s.guid in chain]
-        snapshots.sort(key=lambda s: chain.index(s.guid))
-    current = descriptor.top_guid
-    if 's' in options:
-        # Snapshot mode: the top delta is hidden and its parent is current.
-        current = descriptor.shot(descriptor.top_guid).parent
-        snapshots = [s for s in snapshots if s.guid != descriptor.top_guid]
-    lines = []
-    if 'H' not in options:
-        lines.append(''.join('%-*s ' % (LIST_FIELDS[name][1],
-                                        LIST_FIELDS[name][0])
-                             for name in fields))
-    for item in snapshots:
-        values = {'uuid': item.guid, 'parent_uuid': item.parent_guid,
-                  'current': '*' if item.guid == current else '',
-                  'fname': item.file}
-        cells = ['%-*s ' % (LIST_FIELDS[name][1], values[name])
-                 for name in fields[:-1]]
-        lines.append(''.join(cells) + values[fields[-1]])
-    sys.stdout.write(''.join(line + '\n' for line in lines))
-    return 0
-
-
-def _cmd_list(host, args):
-    opts, rest = _options('list', args, 'a')
-    if rest:
-        raise _usage_error('list')
-    show_mounts = bool(opts)
-    for device, entry in devices(host):
-        try:
-            descriptor = read_descriptor(entry['descriptor'])
-            base = descriptor.image_path(descriptor.chain(entry['guid'] or
-                                                          TOPDELTA_UUID)[-1])
-        except PloopError:
-            base = entry['descriptor']
-        mount_point = (entry['target'] or '') if show_mounts else ''
-        _say('%-12s %s %s ' % (os.path.basename(device), base, mount_point))
-    return 0
-
-
-def _cmd_restore_descriptor(host, args):
-    opts, rest = _options('restore-descriptor', args, 'f:b:')
-    fmt, blocksize = 'ploop1', DEFAULT_BLOCKSIZE
-    for opt, value in opts:
-        if opt == '-f':
-            if value not in FORMATS:
-                raise _usage_error('restore-descriptor')
-            fmt = value
-        elif opt == '-b':
-            if not value.isdigit() or not int(value):
-                raise _usage_error('restore-descriptor')
-            blocksize = int(value)
-    if len(rest) != 2:
-        raise _usage_error('restore-descriptor')
-    restore_descriptor(rest[0], rest[1], fmt, blocksize, _say)
-    return 0
-
-
-def _cmd_getdev(host, args):
-    if args:
-        raise _usage_error('getdev')
-    with _DeviceTable(host) as table:
-        number = table.next_free()
-    _say('Next unused minor: %d' % (number << 4))
-    return 0
-
-
-COMMANDS = {
-    'init': _cmd_init,
-    'mount': _cmd_mount,
-    'umount': _cmd_umount,
-    'resize': _cmd_resize,
-    'info': _cmd_info,
-    'snapshot': _cmd_snapshot,
-    'snapshot-switch': _cmd_snapshot_switch,
-    'snapshot-delete': _cmd_snapshot_delete,
-    'snapshot-merge': _cmd_snapshot_merge,
-    'snapshot-list': _cmd_snapshot_list,
-    'list': _cmd_list,
-    'getdev': _cmd_getdev,
-    'restore-descriptor': _cmd_restore_descriptor,
-}
-
-
-def _run(host, argv):
-    args = list(argv)
-    # Global -v options (verbosity) come before the command.
-    while args and args[0].startswith('-'):
-        if not args[0].startswith('-v'):
-            raise PloopError(SYSEXIT_PARAM,
-                             'Bad option %s\n%s' % (args[0], USAGE))
-        args.pop(0)
-    if not args or args[0] not in COMMANDS:
-        raise PloopError(SYSEXIT_PARAM, USAGE)
-    return COMMANDS[args[0]](host, args[1:])
-
-
-def _ctid_of_call(host, argv):
-    """The container a call is about, for fault rules naming a ``ctid``."""
-    for arg in argv:
-        if _is_xml(arg):
-            return owner_ctid(host, os.path.abspath(arg), scan=False)
-    return None
-
-
-def main(root, argv):
-    """Run ``ploop argv`` on the simulated host in ``root``."""
-    host = hostfs.Host(root)
-    return hostfs.run_tool(host, 'ploop', argv, _run,
-                           command=hostfs.first_word(argv),
-                           ctid=_ctid_of_call(host, argv))

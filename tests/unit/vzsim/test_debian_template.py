@@ -24,8 +24,8 @@ import time
 import fixtures
 import testtools
 
-from nova_openvz.simulator import templates
-from tests.unit.simulator import test_realkernel
+from tests.unit.vzsim.kernel import test_real as test_realkernel
+from vzsim import templates
 
 SLOW = os.environ.get('NOVA_OPENVZ_SLOW_TESTS') == '1'
 CACHE_ENV = 'NOVA_OPENVZ_TEMPLATE_CACHE'

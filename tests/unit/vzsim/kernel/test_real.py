@@ -21,13 +21,13 @@ import time
 
 import testtools
 
-from nova_openvz.simulator import cgroups
-from nova_openvz.simulator import hostfs
-from nova_openvz.simulator import kernel
-from nova_openvz.simulator import ploop
-from nova_openvz.simulator import realkernel
-from nova_openvz.simulator import templates
 from tests import fixtures as sim_fixtures
+from vzsim import hostfs
+from vzsim.kernel import backends
+from vzsim.kernel import cgroups
+from vzsim.kernel import ploop
+from vzsim.kernel import real as realkernel
+from vzsim import templates
 
 REAL, WHY = realkernel.probe()
 TEMPLATE = 'busybox-test'
@@ -684,7 +684,7 @@ class TestTemplate(testtools.TestCase):
                 list(args), capture_output=True, text=True,
                 check=True).stdout
         out = cli('info', host.root)
-        self.assertIn('kernel backend: %s\n' % kernel.choose(
+        self.assertIn('kernel backend: %s\n' % backends.choose(
             hostfs.Host(host.root))[0], out)
         self.assertIn('real backend here: %s' % (
             'possible' if REAL else 'impossible'), out)

@@ -23,9 +23,9 @@ template cache.  Two are built here:
 Build a busybox template from the installed binary or from the package,
 or a Debian one::
 
-  python -m nova_openvz.simulator.templates busybox OUT.tar.gz \
+  python -m vzsim.templates busybox OUT.tar.gz \
       [--busybox /bin/busybox | --deb busybox-static_*.deb]
-  python -m nova_openvz.simulator.templates debian OUT.tar.gz \
+  python -m vzsim.templates debian OUT.tar.gz \
       [--suite bookworm] [--mirror http://deb.debian.org/debian]
 """
 
@@ -367,7 +367,7 @@ def build_debian_template(output, suite=DEBIAN_SUITE, mirror=DEBIAN_MIRROR,
 def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(
-        prog='python -m nova_openvz.simulator.templates',
+        prog='python -m vzsim.templates',
         description='Build an OS template tarball for the simulated host.')
     parser.add_argument('kind', choices=('busybox', 'minimal', 'debian'))
     parser.add_argument('output', metavar='OUT.tar.gz')

@@ -12,12 +12,14 @@ import time
 import fixtures
 import testtools
 
-from nova_openvz.simulator import hostfs
-from nova_openvz.simulator import hostinit
-from nova_openvz.simulator import kernel
-from nova_openvz.simulator import realkernel
 from nova_openvz import vzconf
 from tests import fixtures as sim_fixtures
+from vzsim import hostfs
+from vzsim import hostinit
+from vzsim.kernel import backends
+from vzsim.kernel import base
+from vzsim.kernel import modelled
+from vzsim.kernel import real as realkernel
 
 LONG_MAX = vzconf.LONG_MAX
 
@@ -266,9 +268,9 @@ class TestLatencyAndCallLog(HostTestCase):
 class TestKernelBackend(HostTestCase):
 
     def test_modelled_when_asked_for(self):
-        self.assertEqual('modelled', kernel.configured(self.host))
-        self.assertIsInstance(kernel.for_host(self.host),
-                              kernel.ModelledKernel)
+        self.assertEqual('modelled', backends.configured(self.host))
+        self.assertIsInstance(backends.for_host(self.host),
+                              modelled.ModelledKernel)
 
     def test_unknown_backend_is_reported(self):
         self.create(101)
@@ -279,17 +281,17 @@ class TestKernelBackend(HostTestCase):
         self.assertIn("Unknown simulated kernel backend 'bogus'", err)
 
     def test_modelled_mount_shows_the_tree_at_ve_root(self):
-        modelled = kernel.ModelledKernel(self.host)
+        kernel = modelled.ModelledKernel(self.host)
         tree = self.useFixture(fixtures.TempDir()).path
         root = os.path.join(self.root, 'vz/root/150')
         os.makedirs(root)
-        modelled.mount(150, tree, root)
+        kernel.mount(150, tree, root)
         self.assertEqual(tree, os.readlink(root))
-        self.assertTrue(modelled.is_mounted(150))
-        modelled.umount(150, root)
+        self.assertTrue(kernel.is_mounted(150))
+        kernel.umount(150, root)
         self.assertTrue(os.path.isdir(root) and not os.path.islink(root))
         open(os.path.join(root, 'stray'), 'w').close()
-        error = self.assertRaises(kernel.KernelError, modelled.mount, 150,
+        error = self.assertRaises(base.KernelError, kernel.mount, 150,
                                   tree, root)
         self.assertEqual(50, error.code)
 
@@ -354,11 +356,11 @@ class TestHostInit(testtools.TestCase):
     def test_auto_is_the_default_backend(self):
         host = hostfs.Host(self.root)
         self.assertFalse(os.path.exists(os.path.join(host.sim_dir, 'kernel')))
-        self.assertEqual('auto', kernel.configured(host))
+        self.assertEqual('auto', backends.configured(host))
         real, _ = realkernel.probe()
-        self.assertIsInstance(kernel.for_host(host),
+        self.assertIsInstance(backends.for_host(host),
                               realkernel.RealKernel if real else
-                              kernel.ModelledKernel)
+                              modelled.ModelledKernel)
 
     def test_reinit_keeps_containers_and_edits(self):
         rc, _, err = self.fixture.vzctl('create', 101, '--layout', 'simfs')

@@ -10,9 +10,9 @@ import os
 import fixtures
 import testtools
 
-from nova_openvz.simulator import ploop
-from nova_openvz.simulator import realkernel
 from tests import fixtures as sim_fixtures
+from vzsim.kernel import ploop
+from vzsim.kernel import real as realkernel
 
 REAL, WHY = realkernel.probe()
 

@@ -23,9 +23,9 @@ import re
 import sys
 import time
 
-from nova_openvz.simulator import hostfs
-from nova_openvz.simulator import kernel as kernels
-from nova_openvz import vzconf
+from vzsim import conffile
+from vzsim import hostfs
+from vzsim.kernel import backends
 
 STATUSES = ('running', 'stopped', 'mounted', 'suspended')
 DEFAULT_FIELDS = 'ctid,numproc,status,ip,hostname'
@@ -34,7 +34,7 @@ DEFAULT_NAME_FIELDS = 'smart_name,numproc,status,ip,hostname'
 FEATURES = ('sysfs', 'nfs', 'sit', 'ipip', 'ppp', 'ipgre', 'bridge', 'nfsd')
 #: CPU units are 500000 / fairsched weight.
 MAX_CPUUNITS = 500000
-UNLIMITED = (vzconf.LONG_MAX, hostfs.INT_MAX)
+UNLIMITED = (conffile.LONG_MAX, hostfs.INT_MAX)
 UBC_HEADERS = (
     ('kmemsize', 'KMEMSIZE'), ('lockedpages', 'LOCKEDP'),
     ('privvmpages', 'PRIVVMP'), ('shmpages', 'SHMP'), ('numproc', 'NPROC'),
@@ -509,8 +509,8 @@ def _config_ubc(config):
         text = config.get(name.upper())
         if text:
             try:
-                barrier, limit = vzconf.parse_ubc(name.upper(), text)
-            except vzconf.FormatError:
+                barrier, limit = conffile.parse_ubc(name.upper(), text)
+            except conffile.FormatError:
                 pass
         ubc[name] = [0, 0, barrier, limit, 0]
     return ubc
@@ -524,10 +524,10 @@ def _config_quota(config):
         if text:
             try:
                 if name == 'diskspace':
-                    soft, hard = vzconf.parse_diskspace(text)
+                    soft, hard = conffile.parse_diskspace(text)
                 else:
                     soft, hard = (int(v) for v in text.split(':')[-2:])
-            except (vzconf.FormatError, ValueError):
+            except (conffile.FormatError, ValueError):
                 continue
             quota[name] = [0, soft, hard]
     return quota or None
@@ -535,7 +535,7 @@ def _config_quota(config):
 
 def _ploop_quota(ct):
     """Usage and size of a ploop CT's filesystem (ploop fs statistics)."""
-    from nova_openvz.simulator import ploop
+    from vzsim.kernel import ploop
     stats = ploop.image_fs_stats(os.path.join(ct.private, 'root.hdd'))
     if stats is not None:
         ct.quota = ct.quota or {}
@@ -564,7 +564,7 @@ def _kernel_cpu(ct, state):
 
 def _collect(host, options, needs):
     """The containers to list, or None when there is none at all."""
-    kernels.for_host(host).update_proc()
+    backends.for_host(host).update_proc()
     running = _running(host)
     wanted = options.ctids
     if options.all or wanted or options.stopped:
@@ -621,7 +621,7 @@ def _collect(host, options, needs):
 
 def _ve_path(ctid, config, vz_conf, key):
     value = config.get(key) or vz_conf.get(key)
-    return vzconf.expand_veid(value, ctid) if value else None
+    return conffile.expand_veid(value, ctid) if value else None
 
 
 def _merge_config(ct, config):
