@@ -1,7 +1,7 @@
 """Test fixtures for the simulated OpenVZ host.
 
 :class:`SimulatedHostFixture` is the product fixture of
-:mod:`nova_openvz.simulator.fixture` (a fresh host in a temporary directory,
+:mod:`nova_openvz.testing.fixtures` (a fresh host in a temporary directory,
 ``[openvz]`` options pointing at it, fault/latency injection, the call log
 and ``run()`` of the real wrapper executables) plus what the simulator's
 own tests need: OS templates in the host's cache and config reading.
@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import tarfile
 
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from nova_openvz import vzconf
 from vzsim import templates
 

@@ -28,7 +28,7 @@ from nova_openvz import console
 from nova_openvz import containers
 from nova_openvz import driver as openvz_driver
 from nova_openvz import hosttools
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from vzsim import templates
 
 CONF = openvz_conf.CONF

@@ -19,7 +19,7 @@ import fixtures
 from nova import context as nova_context
 import testtools
 
-from nova_openvz import allinone
+from nova_openvz.testing import allinone
 from tests.unit.vzsim import test_debian_template
 from vzsim import templates
 

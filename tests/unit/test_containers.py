@@ -14,7 +14,7 @@ from nova_openvz import exception
 from nova_openvz import hostconfig
 from nova_openvz import hosttools
 from nova_openvz import privsep
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from vzsim import templates
 
 CONF = nova.conf.CONF

@@ -17,7 +17,7 @@ import testtools
 from nova_openvz import containers
 from nova_openvz import driver
 from nova_openvz import exception
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from vzsim import templates
 
 CONF = nova.conf.CONF

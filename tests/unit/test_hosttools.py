@@ -14,7 +14,7 @@ import testtools
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
 from nova_openvz import hosttools
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from nova_openvz import vzconf
 
 CONF = openvz_conf.CONF

@@ -23,7 +23,7 @@ from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import privsep
 from nova_openvz.privsep import containers as priv_containers
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from nova_openvz import volumes
 
 CONF = nova.conf.CONF

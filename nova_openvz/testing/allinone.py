@@ -40,7 +40,7 @@ import os_vif
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from vzsim import switch
 from vzsim import templates
 

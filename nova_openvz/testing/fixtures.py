@@ -18,82 +18,6 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz import privsep
 
 
-#: Run as ``python -c _CLEAN_SCRIPT ROOT``: clean up what the real kernel
-#: backend holds for the host ROOT (nothing for a modelled host); print
-#: ``[found, left]`` as JSON.  ``realkernel.leftovers`` knows supervisors
-#: by name (``vzsim:CTID``), the same for every host: tests running in
-#: parallel all have a CT 101, so only processes in this host's cgroups or
-#: run from its tree (a supervisor is a forked ROOT/usr/sbin/vzctl) count.
-_CLEAN_SCRIPT = """
-import json, os, sys, time
-from vzsim import hostfs
-from vzsim.kernel import backends
-host = hostfs.Host(sys.argv[1])
-
-
-def ours(pid):
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            if (host.root + '/').encode() in f.read():
-                return True
-        with open('/proc/%d/cgroup' % pid) as f:
-            return '/' + realkernel.group_prefix(host) in f.read()
-    except OSError:
-        return False
-
-
-found = left = {}
-try:
-    name = backends.configured(host)
-except hostfs.ToolError:   # a test wrote a bogus name: clean anyway
-    name = 'unknown'
-if name != 'modelled':
-    from vzsim.kernel import real as realkernel
-    everyone = realkernel.leftovers
-
-    def leftovers(host, ctids=()):
-        left = everyone(host, ctids)
-        left['processes'] = [p for p in left['processes'] if ours(p)]
-        return left
-
-    realkernel.leftovers = leftovers
-    ctids = set(host.ctids())
-    try:   # destroyed containers too: their supervisors, devices
-        with open(os.path.join(host.sim_dir, 'calls.log')) as f:
-            for line in f:
-                argv = json.loads(line)['argv']
-                ctids.update(int(a) for a in argv[1:2] if a.isdigit())
-    except (OSError, ValueError, KeyError):
-        pass
-    ctids = sorted(ctids)
-    found = realkernel.clean(host, ctids)
-    deadline = time.monotonic() + 5
-    while True:   # killed processes take a moment to go
-        left = realkernel.leftovers(host, ctids)
-        if not any(left.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-        if left['processes'] or left['cgroups']:
-            realkernel.clean(host, ctids)
-else:
-    # Host action scripts (<CTID>.mount: the ephemeral disk) make real
-    # mounts whatever the backend; a modelled container is never stopped
-    # at teardown, so its .umount does not run.
-    import subprocess
-    under = host.root + '/'
-    with open('/proc/self/mountinfo') as f:
-        points = [line.split()[4] for line in f
-                  if line.split()[4].startswith(under)]
-    for point in reversed(points):
-        subprocess.run(['umount', '-l', point], capture_output=True)
-    found = {'mounts': points}
-    with open('/proc/self/mountinfo') as f:
-        left = {'mounts': [line.split()[4] for line in f
-                           if line.split()[4].startswith(under)]}
-print(json.dumps([found, left]))
-"""
-
-
 class SimulatedHostFixture(fixtures.Fixture):
 
     def __init__(self, conf=None, kernel='modelled'):
@@ -140,8 +64,8 @@ class SimulatedHostFixture(fixtures.Fixture):
         ``/sys`` and ``/proc`` in a test process.  ``self.cleaned`` is what
         was found; anything still there afterwards fails the cleanup.
         """
-        proc = subprocess.run([sys.executable, '-c', _CLEAN_SCRIPT,
-                               self.root],
+        proc = subprocess.run([sys.executable, '-m',
+                               'nova_openvz.testing.cleanhost', self.root],
                               check=True, capture_output=True, text=True)
         self.cleaned, left = json.loads(proc.stdout)
         if any(left.values()):

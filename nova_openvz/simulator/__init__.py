@@ -1,1 +1,0 @@
-"""Test fixtures of the simulated host (moving to nova_openvz.testing)."""
