@@ -432,9 +432,16 @@ def _create(call, copied):
     layout = (config.get('VE_LAYOUT') or 'ploop').partition(':')[0]
     if values.get('NAME'):
         check_name(host, ctid, values['NAME'])
-    ostemplate = config.get('OSTEMPLATE') or config.get('DEF_OSTEMPLATE')
-    if not ostemplate:
-        raise Failure(E_OSTEMPLATE_NOTSET, 'OS template is not specified')
+    # --ostemplate '' is kept, as vzctl 4.11 does: only an absent option
+    # falls back to DEF_OSTEMPLATE (an empty name then finds no template).
+    if 'OSTEMPLATE' in values:
+        ostemplate = values['OSTEMPLATE']
+    else:
+        ostemplate = (config.get('OSTEMPLATE') or
+                      config.get('DEF_OSTEMPLATE'))
+        if not ostemplate:
+            raise Failure(E_OSTEMPLATE_NOTSET,
+                          'OS template is not specified')
 
     diskspace = None
     if config.get('DISKSPACE'):

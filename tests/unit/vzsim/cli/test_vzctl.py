@@ -162,6 +162,16 @@ class TestCreate(VzctlTestCase):
         self.assertFalse(os.path.exists(self.host.conf_path(CTID)))
         self.assertEqual([], os.listdir(self.path('vz/private')))
 
+    def test_empty_ostemplate_is_kept_and_is_91(self):
+        # vzctl 4.11 keeps --ostemplate '' rather than falling back to
+        # DEF_OSTEMPLATE (whose template is in this host's cache).
+        err = self.create('--ostemplate', '', expect=91)[1]
+        self.assertEqual(
+            'Cached OS template %s/cache/.tar[.gz|.bz2|.xz] not found\n'
+            'Creation of container private area failed\n'
+            % self.path('vz/template'), err)
+        self.assertFalse(os.path.exists(self.host.conf_path(CTID)))
+
     def test_template_extensions_are_searched(self):
         self.host.add_template('plain-1', ext='')
         self.create('--ostemplate', 'plain-1')
