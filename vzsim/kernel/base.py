@@ -130,8 +130,10 @@ class Kernel(abc.ABC):
         """Create (or update) veth pairs.
 
         ``devices`` are dicts as :func:`vzsim.conffile.netif_devices`
-        gives them
-        (``ifname``, ``mac``, ``host_ifname``, ``host_mac``, ``bridge``).
+        gives them (``ifname``, ``mac``, ``host_ifname``, ``host_mac``,
+        ``bridge``).  A bridge that does not exist is not an error: as
+        vzctl's bridge script, the device stays unbridged and the warning
+        goes to stderr.
         """
 
     @abc.abstractmethod

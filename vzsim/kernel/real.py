@@ -31,7 +31,7 @@ A running container is a process tree on this machine:
   addresses as /32 or /128, default route through it) and
   ``venet<CTID>`` on the host with a host route per address.  NETIF veth
   pairs: ``<ifname>`` with its MAC inside, ``<host_ifname>`` on the host,
-  enslaved to the bridge when one is named.
+  enslaved to the bridge when one is named and exists.
 
 The runtime state file (``DIR/var/lib/vzsim/<CTID>.json``) keeps what the
 kernel would: addresses, veth names, applied limits, start time, mounted,
@@ -808,9 +808,10 @@ class RealKernel(base.Kernel):
             bridge = device.get('bridge')
             if bridge and not os.path.isdir('/sys/class/net/%s/bridge'
                                             % bridge):
-                raise base.KernelError(E_VETH, 'Unable to add %s to bridge '
-                                       '%s: no such bridge'
-                                       % (name, bridge))
+                # vzctl's bridge script (vznetcfg) ignores a failed
+                # "brctl addif": brctl's message, an unbridged device.
+                sys.stderr.write('bridge %s does not exist!\n' % bridge)
+                bridge = None
             if not os.path.exists('/sys/class/net/%s' % name):
                 _run(['ip', 'link', 'add', name, 'address',
                       device['host_mac'], 'type', 'veth', 'peer', 'name',

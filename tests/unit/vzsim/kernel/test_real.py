@@ -464,6 +464,23 @@ class TestNetwork(RealKernelTestCase):
         self.destroy(one, two)
         self.assertNothingLeft()
 
+    def test_missing_bridge_warns_and_start_goes_on(self):
+        # Issue 13 item 10: vzctl's bridge script (vznetcfg) ignores a
+        # failed brctl addif; the device comes up unbridged.
+        ctid = self.create()
+        self.vzctl('set', ctid, '--netif_add', 'eth0,,,,vzsnobridge0',
+                   '--save')
+        out, err = self.vzctl('start', ctid)
+        self.namespaces |= namespaces_of(self.init_pid(ctid))
+        self.assertIn('bridge vzsnobridge0 does not exist!\n', err)
+        host_end = 'veth%d.0' % ctid
+        self.assertTrue(os.path.exists('/sys/class/net/%s' % host_end))
+        self.assertFalse(os.path.exists('/sys/class/net/%s/master'
+                                        % host_end))
+        self.assertIn('eth0', self.inside(ctid, 'ip link show eth0'))
+        self.destroy(ctid)
+        self.assertNothingLeft()
+
     def test_venet_addresses_and_host_routes(self):
         ctid = self.create()
         self.vzctl('set', ctid, '--ipadd', '10.213.100.1', '--save')
