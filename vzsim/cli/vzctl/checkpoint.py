@@ -1,6 +1,4 @@
-"""``vzctl chkpnt``/``suspend`` and ``restore``/``resume``
-(reference 1.9).
-"""
+"""``vzctl chkpnt``/``suspend`` and ``restore``/``resume`` (reference 1.9)."""
 
 import os
 

@@ -1,6 +1,8 @@
-"""What every vzctl command shares: exit codes, option and value
-parsing, the per-call context :class:`Call` (mount and umount with their
-action scripts) and the way to the ploop library.
+"""What every vzctl command shares.
+
+Exit codes, option and value parsing, the per-call context :class:`Call`
+(mount and umount with their action scripts) and the way to the ploop
+library.
 """
 
 import os

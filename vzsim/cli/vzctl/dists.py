@@ -1,5 +1,7 @@
-"""Distribution scripts' work done on the guest's files: hostname, DNS,
-passwords (reference 4.7).
+"""Distribution scripts' work on the guest's files.
+
+Hostname, DNS and passwords, as vzctl's ``dists`` scripts would do them
+(reference 4.7).
 """
 
 import os
@@ -7,8 +9,6 @@ import os
 from vzsim.cli.vzctl.common import E_CHANGEPASS
 from vzsim.cli.vzctl.common import Failure
 
-
-# -- distribution scripts (guest-side configuration) ------------------------
 
 def dist_config(host, config):
     """``(path, found)`` of the distribution config vzctl would use.

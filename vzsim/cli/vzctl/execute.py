@@ -1,5 +1,6 @@
-"""``vzctl exec``, ``exec2``, ``exec3``, ``enter`` and ``runscript``
-(reference 1.8).
+"""``vzctl exec``, ``exec2``, ``exec3``, ``enter`` and ``runscript``.
+
+Reference 1.8.
 """
 
 import sys

@@ -1,5 +1,8 @@
-"""``vzctl create``, ``start``, ``stop``, ``restart``, ``status``, ``mount``,
-``umount`` and ``destroy``/``delete`` (reference 1.2-1.6).
+"""vzctl's lifecycle commands (reference 1.2-1.6).
+
+``create``, ``start``, ``stop``, ``restart``, ``status``, ``mount``,
+``umount`` and ``destroy``/``delete``, and the start and stop steps other
+commands reuse.
 """
 
 import os

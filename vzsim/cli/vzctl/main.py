@@ -1,5 +1,7 @@
-"""vzctl's command table and entry point: global flags, CT ID or name,
-the order of checks (reference 9.2), locking, then the command's module.
+"""vzctl's command table and entry point.
+
+Global flags, CT ID or name, the order of checks (reference 9.2), locking,
+then the command's family module.
 """
 
 import os
@@ -21,8 +23,6 @@ from vzsim.cli.vzctl import snapshots
 from vzsim import hostfs
 from vzsim.kernel import backends
 
-
-# -- dispatch ---------------------------------------------------------------
 
 class Command:
     """A vzctl command: handler, options, locking, option-error code."""

@@ -1,5 +1,4 @@
-"""``vzctl set`` (reference 1.7).
-"""
+"""``vzctl set`` (reference 1.7)."""
 
 import os
 
@@ -21,8 +20,6 @@ from vzsim import conffile
 from vzsim import hostfs
 from vzsim.kernel import base
 
-
-# -- set --------------------------------------------------------------------
 
 CAPABILITIES = frozenset((
     'chown', 'dac_override', 'dac_read_search', 'fowner', 'fsetid', 'kill',

@@ -1,5 +1,6 @@
-"""``vzctl snapshot*`` and ``compact``: ploop containers' disk commands
-(reference 1.10, 1.11).
+"""``vzctl snapshot*`` and ``compact``: ploop containers' disk commands.
+
+Reference 1.10 and 1.11.
 """
 
 import os
@@ -27,8 +28,6 @@ def cmd_compact(call):
         call.out.info('Compact only makes sense for ploop containers')
     return 0
 
-
-# -- snapshots --------------------------------------------------------------
 
 SNAPSHOT_SPEC = {'id': True, 'uuid': True, 'name': True, 'description': True,
                  'skip-suspend': False, 'skip-config': False}
