@@ -192,12 +192,17 @@ def _ubc_number(param, text):
     return -(-parse_size(text) // PAGE_SIZE)
 
 
+def _pair(text, one):
+    """``(one(a), one(b))`` of ``a[:b]``; ``a`` alone counts twice."""
+    parts = text.split(':')
+    if len(parts) > 2 or '' in parts:
+        raise FormatError(text)
+    return one(parts[0]), one(parts[-1])
+
+
 def parse_ubc(param, text):
     """``(barrier, limit)`` of a UBC value (pages, items or bytes)."""
-    parts = text.split(':')
-    if len(parts) not in (1, 2) or '' in parts:
-        raise FormatError(text)
-    return _ubc_number(param, parts[0]), _ubc_number(param, parts[-1])
+    return _pair(text, lambda part: _ubc_number(param, part))
 
 
 def format_ubc(barrier, limit):
@@ -209,12 +214,7 @@ def format_ubc(barrier, limit):
 
 def parse_diskspace(text):
     """``(soft, hard)`` in KB of ``soft[:hard]`` (bare numbers are KB)."""
-    parts = text.split(':')
-    if len(parts) not in (1, 2) or '' in parts:
-        raise FormatError(text)
-    soft, hard = (parse_size(part, unit=1024) // 1024
-                  for part in (parts[0], parts[-1]))
-    return soft, hard
+    return _pair(text, lambda part: parse_size(part, unit=1024) // 1024)
 
 
 def format_diskspace(soft_kb, hard_kb):
@@ -226,13 +226,8 @@ def format_diskspace(soft_kb, hard_kb):
 
 def netif_devices(text):
     """The veth devices of a NETIF value, as dicts; ``ifname`` required."""
-    devices = []
-    for entry in (text or '').split(';'):
-        device = {}
-        for field in entry.split(','):
-            if field.strip():
-                key, _, value = field.partition('=')
-                device[key.strip()] = value.strip()
-        if device.get('ifname'):
-            devices.append(device)
-    return devices
+    devices = ({key.strip(): value.strip() for key, _, value in
+                (field.partition('=') for field in entry.split(',')
+                 if field.strip())}
+               for entry in (text or '').split(';'))
+    return [device for device in devices if device.get('ifname')]

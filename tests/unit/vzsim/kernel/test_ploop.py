@@ -1,8 +1,8 @@
-"""vzsim.kernel.ploop: the simulated ploop image library.
+"""vzsim.kernel.ploop: the simulated ploop image library, called directly.
 
-Expected values come from openvz-reference.md section 6
-(commands, exit codes, DiskDescriptor.xml) and ploop's own sources it
-cites (``ploop_store_diskdescriptor``, ``ConvertToCHS``, snapshot-list).
+Descriptors as ploop writes them (``ploop_store_diskdescriptor``, CHS
+geometry from ``ConvertToCHS``), deltas, snapshots and their tree, resize
+and filesystem statistics (openvz-reference.md section 6).
 """
 
 import os
