@@ -1,9 +1,9 @@
 """vzctl's configuration file format and value units.
 
-Shared by the driver (which reads ``vz.conf`` and container configs) and the
-simulated host (which writes them), so both agree on one reading of the
-format.  Standard library only: the simulated tools import this module at
-every invocation and must start fast.
+The driver's reading of ``vz.conf`` and container configs.  The simulated
+host reads and writes them with its own parser (:mod:`vzsim.conffile`);
+both are checked against golden files written the way vzctl writes them
+(``tests/unit/vzsim/golden``), so a misreading on either side shows.
 
 The rules follow vzctl 4.x (``parse_line()``, ``vps_save_config()``,
 ``parse_ub()``); see doc/source/reference/openvz-tools.rst.
