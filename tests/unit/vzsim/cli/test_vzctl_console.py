@@ -50,9 +50,22 @@ class ConsoleTestCase(testtools.TestCase):
         proc.communicate()
 
     def _read_line(self, stream, timeout=10):
-        ready, _, _ = select.select([stream], [], [], timeout)
-        self.assertTrue(ready, 'vzctl console said nothing')
-        return stream.readline().decode()
+        """One line, a byte at a time: nothing else stays in a buffer.
+
+        ``communicate()`` later reads the pipe itself, past the stream's
+        buffer: a buffered readline could swallow the next line with it.
+        """
+        line = b''
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b'\n'):
+            ready, _, _ = select.select(
+                [stream], [], [], max(0, deadline - time.monotonic()))
+            self.assertTrue(ready, 'vzctl console said nothing')
+            byte = os.read(stream.fileno(), 1)
+            if not byte:
+                break
+            line += byte
+        return line.decode()
 
     def print_on_console(self, text):
         """What a container's init printing ``text`` does to the tty."""
