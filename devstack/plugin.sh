@@ -246,7 +246,7 @@ function openvz_template_file {
         file="$FILES/$OPENVZ_IMAGE_NAME.tar.gz"
         "$(openvz_python)" -c '
 import sys
-from nova_openvz.simulator import templates
+from vzsim import templates
 with open(sys.argv[1], "wb") as f:
     f.write(templates.minimal_template_bytes())
 ' "$file"

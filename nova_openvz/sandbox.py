@@ -3,7 +3,7 @@
 Starts an all-in-one Nova in this process with the OpenVZ driver on a fresh
 simulated host -- on the real kernel backend (real containers) when this
 machine allows it, else the modelled one; the first line says which, and
-``NOVA_OPENVZ_SIM_KERNEL`` chooses (see :mod:`nova_openvz.allinone`) --
+``NOVA_OPENVZ_SIM_KERNEL`` chooses (see :mod:`nova_openvz.testing.allinone`) --
 uploads a small OS template image, then boots a server,
 reboots it (soft and hard), stops and starts it, shows the end of its
 console log, and deletes it.  Each step
@@ -15,8 +15,8 @@ import sys
 import time
 import unittest
 
-from nova_openvz import allinone
 from nova_openvz import hosttools
+from nova_openvz.testing import allinone
 
 _OUT = sys.stdout
 

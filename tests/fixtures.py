@@ -1,7 +1,7 @@
 """Test fixtures for the simulated OpenVZ host.
 
 :class:`SimulatedHostFixture` is the product fixture of
-:mod:`nova_openvz.simulator.fixture` (a fresh host in a temporary directory,
+:mod:`nova_openvz.testing.fixtures` (a fresh host in a temporary directory,
 ``[openvz]`` options pointing at it, fault/latency injection, the call log
 and ``run()`` of the real wrapper executables) plus what the simulator's
 own tests need: OS templates in the host's cache and config reading.
@@ -13,9 +13,9 @@ import shutil
 import subprocess
 import tarfile
 
-from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz.simulator import templates
+from nova_openvz.testing import fixtures as sim_fixture
 from nova_openvz import vzconf
+from vzsim import templates
 
 DEFAULT_TEMPLATE = 'centos-6-x86'
 
@@ -42,7 +42,7 @@ def host_shell_files():
 def build_template(path, shell=False, extra=None):
     """Write a small gzip OS template tarball to ``path``.
 
-    It holds the minimal template of :mod:`nova_openvz.simulator.templates`
+    It holds the minimal template of :mod:`vzsim.templates`
     (sbin/init, bin/sh, etc/...); with ``shell`` its placeholder /bin/sh is
     replaced by this machine's dash and libraries so that ``vzctl exec``
     can run commands.  ``extra`` maps more guest paths to file contents.

@@ -7,7 +7,7 @@ Run from the source tree, in an environment with Nova installed::
     python tools/benchmark.py --containers 200  # a smaller host
     python tools/benchmark.py --json            # machine-readable results
 
-It lays out a fresh simulated OpenVZ host (``nova_openvz.simulator``) in a
+It lays out a fresh simulated OpenVZ host (``vzsim``) in a
 temporary directory and drives :class:`nova_openvz.driver.OpenVZDriver`
 directly, with Nova objects, in this process (privsep entrypoints run
 in-process; only the Glance download is replaced: it writes the minimal OS
@@ -106,7 +106,7 @@ class Bench(object):
     """The simulated host, a configured driver and call bookkeeping."""
 
     def __init__(self, root):
-        from nova_openvz.simulator import hostinit
+        from vzsim import hostinit
 
         self.root = root
         # Modelled: the benchmark measures the driver's calls, and its
@@ -205,7 +205,7 @@ class Bench(object):
 def _fake_glance_download(self, context, id_or_uri, data=None,
                           dest_path=None, trusted_certs=None):
     """Stand-in for ``nova.image.glance.API.download``: the OS template."""
-    from nova_openvz.simulator import templates
+    from vzsim import templates
 
     with open(dest_path, 'wb') as f:
         f.write(templates.minimal_template_bytes())
@@ -219,7 +219,7 @@ def _fake_glance_get(self, context, id_or_uri, *args, **kwargs):
     """
     import hashlib
 
-    from nova_openvz.simulator import templates
+    from vzsim import templates
 
     data = templates.minimal_template_bytes()
     return {'id': id_or_uri, 'disk_format': 'raw',

@@ -14,7 +14,7 @@ import sys
 
 
 def _simulate_init(args):
-    from nova_openvz.simulator import hostinit
+    from vzsim import hostinit
     paths = hostinit.init_host(args.directory, kernel=args.kernel)
     print('Simulated OpenVZ host ready in %s' % args.directory)
     print('Driver options: %s' % paths['nova_conf'])
@@ -22,11 +22,11 @@ def _simulate_init(args):
 
 
 def _simulate_info(args):
-    from nova_openvz.simulator import hostfs
-    from nova_openvz.simulator import kernel
+    from vzsim import hostfs
+    from vzsim.kernel import backends
     host = hostfs.Host(args.directory)
     print('Simulated OpenVZ host %s' % host.root)
-    for label, text in kernel.describe(host):
+    for label, text in backends.describe(host):
         print('%s: %s' % (label, text))
     return 0
 

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """How many host-tool calls the driver makes (behaviour, not timing).
 
 The driver answers a whole periodic cycle of Nova's compute manager from one
@@ -28,8 +40,8 @@ from nova_openvz import console
 from nova_openvz import driver as openvz_driver
 from nova_openvz import hosttools
 from nova_openvz import inventory
-from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz.simulator import templates
+from nova_openvz.testing import fixtures as sim_fixture
+from vzsim import templates
 
 CONF = openvz_conf.CONF
 # Not one of the images nova's GlanceFixture already holds.

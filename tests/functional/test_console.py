@@ -8,9 +8,9 @@ its console, and the driver's console logger keeps them.
 import os
 import time
 
-from nova_openvz import allinone
 from nova_openvz import conf as openvz_conf
 from nova_openvz.privsep import console as priv_console
+from nova_openvz.testing import allinone
 
 CONF = openvz_conf.CONF
 

@@ -23,8 +23,8 @@ from nova import test
 from nova.tests.unit.virt import test_virt_drivers
 import testtools
 
-from nova_openvz import allinone
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import allinone
+from nova_openvz.testing import fixtures as sim_fixture
 
 #: The image _get_running_instance boots (image_ref of Nova's test instance).
 TEST_IMAGE_ID = 'cedef40a-ed67-4d10-800e-17455edce175'

@@ -18,9 +18,9 @@ from nova import context as nova_context
 from oslo_utils import uuidutils
 import testtools.content
 
-from nova_openvz import allinone
 from nova_openvz import images
-from nova_openvz.simulator import templates
+from nova_openvz.testing import allinone
+from vzsim import templates
 
 
 def template_with(base, files):

@@ -2,12 +2,12 @@
 
 The host runs the real kernel backend where this machine allows it, else
 the modelled one; ``NOVA_OPENVZ_SIM_KERNEL=modelled`` forces the modelled
-one (see :mod:`nova_openvz.allinone`).
+one (see :mod:`nova_openvz.testing.allinone`).
 """
 
 import os
 
-from nova_openvz import allinone
+from nova_openvz.testing import allinone
 from nova_openvz import vzconf
 
 

@@ -19,9 +19,9 @@ import fixtures
 from nova import context as nova_context
 import testtools
 
-from nova_openvz import allinone
-from nova_openvz.simulator import templates
-from tests.unit.simulator import test_debian_template
+from nova_openvz.testing import allinone
+from tests.unit.vzsim import test_debian_template
+from vzsim import templates
 
 
 class NetworkTestCase(allinone.OpenVZCloudTestCase):

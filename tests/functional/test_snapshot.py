@@ -11,8 +11,8 @@ import os
 
 from nova.compute import task_states
 
-from nova_openvz import allinone
 from nova_openvz import snapshots
+from nova_openvz.testing import allinone
 
 
 class TestSnapshot(allinone.OpenVZCloudTestCase):

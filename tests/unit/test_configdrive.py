@@ -20,7 +20,7 @@ from nova_openvz import configdrive
 from nova_openvz import container
 from nova_openvz import privsep
 from nova_openvz.privsep import containers as priv_containers
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 
 CONF = openvz_conf.CONF
 CTID = 101

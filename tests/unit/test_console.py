@@ -25,7 +25,7 @@ from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import privsep
 from nova_openvz.privsep import console as priv_console
-from nova_openvz.simulator import fixture as privsep_fixture
+from nova_openvz.testing import fixtures as privsep_fixture
 from tests import fixtures as sim_fixtures
 
 CONF = openvz_conf.CONF

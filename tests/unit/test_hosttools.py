@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The choke point that runs every host tool, against a simulated host.
 
 Failures come from the simulated host's real executables, either by fault
@@ -15,7 +27,7 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz.privsep import vzconf
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from nova_openvz import vz4
 
 CONF = openvz_conf.CONF

@@ -14,8 +14,8 @@ import testtools
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import images
-from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz.simulator import templates
+from nova_openvz.testing import fixtures as sim_fixture
+from vzsim import templates
 
 IMAGE_ID = '6d3c3bd2-8d0d-4c7b-9a7e-0d9b6f1e8a21'
 

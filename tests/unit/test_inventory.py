@@ -13,8 +13,8 @@ from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import inventory
 from nova_openvz import privsep
-from nova_openvz.simulator import fixture as sim_fixture
-from nova_openvz.simulator import templates
+from nova_openvz.testing import fixtures as sim_fixture
+from vzsim import templates
 
 CONF = nova.conf.CONF
 TEMPLATE = 'nova-test'

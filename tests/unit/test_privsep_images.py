@@ -16,7 +16,7 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz import privsep
 from nova_openvz.privsep import images as priv_images
 from nova_openvz.privsep import tools as priv_tools
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 
 CONF = openvz_conf.CONF
 REJECTED = privsep.ArgumentRejected

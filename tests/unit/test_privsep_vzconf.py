@@ -1,4 +1,4 @@
-"""vzctl's config file format and units, as the driver and host share them."""
+"""vzctl's config file format and units, as the driver reads them."""
 
 import os
 

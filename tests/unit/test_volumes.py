@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Volumes, ephemeral disks and their privileged parts.
 
 The end-to-end behaviour (inside real containers, through Nova's API) is in
@@ -26,7 +38,7 @@ from nova_openvz import hosttools
 from nova_openvz import privsep
 from nova_openvz.privsep import containers as priv_containers
 from nova_openvz.privsep import tools as priv_tools
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from nova_openvz import volumes
 
 CONF = nova.conf.CONF

@@ -1,1 +1,0 @@
-"""Tests of the simulated OpenVZ host, through its real executables."""

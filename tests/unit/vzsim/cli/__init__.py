@@ -1,0 +1,1 @@
+"""Tests of vzsim.cli: the simulated tools, run as their real executables."""

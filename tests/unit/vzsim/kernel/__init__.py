@@ -1,0 +1,1 @@
+"""Tests of vzsim.kernel: the simulated kernel back ends."""
