@@ -90,10 +90,30 @@ class Nic(object):
             return osvif.bridge_name
         return None
 
+    @property
+    def host_mac(self):
+        """The host end's MAC: the port's, made locally administered.
+
+        Left to vzctl, the host end gets a MAC in OpenVZ's ``00:18:51``
+        range.  Open vSwitch takes a bridge's own MAC, and from it the
+        datapath ID, from the lowest universally administered MAC among
+        its ports, so every boot could change br-int's datapath ID, and
+        Neutron's OVS agent then takes the switch for restarted and stops
+        wiring ports.  A locally administered MAC (first octet ``FE``, as
+        libvirt gives its taps) is never picked.
+        """
+        return host_mac(self.mac)
+
     def netif_add(self):
-        """``--netif_add``'s value: the host MAC is left to vzctl."""
-        return '%s,%s,%s,,%s' % (self.ifname, self.mac, self.host_ifname,
-                                 self.bridge or '')
+        """``--netif_add``'s value, with a locally administered host MAC."""
+        return '%s,%s,%s,%s,%s' % (self.ifname, self.mac, self.host_ifname,
+                                   self.host_mac, self.bridge or '')
+
+
+def host_mac(mac):
+    """``mac`` with its first octet replaced by ``FE`` (locally
+    administered, unicast), as libvirt does for the host end of a tap."""
+    return 'FE' + mac.upper()[2:]
 
 
 def _check_name(name, vif):
