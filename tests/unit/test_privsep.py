@@ -290,11 +290,15 @@ class TestRealDaemon(testtools.TestCase):
             self.skipTest('a forked privsep daemon needs root')
         self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
         # A container may run the tests without some capabilities in its
-        # bounding set; the daemon can only keep what this process has.
+        # bounding set (CAP_SYS_RESOURCE here); the context asks only for
+        # what this process may hold.  Its default is set with oslo.config's
+        # set_default, which a configuration fixture's reset elsewhere in
+        # the run clears: give the module's own choice explicitly.
         bounding = _caps(os.getpid(), 'CapBnd')
         self.granted = [cap for cap in CAPABILITIES if bounding & (1 << cap)]
+        self.assertEqual(self.granted, privsep.GRANTED)
         self.useFixture(config_fixture.Config(CONF)).config(
-            group='nova_openvz_privsep', capabilities=self.granted)
+            group='nova_openvz_privsep', capabilities=privsep.GRANTED)
         self.assertTrue(privsep.vz_pctxt.client_mode)
         self.assertIsNone(privsep.vz_pctxt.channel)
         before = _children(os.getpid())
@@ -331,3 +335,47 @@ class TestRealDaemon(testtools.TestCase):
         self.assertRaises(REJECTED, priv_tools.run_host_tool,
                           'ploop', ['list'], 30)
         self.assertEqual([], self.host.calls())
+
+
+class TestCapabilitiesTheHostAllows(testtools.TestCase):
+    """The helper asks only for capabilities in the bounding set."""
+
+    def test_all_kept_when_the_host_allows_all(self):
+        kept, dropped = privsep.available_capabilities(
+            CAPABILITIES, bounding=(1 << 41) - 1)
+        self.assertEqual(CAPABILITIES, kept)
+        self.assertEqual([], dropped)
+
+    def test_sys_resource_missing_from_the_bounding_set_is_dropped(self):
+        # This machine's set: everything but CAP_SYS_RESOURCE (24).
+        bounding = 0x000001fffeffffff
+        kept, dropped = privsep.available_capabilities(CAPABILITIES,
+                                                       bounding=bounding)
+        self.assertEqual([caps.CAP_SYS_RESOURCE], dropped)
+        self.assertEqual([c for c in CAPABILITIES
+                          if c != caps.CAP_SYS_RESOURCE], kept)
+
+    def test_bounding_set_read_from_proc_status(self):
+        path = self.useFixture(fixtures.TempDir()).join('status')
+        with open(path, 'w') as f:
+            f.write('Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n')
+        self.assertEqual(0x000001fffeffffff, privsep.bounding_set(path))
+        self.assertIsNone(privsep.bounding_set(path + '.absent'))
+
+    def test_unknown_set_keeps_everything(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova_openvz.privsep.bounding_set', return_value=None))
+        self.assertEqual((CAPABILITIES, []),
+                         privsep.available_capabilities(CAPABILITIES))
+
+    def test_what_is_lost_is_logged(self):
+        logger = self.useFixture(fixtures.FakeLogger())
+        privsep.warn_dropped([caps.CAP_SYS_RESOURCE])
+        self.assertIn('CAP_SYS_RESOURCE is not in', logger.output)
+        self.assertIn('growing the disk of a running container',
+                      logger.output)
+
+    def test_the_context_asks_for_what_this_process_may_hold(self):
+        bounding = _caps(os.getpid(), 'CapBnd')
+        self.assertEqual(
+            [c for c in CAPABILITIES if bounding >> c & 1], privsep.GRANTED)
