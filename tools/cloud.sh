@@ -6,8 +6,9 @@
 #   tools/cloud.sh up [--image busybox|debian]   start; leave it running
 #   tools/cloud.sh down                          stop and clean up
 #   tools/cloud.sh status | env
+#   tools/cloud.sh demo                          two servers, one pings
 #   tools/cloud.sh tempest [smoke|full|REGEX]    Tempest against it
-#   tools/cloud.sh ci                            up, smoke, down
+#   tools/cloud.sh ci                            up, demo, smoke, down
 #
 # Run as root. Installs what is missing first: the distribution packages of
 # bindep.txt (profiles default, compile, test and cloud, through
@@ -105,7 +106,7 @@ case "$action" in
         prepare
         cloud "$@"
         ;;
-    down|status|env)
+    down|status|env|demo)
         if [[ ! -x $CLOUD_VENV/bin/python ]]; then
             say "no cloud virtualenv in $CLOUD_VENV: nothing to do"
             exit 0
@@ -123,6 +124,9 @@ case "$action" in
         rc=0
         cloud up "$@" || rc=$?
         if [[ $rc == 0 ]]; then
+            cloud demo || rc=$?
+        fi
+        if [[ $rc == 0 ]]; then
             tempest smoke || rc=$?
         fi
         cloud down || rc=$?
@@ -130,7 +134,7 @@ case "$action" in
         exit "$rc"
         ;;
     *)
-        sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

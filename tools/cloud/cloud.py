@@ -789,6 +789,61 @@ class Cloud(object):
               '--image openvz-<kind> --network private demo\n'
               'Stop it with: tools/cloud.sh down\n')
 
+    # -- demo -------------------------------------------------------------
+
+    def demo(self):
+        """Two servers on the shared network; the second pings the first.
+
+        Both are booted through Nova's API as a user would; the ping runs
+        inside the second container (``vzctl exec2`` of the simulated
+        host: the busybox guest has no SSH server).  The servers are
+        deleted at the end, whatever happened.
+        """
+        t0 = time.monotonic()
+        conn = self.sdk()
+        image = next(i for i in conn.image.images()
+                     if i.name.startswith('openvz-'))
+        flavor = conn.compute.find_flavor('m1.openvz')
+        net = conn.network.find_network('private')
+        servers = [conn.compute.create_server(
+            name=name, image_id=image.id, flavor_id=flavor.id,
+            networks=[{'uuid': net.id}]) for name in ('demo-1', 'demo-2')]
+        try:
+            servers = [conn.compute.wait_for_server(s, wait=300)
+                       for s in servers]
+            addresses = [s.addresses['private'][0]['addr'] for s in servers]
+            for server, address in zip(servers, addresses):
+                log('%s ACTIVE at %s' % (server.name, address))
+            ctid = self.ctid_of(servers[1].id)
+            vzctl = os.path.join(self.host, 'usr', 'sbin', 'vzctl')
+            deadline = time.monotonic() + 30
+            while True:
+                proc = subprocess.run(
+                    [vzctl, 'exec2', ctid, 'ping -c 1 -W 1 %s'
+                     % addresses[0]], capture_output=True, text=True,
+                    check=False, env=self.env())
+                if proc.returncode == 0 or time.monotonic() > deadline:
+                    break
+            print(proc.stdout, end='')
+            if proc.returncode:
+                raise SystemExit('cloud: demo-2 cannot ping demo-1: %s%s'
+                                 % (proc.stdout, proc.stderr))
+            log('demo-2 pings demo-1 (%.0f s)' % (time.monotonic() - t0))
+        finally:
+            for server in servers:
+                conn.compute.delete_server(server, ignore_missing=True)
+            for server in servers:
+                conn.compute.wait_for_delete(server, wait=120)
+
+    def ctid_of(self, uuid):
+        vzlist = os.path.join(self.host, 'usr', 'sbin', 'vzlist')
+        out = subprocess.run([vzlist, '-a', '-j'], capture_output=True,
+                             text=True, check=True, env=self.env()).stdout
+        for ct in json.loads(out):
+            if ct.get('name') == uuid:
+                return str(ct['ctid'])
+        raise SystemExit('cloud: no container for server %s' % uuid)
+
     # -- down -------------------------------------------------------------
 
     def delete_servers(self):
@@ -985,6 +1040,8 @@ def main(argv=None):
     sub.add_parser('down', help='stop everything and clean up')
     sub.add_parser('status', help='which services run')
     sub.add_parser('env', help='print OS_* lines for the openstack client')
+    sub.add_parser('demo', help='boot two servers; the second pings the '
+                   'first; delete them')
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit('cloud: run as root (the simulated host, MariaDB '
@@ -1004,6 +1061,8 @@ def main(argv=None):
         return cloud.status()
     elif args.action == 'env':
         print(cloud.openrc(), end='')
+    elif args.action == 'demo':
+        cloud.demo()
     return 0
 
 

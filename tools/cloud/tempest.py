@@ -69,8 +69,7 @@ def write_config(work, path):
     conf = configparser.RawConfigParser()
     conf.optionxform = str
     sections = {
-        'DEFAULT': {'log_file': os.path.join(work, '..', 'logs',
-                                             'tempest.log')},
+        'DEFAULT': {'log_file': os.path.join(work, 'logs', 'tempest.log')},
         'auth': {'admin_username': auth['username'],
                  'admin_password': auth['password'],
                  'admin_project_name': auth['project_name'],
