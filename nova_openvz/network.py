@@ -111,8 +111,10 @@ class Nic(object):
 
 
 def host_mac(mac):
-    """``mac`` with its first octet replaced by ``FE`` (locally
-    administered, unicast), as libvirt does for the host end of a tap."""
+    """``mac`` with ``FE`` as first octet: locally administered, unicast.
+
+    libvirt does the same for the host end of a tap.
+    """
     return 'FE' + mac.upper()[2:]
 
 

@@ -15,7 +15,9 @@
 # tools/bootstrap.sh) and a virtualenv in .cloud/venv with
 # tools/cloud/requirements.txt and the project (not editable), both with
 # upper-constraints.txt. State and logs: .cloud/run (or
-# $NOVA_OPENVZ_CLOUD_DIR). doc/source/admin/cloud.rst has the details.
+# $NOVA_OPENVZ_CLOUD_DIR). "ci" runs the Tempest selection
+# $NOVA_OPENVZ_CLOUD_TEMPEST (default smoke) and copies the logs to
+# $NOVA_OPENVZ_CLOUD_LOGS if set. doc/source/admin/cloud.rst has the details.
 
 set -euo pipefail
 
@@ -127,14 +129,19 @@ case "$action" in
             cloud demo || rc=$?
         fi
         if [[ $rc == 0 ]]; then
-            tempest smoke || rc=$?
+            tempest "${NOVA_OPENVZ_CLOUD_TEMPEST:-smoke}" || rc=$?
         fi
         cloud down || rc=$?
+        if [[ -n ${NOVA_OPENVZ_CLOUD_LOGS:-} ]]; then
+            mkdir -p "$NOVA_OPENVZ_CLOUD_LOGS"
+            cp -r "${NOVA_OPENVZ_CLOUD_DIR:-$ROOT/.cloud/run}/logs/." \
+                "$NOVA_OPENVZ_CLOUD_LOGS/" || true
+        fi
         say "ci: exit $rc after $(elapsed "$t0") s"
         exit "$rc"
         ;;
     *)
-        sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

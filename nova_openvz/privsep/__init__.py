@@ -20,8 +20,8 @@ import os
 import re
 
 import nova.conf  # noqa: F401 - registers instances_path in the daemon
-from oslo_privsep import capabilities as caps
 from oslo_log import log as logging
+from oslo_privsep import capabilities as caps
 from oslo_privsep import priv_context
 
 from nova_openvz import conf as openvz_conf

@@ -256,8 +256,8 @@ class Cloud(object):
         with open(os.path.join(self.logs, 'timings.txt'), 'w') as f:
             for label, took in self.timings:
                 f.write('%-34s %6.1f\n' % (label, took))
-            f.write('%-34s %6.1f\n' % ('total',
-                                        time.monotonic() - self.t0))
+            total = time.monotonic() - self.t0
+            f.write('%-34s %6.1f\n' % ('total', total))
         log('up in %.0f s' % (time.monotonic() - self.t0))
         self.print_access()
 
@@ -1011,8 +1011,8 @@ class Cloud(object):
         left = self.leftover_processes()
         if left:
             raise SystemExit('cloud: processes left: %s' % left)
-        log('down in %.0f s; logs kept in %s' % (time.monotonic() - t0,
-                                                  self.logs))
+        took = time.monotonic() - t0
+        log('down in %.0f s; logs kept in %s' % (took, self.logs))
 
     def status(self):
         if not os.path.isdir(self.pids):
@@ -1023,8 +1023,8 @@ class Cloud(object):
             name = name[:-4]
             up = self.alive(name)
             rc = rc or (0 if up else 1)
-            print('%-20s %-6s pid %s' % (name, 'up' if up else 'DOWN',
-                                          self.pid_of(name)))
+            state = 'up' if up else 'DOWN'
+            print('%-20s %-6s pid %s' % (name, state, self.pid_of(name)))
         return rc
 
 

@@ -122,7 +122,7 @@ def main(argv):
         ['tempest', 'run', '--config-file', config, '--regex', regex,
          '--concurrency', os.environ.get('TEMPEST_CONCURRENCY', '2')],
         cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'))
     counts = {}
     for line in proc.stdout:
         sys.stdout.write(line)
