@@ -735,11 +735,15 @@ class Cloud(object):
         props = {'img_hv_type': 'openvz', 'hw_vm_mode': 'exe'}
         if kind == 'debian':
             props.update(os_distro='debian', os_version='12')
-        image = conn.image.create_image(
-            name='openvz-%s' % kind, filename=path, disk_format='raw',
-            container_format='bare', visibility='public', wait=True,
-            allow_duplicates=True, **props)
-        self.image_id = image.id
+        # Two images of the same template: Tempest's rebuild tests need
+        # distinct image_ref and image_ref_alt.
+        self.image_ids = []
+        for name in ('openvz-%s' % kind, 'openvz-%s-alt' % kind):
+            image = conn.image.create_image(
+                name=name, filename=path, disk_format='raw',
+                container_format='bare', visibility='public', wait=True,
+                allow_duplicates=True, **props)
+            self.image_ids.append(image.id)
 
     def add_resources(self):
         conn = self.sdk()
@@ -768,8 +772,9 @@ class Cloud(object):
         with open(self.path('openrc'), 'w') as f:
             f.write(self.openrc())
         with open(self.path('tempest-ids.json'), 'w') as f:
-            json.dump({'image': self.image_id, 'flavor': '42',
-                       'flavor_alt': '84'}, f)
+            json.dump({'image': self.image_ids[0],
+                       'image_alt': self.image_ids[1],
+                       'flavor': '42', 'flavor_alt': '84'}, f)
 
     def openrc(self):
         return ''.join('export %s=%s\n' % kv for kv in (

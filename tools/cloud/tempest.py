@@ -79,13 +79,20 @@ def write_config(work, path):
         'identity': {'uri_v3': auth['auth_url'], 'auth_version': 'v3',
                      'region': 'RegionOne'},
         'identity-feature-enabled': {'api_v2': 'False'},
-        'compute': {'image_ref': ids['image'], 'image_ref_alt': ids['image'],
+        'compute': {'image_ref': ids['image'],
+                    'image_ref_alt': ids['image_alt'],
                     'flavor_ref': ids['flavor'],
                     'flavor_ref_alt': ids['flavor_alt'],
                     'fixed_network_name': 'private',
+                    # Every microversion this Nova has: tests of newer API
+                    # behaviour run instead of skipping.
+                    'min_microversion': '2.1',
+                    'max_microversion': 'latest',
                     'build_timeout': '300', 'region': 'RegionOne'},
-        'compute-feature-enabled': {k: str(v) for k, v in
-                                    sorted(feature_flags().items())},
+        'compute-feature-enabled': dict(
+            {k: str(v) for k, v in sorted(feature_flags().items())},
+            # Nova's API behaviour (2.94), not the driver's.
+            hostname_fqdn_sanitization='True'),
         'network': {'project_networks_reachable': 'False',
                     'shared_physical_network': 'False'},
         'service_available': {'nova': 'True', 'neutron': 'True',
@@ -126,6 +133,7 @@ def main(argv):
     counts = {}
     for line in proc.stdout:
         sys.stdout.write(line)
+        sys.stdout.flush()
         match = re.match(r'^ - (Passed|Skipped|Failed): (\d+)$', line)
         if match:
             counts[match.group(1)] = int(match.group(2))
