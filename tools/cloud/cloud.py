@@ -208,7 +208,7 @@ class Cloud(object):
             'region_name': REGION,
         }
 
-    def uwsgi(self, name, module, port, processes=2, **env):
+    def uwsgi(self, name, module, port, processes=2, extra=(), **env):
         return self.start(name, [
             os.path.join(BIN, 'uwsgi'),
             '--http-socket', '%s:%d' % (HOST, port),
@@ -219,7 +219,7 @@ class Cloud(object):
             '--add-header', 'Connection: close',
             '--hook-master-start', 'unix_signal:15 gracefully_kill_them_all',
             '--worker-reload-mercy', '2',
-        ], **env)
+        ] + list(extra), **env)
 
     # -- up ---------------------------------------------------------------
 
@@ -624,7 +624,12 @@ class Cloud(object):
     def start_glance(self):
         for sub in ('images', 'staging', 'tasks'):
             os.makedirs(self.path('data', 'glance', sub), exist_ok=True)
+        # Nova uploads snapshots chunked, as fast as it packs them: under
+        # load a chunk can take longer than uwsgi's 4 s socket timeout.
         self.uwsgi('glance', 'glance.wsgi.api', PORTS['glance'],
+                   extra=['--socket-timeout', '300',
+                          '--chunked-input-timeout', '300',
+                          '--chunked-input-limit', '4096000'],
                    OS_GLANCE_CONFIG_DIR=os.path.dirname(self.glance_conf))
         self.wait_for('glance', lambda: self.http_ok(PORTS['glance']),
                       proc_names=('glance',))
