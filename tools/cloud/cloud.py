@@ -228,6 +228,16 @@ class Cloud(object):
                 self.alive(n[:-4]) for n in os.listdir(self.pids)):
             raise SystemExit('cloud: already running in %s ("down" first)'
                              % self.work)
+        # Open vSwitch's userspace datapath makes a kernel tap named
+        # ovs-netdev; a second userspace switch in the same network
+        # namespace (another cloud, the functional tests' private switch)
+        # cannot, and all its bridges fail.  Refuse rather than break it.
+        if os.path.exists('/sys/class/net/ovs-netdev'):
+            raise SystemExit(
+                'cloud: another userspace Open vSwitch runs on this machine '
+                '(the ovs-netdev device exists, e.g. functional tests): two '
+                'cannot share one network namespace; try again when it is '
+                'gone')
         # Logs of the last run only.
         shutil.rmtree(self.logs, ignore_errors=True)
         for d in (self.etc, self.data, self.logs, self.pids):
@@ -1015,7 +1025,7 @@ class Cloud(object):
             shutil.rmtree(self.path(name), ignore_errors=True)
         shutil.rmtree(self.path('tempest'), ignore_errors=True)
         for name in ('clouds.yaml', 'openrc', 'mysql.pid',
-                     'tempest-ids.json'):
+                     'tempest-ids.json', 'tempest-workspaces.yaml'):
             if os.path.exists(self.path(name)):
                 os.unlink(self.path(name))
         left = self.leftover_processes()

@@ -120,8 +120,11 @@ def main(argv):
                          % work)
     workspace = os.path.join(work, 'tempest')
     if not os.path.exists(os.path.join(workspace, '.stestr.conf')):
-        subprocess.run(['tempest', 'init', workspace], check=True,
-                       capture_output=True)
+        # The workspace registry stays in the cloud's directory too (the
+        # default, ~/.tempest, refuses a second init at the same path).
+        subprocess.run(['tempest', 'init', '--workspace-path',
+                        os.path.join(work, 'tempest-workspaces.yaml'),
+                        workspace], check=True, capture_output=True)
     config = os.path.join(workspace, 'etc', 'tempest.conf')
     write_config(work, config)
     print('tempest: %s written; running %s' % (config, regex), flush=True)
