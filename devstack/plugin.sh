@@ -190,6 +190,10 @@ function openvz_configure_compute {
         openvz_compute_iniset openvz libvirt_uri "$OPENVZ_LIBVIRT_URI"
     fi
     openvz_compute_iniset openvz layout "$OPENVZ_LAYOUT"
+    # Neutron's default policy lets only a request carrying a service token
+    # delete ports bound to a server (device_owner compute:*): without it
+    # deleting a server leaves its ports behind.
+    openvz_compute_iniset service_user send_service_user_token True
 }
 
 # nova-compute starts the driver's privsep daemon with helper_command plus

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Neutron ports as container network devices.
 
 Bridged mode (the default): every port becomes a veth pair that vzctl
@@ -53,8 +65,8 @@ class Nic(object):
         self.port_id = vif['id']
         self.mac = vif['address'].upper()
         self.host_ifname = _host_ifname(vif)
-        #: The host end's MAC; None leaves it to vzctl.
-        self.host_mac = None
+        #: The host end's MAC (see :func:`host_mac`).
+        self.host_mac = host_mac(self.mac)
         self.mtu = vif['network'].get_meta('mtu') if vif.get('network') \
             else None
         self.addresses = []
@@ -91,6 +103,19 @@ class Nic(object):
                 not isinstance(osvif, os_vif.objects.vif.VIFOpenVSwitch):
             return osvif.bridge_name
         return None
+
+
+def host_mac(mac):
+    """``mac`` with ``FE`` as first octet: locally administered, unicast.
+
+    Left to vzctl, the host end of a veth gets a MAC in OpenVZ's
+    ``00:18:51`` range.  Open vSwitch takes a bridge's own MAC, and from it
+    the datapath ID, from the lowest universally administered MAC among its
+    ports, so every boot could change br-int's datapath ID, and Neutron's
+    OVS agent then takes the switch for restarted and stops wiring ports.
+    A locally administered MAC (as libvirt gives its taps) is never picked.
+    """
+    return 'FE' + mac.upper()[2:]
 
 
 def _check_name(name, vif):

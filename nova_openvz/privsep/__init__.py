@@ -31,6 +31,7 @@ import os
 import re
 
 import nova.conf  # noqa: F401 - registers instances_path in the daemon
+from oslo_log import log as logging
 from oslo_privsep import capabilities as caps
 from oslo_privsep import priv_context
 
@@ -38,6 +39,7 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz.privsep import hostpaths
 
 CONF = openvz_conf.CONF
+LOG = logging.getLogger(__name__)
 
 #: What every privileged call that runs a program returns: its exit code
 #: (None when it was killed after its timeout) and its output as text.
@@ -53,11 +55,71 @@ CAPABILITIES = (caps.CAP_SYS_ADMIN, caps.CAP_NET_ADMIN,
                 caps.CAP_SETUID, caps.CAP_SETGID, caps.CAP_SYS_RESOURCE,
                 caps.CAP_NET_RAW)
 
+#: What goes missing without a capability the host does not grant.
+LOST_WITHOUT = {
+    caps.CAP_SYS_RESOURCE:
+        'growing the disk of a running container (online resize2fs past '
+        'the reserved blocks) and raising a container\'s limits above the '
+        'helper\'s own; offline growth and everything else still work',
+}
+
+
+def bounding_set(status='/proc/self/status'):
+    """The capability bounding set of this process, or None if unknown.
+
+    The privileged helper is started through sudo from this process and
+    inherits the set: no capability outside it can be held, and asking
+    for one makes the helper's ``capset`` fail.
+    """
+    try:
+        with open(status) as f:
+            for line in f:
+                if line.startswith('CapBnd:'):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def available_capabilities(wanted=CAPABILITIES, bounding=None):
+    """``wanted`` minus what the host's bounding set leaves out.
+
+    Returns ``(kept, dropped)``.  With the set unknown, all are kept.
+    """
+    if bounding is None:
+        bounding = bounding_set()
+    if bounding is None:
+        return list(wanted), []
+    kept = [cap for cap in wanted if bounding >> cap & 1]
+    return kept, [cap for cap in wanted if cap not in kept]
+
+
+def _capability_name(cap):
+    for name in dir(caps):
+        if name.startswith('CAP_') and getattr(caps, name) == cap:
+            return name
+    return 'capability %d' % cap
+
+
+def warn_dropped(dropped):
+    """Log, once per process, what runs without ``dropped``."""
+    for cap in dropped:
+        LOG.warning('%(name)s is not in this host\'s capability bounding '
+                    'set: the privileged helper starts without it. Lost: '
+                    '%(lost)s.',
+                    {'name': _capability_name(cap),
+                     'lost': LOST_WITHOUT.get(cap, 'nothing the driver '
+                                              'relies on')})
+
+
+GRANTED, DROPPED = available_capabilities()
+warn_dropped(DROPPED)
+
 vz_pctxt = priv_context.PrivContext(
     'nova_openvz',
     cfg_section='nova_openvz_privsep',
     pypath=__name__ + '.vz_pctxt',
-    capabilities=list(CAPABILITIES),
+    capabilities=list(GRANTED),
 )
 
 VEID_MAX = 2147483644

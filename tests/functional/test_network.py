@@ -103,6 +103,27 @@ class TestPorts(NetworkTestCase):
         self.ping(first, self.ipv4(hybrid))
         self.ping(second, self.ipv4(native))
 
+    def test_integration_bridge_keeps_its_datapath_id_across_boots(self):
+        # Open vSwitch derives a bridge's datapath ID from the lowest
+        # universally administered MAC among its ports; a changed ID makes
+        # Neutron's OVS agent take the switch for restarted.  The host ends
+        # carry locally administered MACs, which it never picks.
+        def datapath_id():
+            return self.switch.vsctl('get', 'Bridge',
+                                     self.integration_bridge,
+                                     'datapath_id').strip()
+
+        before = datapath_id()
+        a, b = self.make_port(), self.make_port(hybrid=True)
+        first = self.boot_on_ports('first', [a])
+        self.boot_on_ports('second', [b])
+        self.assertEqual(before, datapath_id())
+        host_end = ('tap' + a['id'])[:14]
+        mac = self.switch.interface(host_end, 'mac_in_use').strip('"')
+        self.assertEqual(0x02, int(mac[:2], 16) & 0x03, mac)
+        self._reboot_server(first, hard=True)
+        self.assertEqual(before, datapath_id())
+
     def test_reboot_brings_the_interfaces_back_from_the_guest_files(self):
         a, b = self.make_port(), self.make_port()
         first = self.boot_on_ports('first', [a])

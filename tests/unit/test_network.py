@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Neutron ports as container interfaces: names, NETIF, vzctl arguments."""
 
 import uuid
@@ -142,13 +154,27 @@ class TestNic(_Base):
         vif = make_vif(mac='fa:16:3e:ab:cd:ef')
         nic = network.Nic(vif, 'eth1')
         tap = 'tap' + vif['id'][:11]
-        self.assertEqual('eth1,FA:16:3E:AB:CD:EF,%s,,qbr%s'
+        self.assertEqual('eth1,FA:16:3E:AB:CD:EF,%s,FE:16:3E:AB:CD:EF,qbr%s'
                          % (tap, vif['id'][:11]), vz4.netif_add(nic))
 
     def test_netif_add_of_a_native_ovs_port_has_no_bridge(self):
         vif = make_vif(mac='fa:16:3e:ab:cd:ef', hybrid=False)
-        self.assertEqual('eth0,FA:16:3E:AB:CD:EF,%s,,' % vif['devname'],
+        self.assertEqual('eth0,FA:16:3E:AB:CD:EF,%s,FE:16:3E:AB:CD:EF,'
+                         % vif['devname'],
                          vz4.netif_add(network.Nic(vif, 'eth0')))
+
+    def test_host_end_mac_is_locally_administered_unicast(self):
+        # Open vSwitch never takes a bridge's MAC (and datapath ID) from a
+        # locally administered address: br-int keeps its datapath ID
+        # whatever containers boot (the functional network test checks
+        # that on a real switch).
+        for mac in ('00:18:51:12:34:56', 'fa:16:3e:ab:cd:ef',
+                    '02:00:00:00:00:01'):
+            host = network.host_mac(mac)
+            first = int(host[:2], 16)
+            self.assertTrue(first & 0x02, host)        # locally administered
+            self.assertFalse(first & 0x01, host)       # unicast
+            self.assertEqual(mac.upper()[2:], host[2:])
 
     def test_host_end_defaults_to_tap_and_the_port_id(self):
         vif = make_vif()

@@ -271,6 +271,14 @@ class TestSimulatedStack(testtools.TestCase):
         for name in ('tools_dir', 'vz_conf', 'host_root'):
             self.assertTrue(os.path.exists(conf['openvz'][name]), name)
 
+    def test_service_token_sent_in_both_files(self):
+        # Neutron's default policy deletes compute:* ports only for a
+        # request with a service token.
+        for name in ('NOVA_CPU_CONF', 'NOVA_CONF'):
+            self.assertIn(['iniset', self.stack.env[name], 'service_user',
+                           'send_service_user_token', 'True'],
+                          self.stack.calls('iniset'))
+
     def test_nova_conf_copy_keeps_the_driver(self):
         # devstack's start_nova_compute rebuilds nova-cpu.conf from
         # nova.conf; the options must survive that.

@@ -1,0 +1,84 @@
+"""tools/cloud: the parts that need no running cloud.
+
+The cloud itself is exercised by ``tools/cloud.sh ci`` (CI's .ci/run and
+the nova-openvz-cloud Zuul job).
+"""
+
+import configparser
+import importlib.util
+import os
+import subprocess
+import sys
+
+import fixtures
+import testtools
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(
+        'cloud_' + name, os.path.join(ROOT, 'tools', 'cloud', name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestTempestFlags(testtools.TestCase):
+
+    def test_flags_follow_the_support_matrix_like_the_plugin(self):
+        tempest = _load('tempest')
+        flags = tempest.feature_flags()
+        matrix = configparser.ConfigParser()
+        matrix.read(os.path.join(ROOT, 'doc', 'source', 'user',
+                                 'support-matrix.ini'))
+        features = subprocess.run(
+            ['bash', '-c', 'source "$1"; echo $OPENVZ_TEMPEST_FEATURES',
+             'x', os.path.join(ROOT, 'devstack', 'settings')],
+            capture_output=True, text=True, check=True,
+            env={'DEST': '/opt/stack', 'DATA_DIR': '/opt/stack/data'}
+        ).stdout.split()
+        self.assertGreater(len(features), 10)
+        for entry in features:
+            operation, flag = entry.split(':', 1)
+            status = matrix['operation.' + operation]['driver.openvz']
+            self.assertEqual(status in ('complete', 'partial'), flags[flag],
+                             entry)
+        for flag in ('vnc_console', 'serial_console', 'pause', 'rescue'):
+            self.assertFalse(flags[flag], flag)
+
+    def test_unknown_operation_is_an_error(self):
+        tempest = _load('tempest')
+        path = self.useFixture(fixtures.TempDir()).join('m.ini')
+        with open(path, 'w') as f:
+            f.write('[operation.pause]\ndriver.openvz=missing\n')
+        self.assertRaises(SystemExit, tempest.feature_flags, path)
+
+
+class TestCloudScript(testtools.TestCase):
+
+    def test_usage_and_root_check(self):
+        proc = subprocess.run([sys.executable,
+                               os.path.join(ROOT, 'tools', 'cloud',
+                                            'cloud.py'), '--help'],
+                              capture_output=True, text=True, check=False)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        for action in ('up', 'down', 'status', 'env'):
+            self.assertIn(action, proc.stdout)
+
+    def test_shipped_filters_adapt_to_the_cloud_directory_only(self):
+        cloud = _load('cloud')
+        work = self.useFixture(fixtures.TempDir()).path
+        c = cloud.Cloud(work)
+        os.makedirs(c.etc)
+        c.write_rootwrap()
+        with open(os.path.join(ROOT, 'etc', 'nova', 'rootwrap.d',
+                               'openvz.filters')) as f:
+            shipped = f.read()
+        with open(os.path.join(c.etc, 'nova', 'rootwrap.d',
+                               'openvz.filters')) as f:
+            copied = f.read()
+        self.assertEqual(shipped.replace('/etc/(?!', c.etc + '/(?!'),
+                         copied)
+        self.assertNotEqual(shipped, copied)

@@ -1,0 +1,1090 @@
+"""A real OpenStack on this machine, with nova-openvz on a simulated host.
+
+Run by ``tools/cloud.sh`` with the Python of the cloud's virtualenv, as
+root.  ``up`` starts, in order, a private Open vSwitch (userspace
+datapath), MariaDB and RabbitMQ from the distribution with their state in
+the working directory, then Keystone, Placement, Glance, Neutron (API, RPC
+server, Open vSwitch agent) and Nova (API, conductor, scheduler, compute
+with this driver), registers an OS template image, two flavors and a shared
+network, and prints how to reach the cloud.  ``down`` deletes the servers,
+stops every process it started (by the PIDs it recorded) and removes what
+the cloud left on the machine: containers, mounts, loop devices, switch
+ports.  Everything listens on 127.0.0.1 or on Unix sockets in the working
+directory; all logs go to ``WORK/logs``.
+
+The HTTP APIs run as WSGI modules under uwsgi, with ``Connection: close``
+(uwsgi's ``--http-socket`` resets kept-alive connections otherwise).
+nova-compute reads ``nova.conf`` and ``nova-cpu.conf`` and starts its
+privileged helpers as the install guide tells operators: through sudo and
+nova-rootwrap with the project's filter file, named by absolute paths
+(``[nova_openvz_privsep]`` and ``[vif_plug_ovs_privileged]``
+``helper_command``).
+"""
+
+import argparse
+import configparser
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+VENV = os.path.dirname(os.path.dirname(sys.executable))
+BIN = os.path.join(VENV, 'bin')
+HOST = '127.0.0.1'
+PASSWORD = 'secret'
+REGION = 'RegionOne'
+COMPUTE_HOST = 'openvz-host'
+
+PORTS = {
+    'keystone': 25000,
+    'placement': 28778,
+    'glance': 29292,
+    'neutron': 29696,
+    'nova': 28774,
+    'rabbit': 25672,
+    'rabbit-dist': 25673,
+    'epmd': 24369,
+    'openflow': 26633,
+}
+SERVICES = ('nova', 'neutron', 'glance', 'placement')
+DATABASES = ('keystone', 'placement', 'glance', 'neutron', 'nova_api',
+             'nova', 'nova_cell0')
+
+
+def log(message):
+    print('cloud: %s' % message, flush=True)
+
+
+class Cloud(object):
+
+    def __init__(self, work):
+        self.work = os.path.abspath(work)
+        self.etc = os.path.join(self.work, 'etc')
+        self.data = os.path.join(self.work, 'data')
+        self.logs = os.path.join(self.work, 'logs')
+        self.pids = os.path.join(self.work, 'pids')
+        self.ovs = os.path.join(self.work, 'ovs')
+        self.host = os.path.join(self.work, 'host')
+        self.mysql_sock = os.path.join(self.work, 'mysql.sock')
+        self.t0 = time.monotonic()
+        self.timings = []
+
+    # -- helpers --------------------------------------------------------
+
+    def path(self, *parts):
+        return os.path.join(self.work, *parts)
+
+    def env(self, **extra):
+        env = dict(os.environ)
+        env['PATH'] = BIN + ':/usr/sbin:/usr/bin:/sbin:/bin'
+        env.update(OVS_RUNDIR=self.ovs, OVS_LOGDIR=self.ovs,
+                   OVS_DBDIR=self.ovs)
+        env.pop('OS_CLOUD', None)
+        env.update(extra)
+        return env
+
+    def run(self, name, argv, timeout=600, **env):
+        """Run a set-up command; its output goes to logs/setup-NAME.log."""
+        with open(os.path.join(self.logs, 'setup-%s.log' % name), 'a') as f:
+            f.write('$ %s\n' % ' '.join(argv))
+            f.flush()
+            proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT,
+                                  env=self.env(**env), timeout=timeout,
+                                  cwd=self.work, check=False)
+        if proc.returncode:
+            raise SystemExit('cloud: %s failed (exit %d); see %s'
+                             % (' '.join(argv), proc.returncode,
+                                os.path.join(self.logs,
+                                             'setup-%s.log' % name)))
+
+    def start(self, name, argv, **env):
+        """Start a long-running service; record its PID."""
+        out = open(os.path.join(self.logs, name + '.log'), 'a')
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
+                                env=self.env(**env), cwd=self.work,
+                                start_new_session=True)
+        out.close()
+        with open(os.path.join(self.pids, name + '.pid'), 'w') as f:
+            f.write('%d\n' % proc.pid)
+        return proc
+
+    def step(self, label, func, *args):
+        start = time.monotonic()
+        result = func(*args)
+        took = time.monotonic() - start
+        self.timings.append((label, took))
+        log('%-34s %6.1f s  (total %6.1f s)'
+            % (label, took, time.monotonic() - self.t0))
+        return result
+
+    def wait_for(self, what, check, timeout=120, proc_names=()):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except Exception:  # noqa: S110 - keep polling until timeout
+                pass
+            for name in proc_names:
+                if not self.alive(name):
+                    raise SystemExit('cloud: %s died; see %s' % (
+                        name, os.path.join(self.logs, name + '.log')))
+            if time.monotonic() > deadline:
+                raise SystemExit('cloud: timed out waiting for %s' % what)
+            time.sleep(0.5)
+
+    def pid_of(self, name):
+        try:
+            with open(os.path.join(self.pids, name + '.pid')) as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def alive(self, name):
+        pid = self.pid_of(name)
+        if pid is None:
+            return False
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                return f.read().split(') ')[-1][0] != 'Z'
+        except OSError:
+            return False
+
+    def http_ok(self, port, path='/'):
+        try:
+            with urllib.request.urlopen('http://%s:%d%s' % (HOST, port, path),
+                                        timeout=5) as r:
+                return r.status < 500
+        except urllib.error.HTTPError as e:
+            return e.code < 500
+
+    def db_url(self, name):
+        return ('mysql+pymysql://openstack:%s@localhost/%s?unix_socket=%s'
+                '&charset=utf8' % (PASSWORD, name, self.mysql_sock))
+
+    @property
+    def transport_url(self):
+        return 'rabbit://guest:guest@%s:%d/' % (HOST, PORTS['rabbit'])
+
+    def url(self, service):
+        return 'http://%s:%d' % (HOST, PORTS[service])
+
+    @property
+    def auth_url(self):
+        return self.url('keystone') + '/v3'
+
+    def write_conf(self, path, sections):
+        parser = configparser.RawConfigParser()
+        parser.optionxform = str
+        for section, options in sections.items():
+            if section != 'DEFAULT':
+                parser.add_section(section)
+            for key, value in options.items():
+                parser.set(section, key, str(value))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w') as f:
+            parser.write(f)
+        return path
+
+    def authtoken(self, user):
+        return {
+            'www_authenticate_uri': self.auth_url,
+            'auth_url': self.auth_url,
+            'auth_type': 'password',
+            'project_domain_name': 'Default',
+            'user_domain_name': 'Default',
+            'project_name': 'service',
+            'username': user,
+            'password': PASSWORD,
+            'region_name': REGION,
+        }
+
+    def uwsgi(self, name, module, port, processes=2, extra=(), **env):
+        return self.start(name, [
+            os.path.join(BIN, 'uwsgi'),
+            '--http-socket', '%s:%d' % (HOST, port),
+            '--module', module, '--home', VENV,
+            '--master', '--processes', str(processes), '--threads', '1',
+            '--enable-threads', '--lazy-apps', '--need-app',
+            '--die-on-term', '--buffer-size', '65535',
+            '--add-header', 'Connection: close',
+            '--hook-master-start', 'unix_signal:15 gracefully_kill_them_all',
+            '--worker-reload-mercy', '2',
+        ] + list(extra), **env)
+
+    # -- up ---------------------------------------------------------------
+
+    def up(self, image_kind):
+        if os.path.exists(self.pids) and any(
+                self.alive(n[:-4]) for n in os.listdir(self.pids)):
+            raise SystemExit('cloud: already running in %s ("down" first)'
+                             % self.work)
+        # Open vSwitch's userspace datapath makes a kernel tap named
+        # ovs-netdev; a second userspace switch in the same network
+        # namespace (another cloud, the functional tests' private switch)
+        # cannot, and all its bridges fail.  Refuse rather than break it.
+        if os.path.exists('/sys/class/net/ovs-netdev'):
+            raise SystemExit(
+                'cloud: another userspace Open vSwitch runs on this machine '
+                '(the ovs-netdev device exists, e.g. functional tests): two '
+                'cannot share one network namespace; try again when it is '
+                'gone')
+        # Logs of the last run only.
+        shutil.rmtree(self.logs, ignore_errors=True)
+        for d in (self.etc, self.data, self.logs, self.pids):
+            os.makedirs(d, exist_ok=True)
+        log('working directory %s, logs in %s' % (self.work, self.logs))
+        self.step('open vswitch (userspace)', self.start_ovs)
+        self.step('rabbitmq (starting)', self.start_rabbit)
+        self.step('mariadb', self.start_mariadb)
+        self.write_configs()
+        # Schema migrations run side by side while Keystone comes up.
+        syncs = self.step('database schemas (started)', self.start_syncs)
+        self.step('keystone', self.start_keystone)
+        self.step('service users and endpoints', self.register_services)
+        self.step('rabbitmq (ready)', self.wait_rabbit)
+        self.step('database schemas (done)', self.wait_syncs, syncs)
+        self.step('placement', self.start_placement)
+        self.step('glance', self.start_glance)
+        self.step('neutron server, rpc, ovs agent', self.start_neutron)
+        self.step('nova api, conductor, scheduler', self.start_nova)
+        self.step('simulated openvz host', self.init_host)
+        self.step('nova-compute (openvz driver)', self.start_compute)
+        self.step('image (%s template)' % image_kind, self.add_image,
+                  image_kind)
+        self.step('flavors and shared network', self.add_resources)
+        self.write_client_files()
+        with open(os.path.join(self.logs, 'timings.txt'), 'w') as f:
+            for label, took in self.timings:
+                f.write('%-34s %6.1f\n' % (label, took))
+            total = time.monotonic() - self.t0
+            f.write('%-34s %6.1f\n' % ('total', total))
+        log('up in %.0f s' % (time.monotonic() - self.t0))
+        self.print_access()
+
+    def start_ovs(self):
+        os.makedirs(self.ovs, exist_ok=True)
+        db = os.path.join(self.ovs, 'conf.db')
+        if not os.path.exists(db):
+            self.run('ovs', ['ovsdb-tool', 'create', db,
+                             '/usr/share/openvswitch/vswitch.ovsschema'])
+        sock = os.path.join(self.ovs, 'db.sock')
+        self.start('ovsdb-server', [
+            'ovsdb-server', db, '--remote=punix:' + sock,
+            '--unixctl=' + os.path.join(self.ovs, 'ovsdb-server.ctl')])
+        self.wait_for('ovsdb-server', lambda: os.path.exists(sock),
+                      proc_names=('ovsdb-server',))
+        self.vsctl('--no-wait', 'init')
+        self.start('ovs-vswitchd', [
+            'ovs-vswitchd', 'unix:' + sock,
+            '--unixctl=' + os.path.join(self.ovs, 'ovs-vswitchd.ctl')])
+        self.vsctl('--may-exist', 'add-br', 'br-int', '--', 'set', 'Bridge',
+                   'br-int', 'datapath_type=netdev')
+
+    def vsctl(self, *args):
+        return subprocess.run(
+            ['ovs-vsctl', '--db=unix:' + os.path.join(self.ovs, 'db.sock'),
+             '--timeout=30'] + list(args), capture_output=True, text=True,
+            check=True, env=self.env()).stdout
+
+    def start_rabbit(self):
+        base = self.path('rabbitmq')
+        os.makedirs(base, exist_ok=True)
+        conf = os.path.join(base, 'rabbitmq.conf')
+        with open(conf, 'w') as f:
+            f.write('listeners.tcp.1 = %s:%d\n' % (HOST, PORTS['rabbit']))
+            f.write('loopback_users.guest = true\n')
+        plugins = os.path.join(base, 'enabled_plugins')
+        with open(plugins, 'w') as f:
+            f.write('[].\n')
+        self.rabbit_env = dict(
+            HOME=base, RABBITMQ_NODENAME='rabbit-nova-openvz@localhost',
+            RABBITMQ_MNESIA_BASE=os.path.join(base, 'mnesia'),
+            RABBITMQ_LOG_BASE=self.logs, RABBITMQ_LOGS='-',
+            RABBITMQ_CONFIG_FILE=conf[:-5],
+            RABBITMQ_ENABLED_PLUGINS_FILE=plugins,
+            RABBITMQ_NODE_IP_ADDRESS=HOST,
+            RABBITMQ_NODE_PORT=str(PORTS['rabbit']),
+            RABBITMQ_DIST_PORT=str(PORTS['rabbit-dist']),
+            ERL_EPMD_ADDRESS=HOST, ERL_EPMD_PORT=str(PORTS['epmd']),
+            RABBITMQ_PID_FILE=os.path.join(base, 'rabbit.pid'))
+        # epmd is started first, by us, so that it is ours to stop.
+        self.start('epmd', ['epmd', '-port', str(PORTS['epmd'])],
+                   ERL_EPMD_ADDRESS=HOST)
+        self.start('rabbitmq', ['/usr/lib/rabbitmq/bin/rabbitmq-server'],
+                   **self.rabbit_env)
+
+    def wait_rabbit(self):
+        def listening():
+            with socket.create_connection((HOST, PORTS['rabbit']), 2):
+                return True
+        self.wait_for('rabbitmq', listening, timeout=180,
+                      proc_names=('rabbitmq',))
+
+    def start_mariadb(self):
+        datadir = self.path('mysql')
+        if not os.path.exists(os.path.join(datadir, 'mysql')):
+            self.run('mariadb', [
+                'mariadb-install-db', '--no-defaults', '--user=root',
+                '--datadir=' + datadir, '--skip-test-db',
+                '--auth-root-authentication-method=normal'])
+        self.start('mariadb', [
+            '/usr/sbin/mariadbd', '--no-defaults', '--user=root',
+            '--datadir=' + datadir, '--socket=' + self.mysql_sock,
+            '--skip-networking', '--pid-file=' + self.path('mysql.pid'),
+            '--innodb-buffer-pool-size=256M', '--max-connections=1000',
+            '--character-set-server=utf8mb4',
+            '--innodb-flush-log-at-trx-commit=0', '--skip-log-bin'])
+        import pymysql
+        self.wait_for('mariadb', lambda: pymysql.connect(
+            unix_socket=self.mysql_sock, user='root').close() or True,
+            proc_names=('mariadb',))
+        conn = pymysql.connect(unix_socket=self.mysql_sock, user='root')
+        with conn.cursor() as c:
+            c.execute("CREATE USER IF NOT EXISTS 'openstack'@'localhost' "
+                      "IDENTIFIED BY %s", (PASSWORD,))
+            for name in DATABASES:
+                c.execute('CREATE DATABASE IF NOT EXISTS %s CHARACTER SET '
+                          'utf8' % name)
+                c.execute("GRANT ALL ON %s.* TO 'openstack'@'localhost'"
+                          % name)
+        conn.commit()
+        conn.close()
+
+    def write_configs(self):
+        lock = self.path('data', 'lock')
+        for d in (lock, self.path('data', 'nova', 'instances'),
+                  self.path('data', 'neutron')):
+            os.makedirs(d, exist_ok=True)
+        common = {'transport_url': self.transport_url, 'debug': 'True'}
+        messaging = {'driver': 'noop'}
+        # Keystone
+        self.keystone_conf = self.write_conf(
+            os.path.join(self.etc, 'keystone', 'keystone.conf'), {
+                'DEFAULT': {'debug': 'True'},
+                'database': {'connection': self.db_url('keystone')},
+                'token': {'provider': 'fernet'},
+                'fernet_tokens': {'key_repository': os.path.join(
+                    self.etc, 'keystone', 'fernet-keys')},
+                'credential': {'key_repository': os.path.join(
+                    self.etc, 'keystone', 'credential-keys')},
+                'oslo_messaging_notifications': messaging,
+            })
+        # Placement
+        self.placement_conf = self.write_conf(
+            os.path.join(self.etc, 'placement', 'placement.conf'), {
+                'DEFAULT': {'debug': 'True'},
+                'placement_database': {'connection':
+                                       self.db_url('placement')},
+                'api': {'auth_strategy': 'keystone'},
+                'keystone_authtoken': self.authtoken('placement'),
+            })
+        # Glance
+        gdir = os.path.join(self.etc, 'glance')
+        os.makedirs(gdir, exist_ok=True)
+        shutil.copy(os.path.join(VENV, 'etc', 'glance',
+                                 'glance-api-paste.ini'), gdir)
+        images = self.path('data', 'glance')
+        self.glance_conf = self.write_conf(
+            os.path.join(gdir, 'glance-api.conf'), {
+                'DEFAULT': {'debug': 'True', 'enabled_backends': 'fs:file',
+                            'bind_host': HOST, 'bind_port': PORTS['glance'],
+                            'transport_url': self.transport_url},
+                'database': {'connection': self.db_url('glance')},
+                'glance_store': {'default_backend': 'fs'},
+                'fs': {'filesystem_store_datadir':
+                       os.path.join(images, 'images')},
+                'os_glance_staging_store': {
+                    'filesystem_store_datadir':
+                        os.path.join(images, 'staging')},
+                'os_glance_tasks_store': {
+                    'filesystem_store_datadir':
+                        os.path.join(images, 'tasks')},
+                'paste_deploy': {'flavor': 'keystone'},
+                'keystone_authtoken': self.authtoken('glance'),
+                'oslo_messaging_notifications': messaging,
+                'oslo_concurrency': {'lock_path': lock},
+            })
+        # Neutron
+        ndir = os.path.join(self.etc, 'neutron')
+        os.makedirs(os.path.join(ndir, 'plugins', 'ml2'), exist_ok=True)
+        shutil.copy(os.path.join(VENV, 'etc', 'neutron', 'api-paste.ini'),
+                    ndir)
+        nova_auth = dict(self.authtoken('nova'))
+        nova_auth.pop('www_authenticate_uri')
+        self.neutron_conf = self.write_conf(
+            os.path.join(ndir, 'neutron.conf'), dict({
+                'DEFAULT': dict(common, **{
+                    'core_plugin': 'ml2', 'service_plugins': 'router',
+                    'auth_strategy': 'keystone',
+                    'api_paste_config': os.path.join(ndir, 'api-paste.ini'),
+                    'state_path': self.path('data', 'neutron'),
+                    'notify_nova_on_port_status_changes': 'True',
+                    'notify_nova_on_port_data_changes': 'True',
+                    'rpc_workers': '1', 'rpc_state_report_workers': '1',
+                    # The agent's host is nova-compute's: ports bind there.
+                    'host': COMPUTE_HOST,
+                }),
+                'database': {'connection': self.db_url('neutron')},
+                'keystone_authtoken': self.authtoken('neutron'),
+                'nova': nova_auth,
+                'oslo_concurrency': {'lock_path': lock},
+                'oslo_messaging_notifications': messaging,
+                'agent': {'root_helper': '', 'report_interval': '10'},
+            }))
+        self.ml2_conf = self.write_conf(
+            os.path.join(ndir, 'plugins', 'ml2', 'ml2_conf.ini'), {
+                'ml2': {'type_drivers': 'flat,vlan,vxlan',
+                        'tenant_network_types': 'vxlan',
+                        'mechanism_drivers': 'openvswitch',
+                        'extension_drivers': 'port_security'},
+                'ml2_type_vxlan': {'vni_ranges': '1:1000'},
+                'securitygroup': {'enable_security_group': 'True',
+                                  'firewall_driver': 'noop'},
+                'ovs': {'local_ip': HOST, 'datapath_type': 'netdev',
+                        'integration_bridge': 'br-int',
+                        'ovsdb_connection': 'unix:' + os.path.join(
+                            self.ovs, 'db.sock'),
+                        'of_listen_address': HOST,
+                        'of_listen_port': PORTS['openflow']},
+                'agent': {'tunnel_types': 'vxlan', 'root_helper': ''},
+            })
+        # The agent runs as root: its privileged helpers start without sudo
+        # (which would not find the virtualenv's privsep-helper).
+        helper = '%s --config-file %s --config-file %s' % (
+            os.path.join(BIN, 'privsep-helper'), self.neutron_conf,
+            self.ml2_conf)
+        parser = configparser.RawConfigParser()
+        parser.optionxform = str
+        parser.read(self.ml2_conf)
+        for section in ('privsep', 'privsep_dhcp_release',
+                        'privsep_ovs_vsctl', 'privsep_namespace',
+                        'privsep_conntrack', 'privsep_link'):
+            parser.add_section(section)
+            parser.set(section, 'helper_command', helper)
+        with open(self.ml2_conf, 'w') as f:
+            parser.write(f)
+        # Nova: nova.conf for every service, nova-cpu.conf on top of it for
+        # nova-compute (the devstack layout).
+        xdir = os.path.join(self.etc, 'nova')
+        os.makedirs(xdir, exist_ok=True)
+        shutil.copy(os.path.join(VENV, 'etc', 'nova', 'api-paste.ini'), xdir)
+        self.nova_conf = self.write_conf(
+            os.path.join(xdir, 'nova.conf'), {
+                'DEFAULT': dict(common, **{
+                    'my_ip': HOST, 'host': COMPUTE_HOST,
+                    'state_path': self.path('data', 'nova'),
+                    'instances_path': self.path('data', 'nova', 'instances'),
+                    'rootwrap_config': os.path.join(xdir, 'rootwrap.conf'),
+                }),
+                'api': {'auth_strategy': 'keystone'},
+                'wsgi': {'api_paste_config':
+                         os.path.join(xdir, 'api-paste.ini')},
+                'api_database': {'connection': self.db_url('nova_api')},
+                'database': {'connection': self.db_url('nova')},
+                'keystone_authtoken': self.authtoken('nova'),
+                'placement': nova_auth,
+                'neutron': dict(nova_auth, ovs_bridge='br-int'),
+                'glance': {'region_name': REGION},
+                'cinder': {'os_region_name': REGION},
+                # Neutron's default policy lets only a service token
+                # delete compute:* ports.
+                'service_user': dict(nova_auth,
+                                     send_service_user_token='true'),
+                'oslo_concurrency': {'lock_path': lock},
+                'oslo_messaging_notifications': messaging,
+                'vnc': {'enabled': 'False'},
+                'scheduler': {'discover_hosts_in_cells_interval': '-1'},
+                'os_vif_ovs': {'ovsdb_connection': 'unix:' + os.path.join(
+                    self.ovs, 'db.sock')},
+            })
+        self.nova_cpu_conf = os.path.join(xdir, 'nova-cpu.conf')
+        self.write_rootwrap()
+
+    def write_rootwrap(self):
+        """nova-rootwrap's configuration and the project's filters.
+
+        The shipped filters allow configuration files under /etc only; the
+        cloud keeps its own under the working directory, so its copy has
+        that directory in place of /etc (the only change).
+        """
+        xdir = os.path.join(self.etc, 'nova')
+        filters = os.path.join(xdir, 'rootwrap.d')
+        os.makedirs(filters, exist_ok=True)
+        with open(os.path.join(ROOT, 'etc', 'nova', 'rootwrap.d',
+                               'openvz.filters')) as f:
+            text = f.read()
+        text = text.replace('/etc/(?!', '%s/(?!' % self.etc)
+        with open(os.path.join(filters, 'openvz.filters'), 'w') as f:
+            f.write(text)
+        self.write_conf(os.path.join(xdir, 'rootwrap.conf'), {'DEFAULT': {
+            'filters_path': filters,
+            'exec_dirs': BIN + ',/sbin,/usr/sbin,/bin,/usr/bin',
+            'use_syslog': 'False',
+        }})
+
+    def start_syncs(self):
+        procs = {}
+
+        def bg(name, argv):
+            out = open(os.path.join(self.logs, 'setup-%s.log' % name), 'a')
+            procs[name] = subprocess.Popen(argv, stdout=out,
+                                           stderr=subprocess.STDOUT,
+                                           env=self.env(), cwd=self.work)
+            out.close()
+
+        bg('placement-db', [os.path.join(BIN, 'placement-manage'),
+                            '--config-file', self.placement_conf,
+                            'db', 'sync'])
+        bg('glance-db', [os.path.join(BIN, 'glance-manage'),
+                         '--config-file', self.glance_conf, 'db_sync'])
+        bg('neutron-db', [os.path.join(BIN, 'neutron-db-manage'),
+                          '--config-file', self.neutron_conf,
+                          '--config-file', self.ml2_conf, 'upgrade', 'heads'])
+        nova_manage = [os.path.join(BIN, 'nova-manage'), '--config-file',
+                       self.nova_conf]
+        script = ' && '.join([
+            ' '.join(nova_manage + ['api_db', 'sync']),
+            ' '.join(nova_manage + ['cell_v2', 'map_cell0',
+                                    '--database_connection',
+                                    "'%s'" % self.db_url('nova_cell0')]),
+            ' '.join(nova_manage + ['cell_v2', 'create_cell', '--name',
+                                    'cell1']),
+            ' '.join(nova_manage + ['db', 'sync'])])
+        bg('nova-db', ['/bin/sh', '-c', script])
+        return procs
+
+    def wait_syncs(self, procs):
+        for name, proc in procs.items():
+            if proc.wait(timeout=900):
+                raise SystemExit('cloud: %s failed; see %s' % (
+                    name, os.path.join(self.logs, 'setup-%s.log' % name)))
+
+    def start_keystone(self):
+        kdir = os.path.join(self.etc, 'keystone')
+        manage = [os.path.join(BIN, 'keystone-manage'), '--config-file',
+                  self.keystone_conf]
+        self.run('keystone', manage + ['db_sync'])
+        for what in ('fernet_setup', 'credential_setup'):
+            self.run('keystone', manage + [what, '--keystone-user', 'root',
+                                           '--keystone-group', 'root'])
+        self.run('keystone', manage + [
+            'bootstrap', '--bootstrap-password', PASSWORD,
+            '--bootstrap-admin-url', self.auth_url,
+            '--bootstrap-internal-url', self.auth_url,
+            '--bootstrap-public-url', self.auth_url,
+            '--bootstrap-region-id', REGION])
+        self.uwsgi('keystone', 'keystone.wsgi.api', PORTS['keystone'],
+                   OS_KEYSTONE_CONFIG_DIR=kdir)
+        self.wait_for('keystone', lambda: self.http_ok(PORTS['keystone'],
+                                                       '/v3'),
+                      proc_names=('keystone',))
+
+    def sdk(self):
+        import openstack
+        return openstack.connect(
+            auth_url=self.auth_url, username='admin', password=PASSWORD,
+            project_name='admin', user_domain_name='Default',
+            project_domain_name='Default', region_name=REGION,
+            identity_api_version='3')
+
+    def register_services(self):
+        conn = self.sdk()
+        ident = conn.identity
+        service_project = ident.find_project('service') or \
+            ident.create_project(name='service', domain_id='default')
+        roles = {}
+        for role in ('admin', 'service', 'member', 'reader', 'manager'):
+            roles[role] = ident.find_role(role) or \
+                ident.create_role(name=role)
+        kinds = {'nova': ('compute', '/v2.1'), 'placement': ('placement', ''),
+                 'glance': ('image', ''), 'neutron': ('network', '')}
+        for name in SERVICES:
+            user = ident.find_user(name, domain_id='default') or \
+                ident.create_user(name=name, password=PASSWORD,
+                                  domain_id='default')
+            for role in ('admin', 'service'):
+                ident.assign_project_role_to_user(service_project, user,
+                                                  roles[role])
+            kind, suffix = kinds[name]
+            service = ident.find_service(name) or \
+                ident.create_service(name=name, type=kind)
+            for interface in ('public', 'internal'):
+                ident.create_endpoint(service_id=service.id,
+                                      interface=interface,
+                                      url=self.url(name) + suffix,
+                                      region_id=REGION)
+
+    def start_placement(self):
+        self.uwsgi('placement', 'placement.wsgi.api', PORTS['placement'],
+                   OS_PLACEMENT_CONFIG_DIR=os.path.dirname(
+                       self.placement_conf))
+        self.wait_for('placement', lambda: self.http_ok(PORTS['placement']),
+                      proc_names=('placement',))
+
+    def start_glance(self):
+        for sub in ('images', 'staging', 'tasks'):
+            os.makedirs(self.path('data', 'glance', sub), exist_ok=True)
+        # Nova uploads snapshots chunked, as fast as it packs them: under
+        # load a chunk can take longer than uwsgi's 4 s socket timeout.
+        self.uwsgi('glance', 'glance.wsgi.api', PORTS['glance'],
+                   extra=['--socket-timeout', '300',
+                          '--chunked-input-timeout', '300',
+                          '--chunked-input-limit', '4096000'],
+                   OS_GLANCE_CONFIG_DIR=os.path.dirname(self.glance_conf))
+        self.wait_for('glance', lambda: self.http_ok(PORTS['glance']),
+                      proc_names=('glance',))
+
+    def start_neutron(self):
+        confs = ['--config-file', self.neutron_conf, '--config-file',
+                 self.ml2_conf]
+        self.uwsgi('neutron-api', 'neutron.wsgi.api', PORTS['neutron'],
+                   OS_NEUTRON_CONFIG_DIR=os.path.join(self.etc, 'neutron'))
+        self.start('neutron-rpc-server',
+                   [os.path.join(BIN, 'neutron-rpc-server')] + confs)
+        self.start('neutron-ovs-agent',
+                   [os.path.join(BIN, 'neutron-openvswitch-agent')] + confs)
+        self.wait_for('neutron-api', lambda: self.http_ok(PORTS['neutron']),
+                      proc_names=('neutron-api',), timeout=180)
+        conn = self.sdk()
+
+        def agent_up():
+            return any(a.is_alive and a.agent_type == 'Open vSwitch agent'
+                       for a in conn.network.agents())
+        self.wait_for('the Open vSwitch agent', agent_up, timeout=180,
+                      proc_names=('neutron-rpc-server', 'neutron-ovs-agent'))
+
+    def start_nova(self):
+        conf = ['--config-file', self.nova_conf]
+        self.uwsgi('nova-api', 'nova.wsgi.osapi_compute', PORTS['nova'],
+                   OS_NOVA_CONFIG_DIR=os.path.join(self.etc, 'nova'))
+        self.start('nova-conductor',
+                   [os.path.join(BIN, 'nova-conductor')] + conf)
+        self.start('nova-scheduler',
+                   [os.path.join(BIN, 'nova-scheduler')] + conf)
+        self.wait_for('nova-api', lambda: self.http_ok(PORTS['nova']),
+                      proc_names=('nova-api',))
+
+    def init_host(self):
+        self.run('host', [os.path.join(BIN, 'nova-openvz'), 'simulate',
+                          'init', self.host])
+        out = subprocess.run([os.path.join(BIN, 'nova-openvz'), 'simulate',
+                              'info', self.host], capture_output=True,
+                             text=True, env=self.env(), check=False).stdout
+        with open(os.path.join(self.logs, 'setup-host.log'), 'a') as f:
+            f.write(out)
+        for line in out.splitlines():
+            if line.lower().startswith('kernel'):
+                log('  ' + line.strip())
+
+    def start_compute(self):
+        sim = configparser.RawConfigParser()
+        sim.read(os.path.join(self.host, 'nova-openvz.conf'))
+        openvz = {k: sim.get('openvz', k) for k in
+                  ('tools_dir', 'vz_conf', 'host_root', 'libvirt_uri')}
+        # The install guide's privileged helpers: sudo, then nova-rootwrap
+        # with its configuration, named by absolute paths (sudo's
+        # secure_path does not search a virtualenv), then privsep-helper
+        # with the two configuration files nova-compute reads.
+        helper = 'sudo %s %s privsep-helper --config-file %s ' \
+                 '--config-file %s' % (
+                     os.path.join(BIN, 'nova-rootwrap'),
+                     os.path.join(self.etc, 'nova', 'rootwrap.conf'),
+                     self.nova_conf, self.nova_cpu_conf)
+        self.write_conf(self.nova_cpu_conf, {
+            'DEFAULT': {'compute_driver': 'openvz.OpenVZDriver'},
+            'openvz': openvz,
+            'nova_openvz_privsep': {'helper_command': helper},
+            'vif_plug_ovs_privileged': {'helper_command': helper},
+        })
+        self.start('nova-compute', [
+            os.path.join(BIN, 'nova-compute'), '--config-file',
+            self.nova_conf, '--config-file', self.nova_cpu_conf])
+        conn = self.sdk()
+
+        def registered():
+            return any(s.binary == 'nova-compute' and s.state == 'up'
+                       for s in conn.compute.services())
+        self.wait_for('nova-compute', registered, timeout=180,
+                      proc_names=('nova-compute',))
+        self.run('nova-db', [os.path.join(BIN, 'nova-manage'),
+                             '--config-file', self.nova_conf, 'cell_v2',
+                             'discover_hosts', '--verbose'])
+
+        def in_placement():
+            return list(conn.placement.resource_providers())
+        self.wait_for('the compute node in placement', in_placement,
+                      timeout=120, proc_names=('nova-compute',))
+
+    def template(self, kind):
+        out = os.path.join(self.data, '%s-template.tar.gz' % kind)
+        cache = os.path.join(ROOT, '.cloud', 'cache', os.path.basename(out))
+        if os.path.exists(cache):
+            shutil.copy(cache, out)
+            return out
+        # The simulator's template builder, where the package has it.
+        for module in ('vzsim.templates', 'nova_openvz.simulator.templates'):
+            probe = subprocess.run([sys.executable, '-c', 'import ' + module],
+                                   capture_output=True, check=False)
+            if probe.returncode == 0:
+                break
+        self.run('image', [sys.executable, '-m', module, kind, out],
+                 timeout=1800)
+        if kind == 'debian':
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            shutil.copy(out, cache)
+        return out
+
+    def add_image(self, kind):
+        path = self.template(kind)
+        conn = self.sdk()
+        props = {'img_hv_type': 'openvz', 'hw_vm_mode': 'exe'}
+        if kind == 'debian':
+            props.update(os_distro='debian', os_version='12')
+        # Two images of the same template: Tempest's rebuild tests need
+        # distinct image_ref and image_ref_alt.
+        self.image_ids = []
+        for name in ('openvz-%s' % kind, 'openvz-%s-alt' % kind):
+            image = conn.image.create_image(
+                name=name, filename=path, disk_format='raw',
+                container_format='bare', visibility='public', wait=True,
+                allow_duplicates=True, **props)
+            self.image_ids.append(image.id)
+
+    def add_resources(self):
+        conn = self.sdk()
+        for name, ram, flavor_id in (('m1.openvz', 128, '42'),
+                                     ('m1.openvz-alt', 192, '84')):
+            if not conn.compute.find_flavor(name):
+                conn.compute.create_flavor(name=name, ram=ram, vcpus=1,
+                                           disk=1, id=flavor_id)
+        net = conn.network.find_network('private') or \
+            conn.network.create_network(name='private', shared=True)
+        if not list(conn.network.subnets(network_id=net.id)):
+            conn.network.create_subnet(
+                network_id=net.id, name='private-subnet', ip_version=4,
+                cidr='10.20.0.0/24', gateway_ip='10.20.0.1',
+                enable_dhcp=False)
+
+    def write_client_files(self):
+        clouds = {'clouds': {'nova-openvz': {
+            'auth': {'auth_url': self.auth_url, 'username': 'admin',
+                     'password': PASSWORD, 'project_name': 'admin',
+                     'user_domain_name': 'Default',
+                     'project_domain_name': 'Default'},
+            'region_name': REGION, 'identity_api_version': '3'}}}
+        with open(self.path('clouds.yaml'), 'w') as f:
+            json.dump(clouds, f, indent=2)   # JSON is YAML
+        with open(self.path('openrc'), 'w') as f:
+            f.write(self.openrc())
+        with open(self.path('tempest-ids.json'), 'w') as f:
+            json.dump({'image': self.image_ids[0],
+                       'image_alt': self.image_ids[1],
+                       'flavor': '42', 'flavor_alt': '84'}, f)
+
+    def openrc(self):
+        return ''.join('export %s=%s\n' % kv for kv in (
+            ('OS_AUTH_URL', self.auth_url), ('OS_USERNAME', 'admin'),
+            ('OS_PASSWORD', PASSWORD), ('OS_PROJECT_NAME', 'admin'),
+            ('OS_USER_DOMAIN_NAME', 'Default'),
+            ('OS_PROJECT_DOMAIN_NAME', 'Default'),
+            ('OS_REGION_NAME', REGION), ('OS_IDENTITY_API_VERSION', '3')))
+
+    def print_access(self):
+        print('\nThe cloud is up. Use it with the openstack client of %s:\n'
+              % BIN)
+        print(self.openrc())
+        print('or OS_CLIENT_CONFIG_FILE=%s OS_CLOUD=nova-openvz\n'
+              % self.path('clouds.yaml'))
+        print('for example:\n  openstack server create --flavor m1.openvz '
+              '--image openvz-<kind> --network private demo\n'
+              'Stop it with: tools/cloud.sh down\n')
+
+    # -- demo -------------------------------------------------------------
+
+    def demo(self):
+        """Two servers on the shared network; the second pings the first.
+
+        Both are booted through Nova's API as a user would; the ping runs
+        inside the second container (``vzctl exec2`` of the simulated
+        host: the busybox guest has no SSH server).  The servers are
+        deleted at the end, whatever happened.
+        """
+        t0 = time.monotonic()
+        conn = self.sdk()
+        image = next(i for i in conn.image.images()
+                     if i.name.startswith('openvz-'))
+        flavor = conn.compute.find_flavor('m1.openvz')
+        net = conn.network.find_network('private')
+        servers = [conn.compute.create_server(
+            name=name, image_id=image.id, flavor_id=flavor.id,
+            networks=[{'uuid': net.id}]) for name in ('demo-1', 'demo-2')]
+        try:
+            servers = [conn.compute.wait_for_server(s, wait=300)
+                       for s in servers]
+            addresses = [s.addresses['private'][0]['addr'] for s in servers]
+            for server, address in zip(servers, addresses):
+                log('%s ACTIVE at %s' % (server.name, address))
+            ctid = self.ctid_of(servers[1].id)
+            vzctl = os.path.join(self.host, 'usr', 'sbin', 'vzctl')
+            deadline = time.monotonic() + 30
+            while True:
+                proc = subprocess.run(
+                    [vzctl, 'exec2', ctid, 'ping -c 1 -W 1 %s'
+                     % addresses[0]], capture_output=True, text=True,
+                    check=False, env=self.env())
+                if proc.returncode == 0 or time.monotonic() > deadline:
+                    break
+            print(proc.stdout, end='')
+            if proc.returncode:
+                raise SystemExit('cloud: demo-2 cannot ping demo-1: %s%s'
+                                 % (proc.stdout, proc.stderr))
+            log('demo-2 pings demo-1 (%.0f s)' % (time.monotonic() - t0))
+        finally:
+            for server in servers:
+                conn.compute.delete_server(server, ignore_missing=True)
+            for server in servers:
+                conn.compute.wait_for_delete(server, wait=120)
+
+    def ctid_of(self, uuid):
+        vzlist = os.path.join(self.host, 'usr', 'sbin', 'vzlist')
+        out = subprocess.run([vzlist, '-a', '-j'], capture_output=True,
+                             text=True, check=True, env=self.env()).stdout
+        for ct in json.loads(out):
+            if ct.get('name') == uuid:
+                return str(ct['ctid'])
+        raise SystemExit('cloud: no container for server %s' % uuid)
+
+    # -- down -------------------------------------------------------------
+
+    def delete_servers(self):
+        if not self.alive('nova-api') or not self.alive('keystone'):
+            return
+        try:
+            conn = self.sdk()
+            servers = list(conn.compute.servers(all_projects=True))
+            for server in servers:
+                conn.compute.delete_server(server, force=True)
+            deadline = time.monotonic() + 120
+            while servers and time.monotonic() < deadline:
+                servers = list(conn.compute.servers(all_projects=True))
+                time.sleep(1)
+            if servers:
+                log('%d servers still there; removing them by hand'
+                    % len(servers))
+        except Exception as e:  # noqa: BLE001 - tear down regardless
+            log('could not delete servers through Nova: %s' % e)
+
+    def stop(self, name, timeout=10):
+        pid = self.pid_of(name)
+        if pid is None:
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._group_alive(pid):
+            time.sleep(0.2)
+        if self._group_alive(pid):
+            log('%s did not stop in %d s: killed' % (name, timeout))
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        os.unlink(os.path.join(self.pids, name + '.pid'))
+
+    def _group_alive(self, pgid):
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit():
+                continue
+            try:
+                with open('/proc/%s/stat' % pid) as f:
+                    fields = f.read().rsplit(') ', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != 'Z':
+                return True
+        return False
+
+    def leftover_processes(self):
+        """Processes whose command line names the working directory."""
+        found = []
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    cmdline = f.read().replace(b'\0', b' ').decode(
+                        errors='replace')
+            except OSError:
+                continue
+            if self.work in cmdline:
+                found.append((int(pid), cmdline.strip()))
+        return found
+
+    def remove_containers(self):
+        vzlist = os.path.join(self.host, 'usr', 'sbin', 'vzlist')
+        vzctl = os.path.join(self.host, 'usr', 'sbin', 'vzctl')
+        if not os.path.exists(vzlist):
+            return
+        proc = subprocess.run([vzlist, '-a', '-j'], capture_output=True,
+                              text=True, check=False, env=self.env())
+        try:
+            cts = json.loads(proc.stdout or '[]')
+        except ValueError:
+            cts = []
+        for ct in cts:
+            ctid = str(ct.get('ctid'))
+            log('removing container %s left behind' % ctid)
+            subprocess.run([vzctl, 'stop', ctid, '--fast'],
+                           capture_output=True, check=False, env=self.env())
+            subprocess.run([vzctl, 'destroy', ctid], capture_output=True,
+                           check=False, env=self.env())
+
+    def unmount_all(self):
+        for _ in range(3):
+            with open('/proc/self/mountinfo') as f:
+                mounts = [line.split()[4] for line in f]
+            ours = sorted((m for m in mounts
+                           if m == self.work or
+                           m.startswith(self.work + '/')),
+                          key=len, reverse=True)
+            if not ours:
+                return
+            for mount in ours:
+                subprocess.run(['umount', '-l', mount], capture_output=True,
+                               check=False)
+
+    def detach_loops(self):
+        proc = subprocess.run(['losetup', '-l', '-n', '-O', 'NAME,BACK-FILE'],
+                              capture_output=True, text=True, check=False)
+        for line in proc.stdout.splitlines():
+            parts = line.split(None, 1)
+            if len(parts) == 2 and parts[1].startswith(self.work + '/'):
+                subprocess.run(['losetup', '-d', parts[0]],
+                               capture_output=True, check=False)
+
+    def down(self):
+        t0 = time.monotonic()
+        if not os.path.isdir(self.work):
+            log('nothing in %s' % self.work)
+            return
+        self.delete_servers()
+        ports = []
+        if self.alive('ovsdb-server'):
+            try:
+                ports = self.vsctl('list-ports', 'br-int').split()
+            except subprocess.CalledProcessError:
+                pass
+        order = ('nova-compute', 'nova-api', 'nova-scheduler',
+                 'nova-conductor', 'neutron-ovs-agent', 'neutron-rpc-server',
+                 'neutron-api', 'glance', 'placement', 'keystone',
+                 'rabbitmq', 'epmd', 'mariadb')
+        for name in order:
+            self.stop(name)
+        self.remove_containers()
+        for pid, cmdline in self.leftover_processes():
+            if 'ovsdb-server' in cmdline or 'ovs-vswitchd' in cmdline:
+                continue
+            log('stopping left-over process %d: %s' % (pid, cmdline[:100]))
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.alive('ovsdb-server'):
+            try:
+                for bridge in self.vsctl('list-br').split():
+                    self.vsctl('--if-exists', 'del-br', bridge)
+            except subprocess.CalledProcessError:
+                pass
+        for name in ('ovs-vswitchd', 'ovsdb-server'):
+            self.stop(name)
+        for port in ports:
+            subprocess.run(['ip', 'link', 'delete', port],
+                           capture_output=True, check=False)
+        for name in os.listdir(self.pids) if os.path.isdir(self.pids) else ():
+            self.stop(name[:-4])
+        self.unmount_all()
+        self.detach_loops()
+        for name in ('etc', 'data', 'pids', 'ovs', 'host', 'mysql',
+                     'rabbitmq'):
+            shutil.rmtree(self.path(name), ignore_errors=True)
+        shutil.rmtree(self.path('tempest'), ignore_errors=True)
+        for name in ('clouds.yaml', 'openrc', 'mysql.pid',
+                     'tempest-ids.json', 'tempest-workspaces.yaml'):
+            if os.path.exists(self.path(name)):
+                os.unlink(self.path(name))
+        left = self.leftover_processes()
+        if left:
+            raise SystemExit('cloud: processes left: %s' % left)
+        took = time.monotonic() - t0
+        log('down in %.0f s; logs kept in %s' % (took, self.logs))
+
+    def status(self):
+        if not os.path.isdir(self.pids):
+            log('not running')
+            return 1
+        rc = 0
+        for name in sorted(os.listdir(self.pids)):
+            name = name[:-4]
+            up = self.alive(name)
+            rc = rc or (0 if up else 1)
+            state = 'up' if up else 'DOWN'
+            print('%-20s %-6s pid %s' % (name, state, self.pid_of(name)))
+        return rc
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='tools/cloud.sh')
+    parser.add_argument('--work', default=os.environ.get(
+        'NOVA_OPENVZ_CLOUD_DIR', os.path.join(ROOT, '.cloud', 'run')))
+    sub = parser.add_subparsers(dest='action', required=True)
+    up = sub.add_parser('up', help='start the cloud and leave it running')
+    up.add_argument('--image', choices=('busybox', 'debian'),
+                    default=os.environ.get('NOVA_OPENVZ_CLOUD_IMAGE',
+                                           'busybox'))
+    sub.add_parser('down', help='stop everything and clean up')
+    sub.add_parser('status', help='which services run')
+    sub.add_parser('env', help='print OS_* lines for the openstack client')
+    sub.add_parser('demo', help='boot two servers; the second pings the '
+                   'first; delete them')
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit('cloud: run as root (the simulated host, MariaDB '
+                         'and RabbitMQ state, Open vSwitch)')
+    cloud = Cloud(args.work)
+    if args.action == 'up':
+        try:
+            cloud.up(args.image)
+        except BaseException:
+            log('start failed; logs in %s; tearing down' % cloud.logs)
+            if os.environ.get('NOVA_OPENVZ_CLOUD_KEEP') != '1':
+                cloud.down()
+            raise
+    elif args.action == 'down':
+        cloud.down()
+    elif args.action == 'status':
+        return cloud.status()
+    elif args.action == 'env':
+        print(cloud.openrc(), end='')
+    elif args.action == 'demo':
+        cloud.demo()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Tempest against the cloud of tools/cloud.sh.
+
+Run by ``tox -e tempest`` (``tools/cloud.sh tempest``).  Writes
+``tempest.conf`` into a Tempest workspace in the cloud's directory, with
+the compute feature flags set by the devstack plugin's rule: each
+``<operation>:<flag>`` of ``OPENVZ_TEMPEST_FEATURES`` in
+``devstack/settings`` is True when ``doc/source/user/support-matrix.ini``
+marks ``operation.<operation>`` complete or partial for ``driver.openvz``
+and False when missing; ``OPENVZ_TEMPEST_DISABLED`` flags are False.  Then
+runs the selection and prints one line: passed, skipped, failed.
+
+  python tools/cloud/tempest.py smoke   the compute smoke tests (CI)
+  python tools/cloud/tempest.py full    tempest.api.compute.(servers|images)
+  python tools/cloud/tempest.py REGEX   any other selection
+"""
+
+import configparser
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+MATRIX = os.path.join(ROOT, 'doc', 'source', 'user', 'support-matrix.ini')
+SETTINGS = os.path.join(ROOT, 'devstack', 'settings')
+SELECTIONS = {
+    'smoke': r'^tempest\.api\.compute\..*\[.*\bsmoke\b.*\]',
+    'full': r'^tempest\.api\.compute\.(servers|images)\.',
+}
+
+
+def devstack_setting(name):
+    """A variable of devstack/settings, as the plugin sees it."""
+    script = ('DEST=/nonexistent DATA_DIR=/nonexistent; source "$1"; '
+              'printf %%s "$%s"' % name)
+    return subprocess.run(['bash', '-c', script, 'settings', SETTINGS],
+                          capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def feature_flags(matrix_path=MATRIX):
+    """{flag: bool} of [compute-feature-enabled], the plugin's rule."""
+    matrix = configparser.ConfigParser()
+    matrix.read(matrix_path)
+    flags = {}
+    for entry in devstack_setting('OPENVZ_TEMPEST_FEATURES'):
+        operation, flag = entry.split(':', 1)
+        status = matrix.get('operation.' + operation, 'driver.openvz',
+                            fallback=None)
+        if status in ('complete', 'partial'):
+            flags[flag] = True
+        elif status == 'missing':
+            flags[flag] = False
+        else:
+            raise SystemExit('%s: operation.%s has no driver.openvz status'
+                             % (matrix_path, operation))
+    for flag in devstack_setting('OPENVZ_TEMPEST_DISABLED'):
+        flags[flag] = False
+    return flags
+
+
+def write_config(work, path):
+    with open(os.path.join(work, 'clouds.yaml')) as f:
+        auth = json.load(f)['clouds']['nova-openvz']['auth']
+    with open(os.path.join(work, 'tempest-ids.json')) as f:
+        ids = json.load(f)
+    conf = configparser.RawConfigParser()
+    conf.optionxform = str
+    sections = {
+        'DEFAULT': {'log_file': os.path.join(work, 'logs', 'tempest.log')},
+        'auth': {'admin_username': auth['username'],
+                 'admin_password': auth['password'],
+                 'admin_project_name': auth['project_name'],
+                 'admin_domain_name': 'Default',
+                 'use_dynamic_credentials': 'True',
+                 'create_isolated_networks': 'False'},
+        'identity': {'uri_v3': auth['auth_url'], 'auth_version': 'v3',
+                     'region': 'RegionOne'},
+        'identity-feature-enabled': {'api_v2': 'False'},
+        'compute': {'image_ref': ids['image'],
+                    'image_ref_alt': ids['image_alt'],
+                    'flavor_ref': ids['flavor'],
+                    'flavor_ref_alt': ids['flavor_alt'],
+                    'fixed_network_name': 'private',
+                    # Every microversion this Nova has: tests of newer API
+                    # behaviour run instead of skipping.
+                    'min_microversion': '2.1',
+                    'max_microversion': 'latest',
+                    'build_timeout': '300', 'region': 'RegionOne'},
+        'compute-feature-enabled': dict(
+            {k: str(v) for k, v in sorted(feature_flags().items())},
+            # Nova's API behaviour (2.94), not the driver's.
+            hostname_fqdn_sanitization='True'),
+        'network': {'project_networks_reachable': 'False',
+                    'shared_physical_network': 'False'},
+        'service_available': {'nova': 'True', 'neutron': 'True',
+                              'glance': 'True', 'cinder': 'False',
+                              'swift': 'False', 'heat': 'False'},
+        # The busybox template has no SSH server.
+        'validation': {'run_validation': 'False'},
+    }
+    for section, options in sections.items():
+        if section != 'DEFAULT':
+            conf.add_section(section)
+        for key, value in options.items():
+            conf.set(section, key, value)
+    with open(path, 'w') as f:
+        conf.write(f)
+
+
+def main(argv):
+    selection = argv[0] if argv else 'smoke'
+    regex = SELECTIONS.get(selection, selection)
+    work = os.environ.get('NOVA_OPENVZ_CLOUD_DIR',
+                          os.path.join(ROOT, '.cloud', 'run'))
+    if not os.path.exists(os.path.join(work, 'clouds.yaml')):
+        raise SystemExit('tempest: no cloud in %s (tools/cloud.sh up)'
+                         % work)
+    workspace = os.path.join(work, 'tempest')
+    if not os.path.exists(os.path.join(workspace, '.stestr.conf')):
+        # The workspace registry stays in the cloud's directory too (the
+        # default, ~/.tempest, refuses a second init at the same path).
+        subprocess.run(['tempest', 'init', '--workspace-path',
+                        os.path.join(work, 'tempest-workspaces.yaml'),
+                        workspace], check=True, capture_output=True)
+    config = os.path.join(workspace, 'etc', 'tempest.conf')
+    write_config(work, config)
+    print('tempest: %s written; running %s' % (config, regex), flush=True)
+    proc = subprocess.Popen(
+        ['tempest', 'run', '--config-file', config, '--regex', regex,
+         '--concurrency', os.environ.get('TEMPEST_CONCURRENCY', '2')],
+        cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    counts = {}
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        match = re.match(r'^ - (Passed|Skipped|Failed): (\d+)$', line)
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+    rc = proc.wait()
+    print('tempest (%s): %d passed, %d skipped, %d failed' % (
+        selection, counts.get('Passed', 0), counts.get('Skipped', 0),
+        counts.get('Failed', 0)))
+    return rc
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
