@@ -13,8 +13,8 @@ import shutil
 import subprocess
 import tarfile
 
+from nova_openvz.privsep import vzconf
 from nova_openvz.testing import fixtures as sim_fixture
-from nova_openvz import vzconf
 from vzsim import templates
 
 DEFAULT_TEMPLATE = 'centos-6-x86'

@@ -2,9 +2,9 @@
 
 The simulator's own reading of ``vz.conf``, ``<CTID>.conf`` and the
 ``ve-*.conf-sample`` files, written from openvz-reference.md section 4 and
-kept apart from the driver's parser (:mod:`nova_openvz.vzconf`): a misreading
-of the format in either shows up as a disagreement on the golden files under
-``tests/unit/vzsim/golden``.
+kept apart from the driver's parser (:mod:`nova_openvz.privsep.vzconf`): a
+misreading of the format in either shows up as a disagreement on the golden
+files under ``tests/unit/vzsim/golden``.
 
 Reading (reference 4.1): one ``NAME=value`` per line; blank lines and lines
 starting with ``#`` are comments; a value that starts with ``"`` runs to the

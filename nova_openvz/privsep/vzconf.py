@@ -1,11 +1,11 @@
 """vzctl's configuration file format and value units.
 
-Shared by the driver and its privileged helper (which read ``vz.conf`` and
-container configs through :mod:`.hostpaths`) and the simulated host (which
-writes them), so all agree on one reading of the format.  Standard library
-only, and importing nothing of the driver: the privileged daemon loads it,
-and the simulated tools load it at every invocation (through
-:mod:`nova_openvz.vzconf`) and must start fast.
+The driver's and its privileged helper's reading of ``vz.conf`` and
+container configs (through :mod:`.hostpaths`).  Standard library only,
+importing nothing of the driver.  The simulated host reads and writes them
+with its own parser (:mod:`vzsim.conffile`); both are checked against golden
+files written the way vzctl writes them (``tests/unit/vzsim/golden``), so a
+misreading on either side shows.
 
 The rules follow vzctl 4.x (``parse_line()``, ``vps_save_config()``,
 ``parse_ub()``); see doc/source/reference/openvz-tools.rst.

@@ -7,8 +7,8 @@ one (see :mod:`nova_openvz.testing.allinone`).
 
 import os
 
+from nova_openvz.privsep import vzconf
 from nova_openvz.testing import allinone
-from nova_openvz import vzconf
 
 
 class TestLifecycle(allinone.OpenVZCloudTestCase):

@@ -19,8 +19,8 @@ from nova.tests.functional.api import client as api_client
 from os_brick import privileged as brick_privileged
 from oslo_utils import uuidutils
 
+from nova_openvz.privsep import vzconf
 from nova_openvz.testing import allinone
-from nova_openvz import vzconf
 
 GiB = 1024 ** 3
 SECTOR = 512

@@ -15,8 +15,8 @@ import testtools
 
 from nova_openvz import check
 from nova_openvz import privsep  # noqa: F401  (registers its section)
+from nova_openvz.privsep import vzconf
 from nova_openvz.testing import fixtures as sim_fixture
-from nova_openvz import vzconf
 
 CONF = nova.conf.CONF
 

@@ -39,11 +39,20 @@ def module_files():
     return found
 
 
-def _with_parents(name, known):
-    """``name`` and the packages importing it runs, those in ``known``."""
+def _with_parents(name, known, importer):
+    """``name`` and the packages importing it runs, those in ``known``.
+
+    The importer's own enclosing packages are left out when only implied:
+    Python has started them before the importer, so a sibling import
+    (``from pkg import sibling`` inside ``pkg``) orders nothing.  Named
+    themselves (``from nova_openvz import privsep``), they count.
+    """
     parts = name.split('.')
-    return [m for m in ('.'.join(parts[:i]) for i in range(1, len(parts) + 1))
-            if m in known]
+    ancestors = {'.'.join(importer.split('.')[:i])
+                 for i in range(1, importer.count('.') + 1)}
+    implied = ['.'.join(parts[:i]) for i in range(1, len(parts))]
+    return [m for m in implied + [name]
+            if m in known and (m == name or m not in ancestors)]
 
 
 def imports(modules):
@@ -59,12 +68,15 @@ def imports(modules):
             elif isinstance(node, ast.ImportFrom):
                 # No relative imports here (hacking's H304).
                 assert not node.level, '%s: relative import' % path
-                names = [node.module] + ['%s.%s' % (node.module, alias.name)
-                                         for alias in node.names]
+                submodules = ['%s.%s' % (node.module, alias.name)
+                              for alias in node.names]
+                # "from pkg import mod" names the module, not the package.
+                names = [n for n in submodules if n in modules] or \
+                    [node.module]
             else:
                 continue
             for name in names:
-                targets.update(_with_parents(name, modules))
+                targets.update(_with_parents(name, modules, module))
         targets.discard(module)
         graph[module] = targets
     return graph

@@ -37,7 +37,7 @@ from nova_openvz.privsep import containers as priv_containers
 from nova_openvz.privsep import images as priv_images
 from nova_openvz.privsep import tools as priv_tools
 from nova_openvz import settings
-from nova_openvz.simulator import fixture as sim_fixture
+from nova_openvz.testing import fixtures as sim_fixture
 from nova_openvz import vz4
 from tests.unit import test_network
 

@@ -731,13 +731,8 @@ class Cloud(object):
         if os.path.exists(cache):
             shutil.copy(cache, out)
             return out
-        # The simulator's template builder, where the package has it.
-        for module in ('vzsim.templates', 'nova_openvz.simulator.templates'):
-            probe = subprocess.run([sys.executable, '-c', 'import ' + module],
-                                   capture_output=True, check=False)
-            if probe.returncode == 0:
-                break
-        self.run('image', [sys.executable, '-m', module, kind, out],
+        # The simulated host's template builder.
+        self.run('image', [sys.executable, '-m', 'vzsim.templates', kind, out],
                  timeout=1800)
         if kind == 'debian':
             os.makedirs(os.path.dirname(cache), exist_ok=True)

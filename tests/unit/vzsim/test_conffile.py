@@ -5,7 +5,7 @@ written the way vzctl 4.11 writes them (openvz-reference.md section 4:
 quoted and bare values, ``$VEID`` kept literally, comment lines, NETIF with
 upper-case MACs in vzctl's key order, DEVICES, a libvirt ``#UUID:`` line);
 ``<name>.json`` beside each is what the file says.  The driver's parser
-(:mod:`nova_openvz.vzconf`) and the simulated host's
+(:mod:`nova_openvz.privsep.vzconf`) and the simulated host's
 (:mod:`vzsim.conffile`) are written apart, so each one's reading is checked
 against the files, not against the other.
 """
@@ -16,7 +16,7 @@ import os
 import fixtures
 import testtools
 
-from nova_openvz import vzconf
+from nova_openvz.privsep import vzconf
 from vzsim import conffile
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')

@@ -12,7 +12,7 @@ import time
 import fixtures
 import testtools
 
-from nova_openvz import vzconf
+from nova_openvz.privsep import vzconf
 from tests import fixtures as sim_fixtures
 from vzsim import hostfs
 from vzsim import hostinit

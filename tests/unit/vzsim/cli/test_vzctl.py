@@ -12,7 +12,7 @@ import sys
 
 import testtools
 
-from nova_openvz import vzconf
+from nova_openvz.privsep import vzconf
 from tests import fixtures as sim_fixtures
 
 CTID = 101

@@ -11,7 +11,7 @@ import os
 import fixtures
 import testtools
 
-from nova_openvz import vzconf
+from nova_openvz.privsep import vzconf
 from tests import fixtures as sim_fixtures
 from vzsim import hostinit
 from vzsim.kernel import ploop
