@@ -4,8 +4,8 @@ Every vzctl, vzlist and ploop call goes through :func:`run`: it hands the
 argv to the privileged helper, logs the call with its duration, retries a
 container locked by another vzctl (exit code 9) with a growing wait, and
 turns any other failure into a typed exception that carries the tool's own
-message and exit code.  The one call that outlives its caller, a console
-logger's ``vzctl console``, is logged and mapped the same way by
+message and exit code.  The one call that outlives its caller, the
+console agent's ``vzctl console``, is logged and mapped the same way by
 :func:`attach_console`.
 """
 
@@ -189,15 +189,15 @@ def check_packed(result, what):
 def attach_console(ctid, directory):
     """Keep ``vzctl console <ctid>`` attached, logging into ``directory``.
 
-    The session outlives this call (see :mod:`nova_openvz.consolelogger`);
-    nothing runs when one is attached already.
+    The host's console agent holds the session after this call (see
+    :mod:`nova_openvz.consoleagent`); nothing runs when it holds it already.
 
     :returns: the attach's :class:`ToolCall`, or None if there was none.
     :raises: a :class:`nova_openvz.exception.HostToolError` subclass with
         vzctl's message and exit code when it cannot attach.
     """
     started = time.monotonic()
-    result = priv_console.start_console_logger(
+    result = priv_console.attach_console(
         int(ctid), directory, CONF.openvz.console_log_max_bytes,
         min(CONF.openvz.tool_timeout, CONSOLE_ATTACH_TIMEOUT))
     if result is None:

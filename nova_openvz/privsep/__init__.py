@@ -13,7 +13,7 @@ One module per concern: :mod:`.tools` (vzctl, vzlist and ploop argv),
 :mod:`.images` (template cache, snapshots, ploop images),
 :mod:`.containers` (files vzctl keeps next to a container: action scripts
 for volumes, the ephemeral disk and the config drive) and :mod:`.console`
-(console loggers).
+(the host's console agent).
 """
 
 import os

@@ -1,11 +1,12 @@
-"""Console output through Nova's API, from real containers' init.
+"""The console through Nova's API, on real containers.
 
 The busybox template's init prints a line when it is up and one when it
 halts; a container on the simulated host's real backend writes them to
-its console, and the driver's console logger keeps them.
+its console, and the host's console agent logs it.
 """
 
 import os
+import signal
 import time
 
 from nova_openvz import allinone
@@ -15,7 +16,7 @@ from nova_openvz.privsep import console as priv_console
 CONF = openvz_conf.CONF
 
 
-class TestConsoleOutput(allinone.OpenVZCloudTestCase):
+class ConsoleTestCase(allinone.OpenVZCloudTestCase):
 
     def setUp(self):
         super().setUp()
@@ -44,10 +45,17 @@ class TestConsoleOutput(allinone.OpenVZCloudTestCase):
     def hostname(self, server):
         return self.api.get_server(server['id'])['OS-EXT-SRV-ATTR:hostname']
 
-    def logger_pid(self, server):
-        path = os.path.join(CONF.instances_path, server['id'], 'console.pid')
-        with open(path) as f:
-            return int(f.read())
+    def agent(self):
+        """``{"pid": N, "sessions": [...]}`` of the host's console agent."""
+        return priv_console.console_agent_status()
+
+    def session(self, server):
+        for session in (self.agent() or {'sessions': []})['sessions']:
+            if session['name'] == server['id']:
+                return session
+
+
+class TestConsoleOutput(ConsoleTestCase):
 
     def test_console_shows_init_output_of_every_boot(self):
         server = self.boot(name='console')
@@ -85,19 +93,37 @@ class TestConsoleOutput(allinone.OpenVZCloudTestCase):
         self.assertEqual(['guest line %d of a chatty service' % n
                           for n in range(3000 - len(lines), 3000)], lines)
 
-    def test_console_logger_outlives_compute_restart_and_goes_on_delete(self):
+    def test_console_agent_outlives_compute_restart_and_delete_detaches(self):
         server = self.boot(name='kept')
+        other = self.boot(name='other')
         up = 'nova-openvz busybox template: %s is up' % self.hostname(server)
         self.wait_console(server, up)
-        pid = self.logger_pid(server)
+        agent = self.agent()
+        self.assertEqual({server['id'], other['id']},
+                         {s['name'] for s in agent['sessions']})
         self.compute = self.restart_compute_service(
             self.compute, keep_hypervisor_state=False)
         self._reboot_server(server, hard=True)
         self.wait_console(server, up, count=2)
-        self.assertEqual(pid, self.logger_pid(server))
+        self.assertEqual(agent, self.agent())
 
         self._delete_server(server)
         directory = os.path.join(CONF.instances_path, server['id'])
         self.assertFalse(os.path.exists(directory))
-        self.assertFalse(priv_console._process_alive(pid))
+        self.assertIsNone(self.session(server))
+        self.assertIsNotNone(self.session(other))
+        self._delete_server(other)
         self.assertEqual([], self.vzhost.all_leftovers())
+
+    def test_a_dead_agent_is_replaced_with_every_console(self):
+        server = self.boot(name='first')
+        other = self.boot(name='second')
+        agent = self.agent()['pid']
+        os.kill(agent, signal.SIGKILL)
+        # Reading one console starts a new agent that attaches them all.
+        self.console(server)
+        self.assertNotEqual(agent, self.agent()['pid'])
+        self.assertIsNotNone(self.session(other))
+        self._reboot_server(other)
+        self.wait_console(other, 'nova-openvz busybox template: %s halts'
+                          % self.hostname(other))
