@@ -293,6 +293,11 @@ def detach_console(directory):
     :returns: ``(address, port)`` of the serial console it served, or None.
     """
     name = _instance_name(directory)
+    try:
+        with _instance_dir(directory) as dir_fd:
+            _stop_legacy_logger(directory, dir_fd)
+    except (FileNotFoundError, privsep.ArgumentRejected):
+        pass    # no directory (or a link): nothing of ours is there
     with agent() as sock:
         if sock is None:
             return None

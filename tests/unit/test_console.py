@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -501,6 +502,27 @@ class TestPrivilegedSide(ConsoleTestCase):
         self.assertIsNone(sleeper.poll())
         self.assertFalse(os.path.exists(os.path.join(self.directory,
                                                      'console.pid')))
+
+    def test_a_legacy_logger_is_stopped_on_attach_and_on_delete(self):
+        for action in (lambda: console.attach(self.instance, CTID),
+                       lambda: console.remove(self.instance)):
+            os.makedirs(self.directory, exist_ok=True)
+            # What /proc shows of an earlier release's logger of this
+            # directory.
+            logger = subprocess.Popen(
+                [sys.executable, '-c', 'import time; time.sleep(60)',
+                 '-m', priv_console.LEGACY_LOGGER, '--dir', self.directory])
+            self.addCleanup(logger.wait)
+            self.addCleanup(logger.kill)
+            self.wait_for(lambda: priv_console._runs(
+                logger.pid, priv_console.LEGACY_LOGGER, '--dir',
+                self.directory), 'the logger to start')
+            with open(os.path.join(self.directory, 'console.pid'), 'w') as f:
+                f.write('%d\n' % logger.pid)
+            action()
+            self.assertEqual(-signal.SIGTERM, logger.wait(10))
+            self.assertFalse(os.path.exists(os.path.join(self.directory,
+                                                         'console.pid')))
 
     def test_reading_never_follows_a_planted_link(self):
         os.makedirs(self.directory)
