@@ -225,11 +225,19 @@ class Session(object):
             self.send_to_console(bytes(out))
 
     def detach(self):
-        """Ask vzctl to detach (Esc ``.`` at a line start); kill it later."""
+        """Ask vzctl to detach (Esc ``.``); kill it if it does not.
+
+        Esc ``.`` detaches only at the start of a line.  After a client's
+        unfinished line vzctl is killed instead: an Enter to start a new
+        line would run what the client typed.
+        """
         if self.kill_at is None:
-            self.send_to_console(DETACH if self.line_start
-                                 else b'\r' + DETACH)
-            self.kill_at = time.monotonic() + DETACH_SECONDS
+            if self.line_start:
+                self.send_to_console(DETACH)
+                self.kill_at = time.monotonic() + DETACH_SECONDS
+            else:
+                self.kill()
+                self.kill_at = time.monotonic()
 
     def kill(self):
         try:

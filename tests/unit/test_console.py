@@ -403,15 +403,30 @@ class TestTyping(testtools.TestCase):
         self.assertEqual(b'x\x1b.', self.typed(b'x\x1b.')[0])
         self.assertEqual(b'\x1b.', self.typed(b'\x1b.', line_start=False)[0])
 
-    def test_detach_starts_a_new_line_first(self):
+    def detached(self, line_start):
         read, write = os.pipe()
         self.addCleanup(os.close, read)
+        sleeper = subprocess.Popen(['sleep', '60'], start_new_session=True)
+        self.addCleanup(sleeper.wait)
+        self.addCleanup(sleeper.kill)
         session = consoleagent.Session.__new__(consoleagent.Session)
-        session.master, session.line_start, session.kill_at = write, False, \
-            None
+        session.master, session.line_start, session.kill_at = write, \
+            line_start, None
+        session.proc = sleeper
         session.detach()
         os.close(write)
-        self.assertEqual(b'\r\x1b.', os.read(read, 10))
+        return os.read(read, 10), sleeper
+
+    def test_detach_at_a_line_start_is_esc_dot(self):
+        sent, vzctl = self.detached(line_start=True)
+        self.assertEqual(b'\x1b.', sent)
+        self.assertIsNone(vzctl.poll())
+
+    def test_detach_after_an_unfinished_line_kills_vzctl(self):
+        # No Enter: it would run what a client left on the line.
+        sent, vzctl = self.detached(line_start=False)
+        self.assertEqual(b'', sent)
+        self.assertEqual(-signal.SIGKILL, vzctl.wait(10))
 
 
 class TestPrivilegedSide(ConsoleTestCase):
