@@ -35,7 +35,9 @@ class ConsoleDensityTestCase(test.NoDBTestCase):
             self.assertEqual(size['consoles'],
                              size['vzctl_console']['processes'])
             self.assertEqual(1, size['agent']['threads'])
-        # Terminal, vzctl's messages, the directory, the log.
-        self.assertEqual(4, report['agent_per_console']['fds'])
-        self.assertEqual(1, report['serial_fds_per_console'])
+        # Terminal, vzctl's messages, the directory, the log; a listening
+        # socket more when served (rounded: a control connection the agent
+        # has not closed yet may be counted too).
+        self.assertEqual(4, round(report['agent_per_console']['fds']))
+        self.assertEqual(1, round(report['serial_fds_per_console']))
         self.assertTrue(report['within_goal'])
