@@ -419,6 +419,15 @@ class OpenVZDriver(driver.ComputeDriver):
         """
         return console.output(instance, self.listing.handle(instance.uuid))
 
+    def get_serial_console(self, context, instance):
+        """A TCP port where nova-serialproxy reaches the container's console.
+
+        The host's console agent serves it (``[serial_console]``
+        ``proxyclient_address`` and ``port_range``) while logging it;
+        ConsoleTypeUnavailable when ``[serial_console] enabled`` is False.
+        """
+        return console.serial(instance, self.listing.handle(instance.uuid))
+
     def set_admin_password(self, instance, new_pass):
         """Set the password with the guest's chpasswd; never in an argv."""
         user = instance.image_meta.properties.get('os_admin_user', 'root')

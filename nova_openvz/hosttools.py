@@ -19,7 +19,7 @@ locked by another vzctl (exit code 9) with a growing wait, and turns any
 other failure into a typed exception that carries the tool's own message
 and exit code.  The helper's other programs come back the same way, as one
 :data:`nova_openvz.privsep.Result` that :func:`_error_for` translates:
-``tar`` packing an image (:func:`pack`) and the console logger's ``vzctl
+``tar`` packing an image (:func:`pack`) and the console agent's ``vzctl
 console``, the one call that outlives its caller (:func:`attach_console`).
 """
 
@@ -173,17 +173,18 @@ def pack(entrypoint, *args, what):
 def attach_console(ctid, directory):
     """Keep ``vzctl console <ctid>`` attached, logging into ``directory``.
 
-    The session outlives this call (see :mod:`nova_openvz.consolelogger`);
-    nothing runs when one is attached already.
+    The host's console agent holds the session after this call (see
+    :mod:`nova_openvz.privsep.consoleagent`); nothing runs when it holds it
+    already.
 
     :returns: the attach's :class:`ToolCall`, or None if there was none.
     :raises: a :class:`nova_openvz.exception.HostToolError` subclass with
         vzctl's message and exit code when it cannot attach.
     """
-    if priv_console.console_logger_attached(int(ctid), directory):
+    if priv_console.console_attached(int(ctid), directory):
         return None
     started = time.monotonic()
-    result = priv_console.start_console_logger(
+    result = priv_console.attach_console(
         int(ctid), directory, CONF.openvz.console_log_max_bytes,
         min(CONF.openvz.tool_timeout, CONSOLE_ATTACH_TIMEOUT))
     call = _record('vzctl', ('console', str(ctid)), started, result)

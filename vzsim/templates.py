@@ -134,7 +134,10 @@ ifdown -a
 echo "nova-openvz busybox template: $(hostname) halts"
 """
 _BUSYBOX_FILES = {
+    # A root shell reads what is typed on the console (no getty, no
+    # login: the simulated console has no tty).
     'etc/inittab': (b'::sysinit:/etc/init.d/rcS\n'
+                    b'::respawn:/bin/sh\n'
                     b'::shutdown:/etc/init.d/rcK\n', 0o644),
     'etc/init.d/rcS': (_RCS, 0o755),
     'etc/init.d/rcK': (_RCK, 0o755),

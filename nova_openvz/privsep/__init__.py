@@ -28,7 +28,8 @@ shared with the driver's renderer), :mod:`.tools` (running them),
 :mod:`.images` (template cache, snapshots, ploop images),
 :mod:`.containers` (files vzctl keeps next to a container: action scripts
 for volumes, the ephemeral disk and the config drive), :mod:`.console`
-(console loggers), :mod:`.hostpaths` and :mod:`.vzconf` (where things are,
+(the host's console
+agent), :mod:`.hostpaths` and :mod:`.vzconf` (where things are,
 vzctl's config format).
 
 This package imports nothing of the driver: only the standard library,

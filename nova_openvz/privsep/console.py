@@ -10,35 +10,56 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Console loggers: start, find, stop them and read their log.
+"""The host's console agent: start and find it, attach, detach, serve, read.
 
-What runs as root: the logger (:mod:`nova_openvz.consolelogger`, which runs
-``vzctl console``), signals to it, and reads of its log.
+A container's console is an interactive vzctl session (reference 1.8), so
+one agent per host (:mod:`.consoleagent`, run as a script so that it
+loads nothing but the standard library) holds every
+container's session, logs it to console.log in the instance's directory and
+serves it on a TCP port for Nova's serial console.  The agent listens on a
+unix socket in ``<host_root>/run/nova-openvz``, a directory only root can
+enter; each request holds a shared lock on ``console-agent.lock`` there,
+and the agent leaves when idle only under the exclusive one.  The socket's
+peer is trusted only once the kernel (``SO_PEERCRED``) and ``/proc`` show
+it is our agent, of this very run directory, running as root.
 """
 
+import array
 import contextlib
+import errno
+import fcntl
+import json
 import os
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
 
 from nova_openvz import privsep
+from nova_openvz.privsep import consoleagent
 
 CONF = privsep.CONF
 
-# A container's console is an interactive vzctl session (reference 1.8), so
-# a small logger process (nova_openvz.consolelogger) holds one open per
-# container and appends it to console.log in the instance's directory.  Its
-# pid file lives there too; since nova-compute owns that directory, a pid is
-# trusted only if /proc shows our logger for that very directory.
-
-CONSOLE_LOGGER = 'nova_openvz.consolelogger'
+#: The agent's program, run by path: ``-m`` would load this package.
+AGENT = os.path.abspath(consoleagent.__file__)
 CONSOLE_FILES = ('console.log', 'console.log.0')
-CONSOLE_PID = 'console.pid'
-#: A logger detaches within its own 5 seconds, or is killed.
-CONSOLE_STOP_SECONDS = 10
+#: Seconds the agent may take to start listening.
+AGENT_START_SECONDS = 10
+#: Seconds a request may wait beyond its own timeout (a detach: vzctl's).
+REPLY_SECONDS = consoleagent.DETACH_SECONDS + 10
+#: Seconds a console taken over from a dead agent may take to attach.
+RESTORE_ATTACH_SECONDS = 60
+#: The per-container logger of earlier releases, stopped on attach.
+LEGACY_LOGGER = (b'-m', b'nova_openvz.consolelogger')
+LEGACY_PID = 'console.pid'
+LEGACY_STOP_SECONDS = 10
+
+
+class AgentError(RuntimeError):
+    """The console agent could not be started or did not answer."""
 
 
 @contextlib.contextmanager
@@ -49,6 +70,18 @@ def _instance_dir(directory):
         yield fd
     finally:
         os.close(fd)
+
+
+def _instance_name(directory):
+    """The instance UUID of an instance directory's path (not opened)."""
+    privsep.checked_path(directory)
+    name = os.path.basename(directory)
+    if not privsep.UUID_RE.match(name) or os.path.realpath(
+            os.path.dirname(directory)) != os.path.realpath(
+                CONF.instances_path):
+        raise privsep.ArgumentRejected('%r is not an instance directory'
+                                       % (directory,))
+    return name
 
 
 def _open_regular(name, dir_fd):
@@ -75,88 +108,274 @@ def _process_alive(pid):
     return state not in (b'Z', b'X')
 
 
-def _console_logger_pid(directory, dir_fd, ctid=None):
-    """Pid of the live logger of ``directory`` (and ``ctid``), or None."""
+def _runs(pid, program, flag, value):
+    """True when ``pid`` runs ``python -I program ... flag value``.
+
+    ``program`` is a script path, or ``(b'-m', module)`` for a module.
+    """
     try:
-        fd = _open_regular(CONSOLE_PID, dir_fd)
-        with os.fdopen(fd, 'rb') as f:
-            pid = int(f.read(32).strip())
         with open('/proc/%d/cmdline' % pid, 'rb') as f:
             argv = f.read().split(b'\0')
-    except (OSError, ValueError):    # ArgumentRejected included
-        return None
-    wanted = [(b'-m', CONSOLE_LOGGER), (b'--dir', directory)]
-    if ctid is not None:
-        wanted.append((b'--ctid', str(ctid)))
-    for flag, value in wanted:
-        pairs = zip(argv, argv[1:])
-        if (flag, value.encode()) not in pairs:
-            return None
-    return pid if _process_alive(pid) else None
-
-
-@privsep.vz_pctxt.entrypoint
-def console_logger_attached(ctid, directory):
-    """Whether a logger holds container ``ctid``'s console already."""
-    privsep.check_ctid(str(int(ctid)))
-    try:
-        with _instance_dir(directory) as dir_fd:
-            return _console_logger_pid(directory, dir_fd, ctid) is not None
-    except FileNotFoundError:
+    except OSError:
         return False
+    pairs = set(zip(argv, argv[1:]))
+    started = program if isinstance(program, tuple) else \
+        (b'-I', program.encode())
+    return {started, (flag.encode(), value.encode())} <= pairs and \
+        _process_alive(pid)
+
+
+# -- the agent ---------------------------------------------------------------
+
+def run_dir():
+    """``<host_root>/run/nova-openvz``: made if missing, root's only.
+
+    Refused when it is a link, or someone else's, or open to others.
+    """
+    path = os.path.join(os.path.realpath(CONF.openvz.host_root), 'run',
+                        'nova-openvz')
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or \
+            info.st_mode & 0o077:
+        raise AgentError('%s must be a directory only its owner, %d, can '
+                         'use' % (path, os.geteuid()))
+    return path
+
+
+def _connect(directory):
+    """A connection to the agent of ``directory``, or None if none runs."""
+    sock = socket.socket(socket.AF_UNIX,
+                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(os.path.join(directory, consoleagent.SOCKET_NAME))
+        pid, uid, _ = struct.unpack('3i', sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize('3i')))
+    except OSError:
+        sock.close()
+        return None
+    if uid != os.geteuid() or not _runs(pid, AGENT, '--run-dir', directory):
+        sock.close()
+        return None
+    return sock
+
+
+def _request(sock, request, fd=None, timeout=REPLY_SECONDS):
+    """Send one request and return its reply (a dict)."""
+    sock.settimeout(timeout)
+    ancillary = [] if fd is None else [
+        (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))]
+    try:
+        sock.sendmsg([json.dumps(request).encode()], ancillary)
+        data = sock.recv(consoleagent.MAX_REQUEST)
+    except OSError as e:
+        raise AgentError('console agent: %s' % e)
+    if not data:
+        raise AgentError('console agent closed the connection')
+    reply = json.loads(data)
+    if 'error' in reply and reply.get('errno') != errno.EADDRINUSE:
+        raise AgentError('console agent: %s' % reply['error'])
+    return reply
+
+
+def _start(directory):
+    """Start an agent; give it what the previous one held, if one died."""
+    try:
+        with open(os.path.join(directory, consoleagent.STATE_NAME)) as f:
+            held = json.load(f)['sessions']
+    except (OSError, ValueError, KeyError, TypeError):
+        held = []
+    try:
+        os.unlink(os.path.join(directory, consoleagent.SOCKET_NAME))
+    except FileNotFoundError:
+        pass
+    try:
+        proc = subprocess.run(
+            [sys.executable, '-I', AGENT, '--run-dir', directory,
+             '--idle-seconds', str(consoleagent.IDLE_SECONDS)],
+            stdin=subprocess.DEVNULL, capture_output=True,
+            env={'LC_ALL': 'C', 'PATH': privsep.TOOL_PATH},
+            timeout=AGENT_START_SECONDS, check=False)
+    except subprocess.TimeoutExpired:
+        raise AgentError('console agent did not start in %ds'
+                         % AGENT_START_SECONDS)
+    if proc.returncode != 0:
+        raise AgentError(proc.stderr.decode('utf-8', 'replace').strip() or
+                         'console agent exited %d' % proc.returncode)
+    sock = _connect(directory)
+    if sock is None:
+        raise AgentError('console agent started but does not answer')
+    _restore(sock, held)
+    return sock
+
+
+def _restore(sock, held):
+    """Attach again what a dead agent held (without waiting for vzctl)."""
+    for entry in held:
+        try:
+            instance = os.path.join(CONF.instances_path, entry['name'])
+            privsep.check_ctid(str(int(entry['ctid'])))
+            with _instance_dir(instance) as dir_fd:
+                _request(sock, _attach_request(
+                    entry['ctid'], entry['name'], entry['max_bytes'],
+                    RESTORE_ATTACH_SECONDS, wait=False), dir_fd)
+        except (OSError, ValueError, KeyError, TypeError, AgentError):
+            continue    # its directory or container went meanwhile
+
+
+@contextlib.contextmanager
+def agent(start=False):
+    """A verified connection to the host's agent, started if ``start``.
+
+    Yields None when no agent runs and ``start`` is False.
+    """
+    directory = run_dir()
+    lock = os.open(os.path.join(directory, consoleagent.LOCK_NAME),
+                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        sock = _connect(directory)
+        if sock is None and start:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            sock = _connect(directory) or _start(directory)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield sock
+        finally:
+            if sock is not None:
+                sock.close()
+    finally:
+        os.close(lock)
+
+
+def _attach_request(ctid, name, max_bytes, timeout, wait=True):
+    return {'op': 'attach', 'ctid': int(ctid), 'name': name,
+            'max_bytes': int(max_bytes), 'timeout': float(timeout),
+            'vzctl': os.path.join(CONF.openvz.tools_dir, 'vzctl'),
+            'wait': wait}
+
+
+def _stop_legacy_logger(directory, dir_fd):
+    """Stop the per-container logger an earlier release left running."""
+    try:
+        fd = _open_regular(LEGACY_PID, dir_fd)
+        with os.fdopen(fd, 'rb') as f:
+            pid = int(f.read(32).strip())
+    except (OSError, ValueError):    # ArgumentRejected included
+        return
+    if _runs(pid, LEGACY_LOGGER, '--dir', directory):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + LEGACY_STOP_SECONDS
+        while _process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _process_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    try:
+        os.unlink(LEGACY_PID, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+# -- entrypoints -------------------------------------------------------------
+
+@privsep.vz_pctxt.entrypoint
+def console_attached(ctid, directory):
+    """True when the host's agent holds container ``ctid``'s console."""
+    privsep.check_ctid(str(int(ctid)))
+    name = _instance_name(directory)
+    with agent() as sock:
+        if sock is None:
+            return False
+        sessions = _request(sock, {'op': 'list'}).get('sessions') or []
+    return any(s.get('name') == name and s.get('ctid') == int(ctid) and
+               s.get('attached') for s in sessions)
 
 
 @privsep.vz_pctxt.entrypoint
-def start_console_logger(ctid, directory, max_bytes, timeout):
-    """Attach a logger to container ``ctid``'s console, unless one is.
+def attach_console(ctid, directory, max_bytes, timeout):
+    """Have the agent hold container ``ctid``'s console.
 
     :returns: the attach's :data:`nova_openvz.privsep.Result`: vzctl
-        console's own exit code and message when it failed; success with
-        no output when a logger was attached already.
+        console's own exit code and message when it failed, exit code None
+        when it did not attach in time, 0 when it holds it (already or now).
     """
     privsep.check_ctid(str(int(ctid)))
+    timeout = int(timeout)
     with _instance_dir(directory) as dir_fd:
-        if _console_logger_pid(directory, dir_fd, ctid) is not None:
-            return privsep.Result(0, '', '')
-        timeout = int(timeout)
-        # The logger writes only through the descriptor it inherits;
-        # ``--dir`` only names it, for _console_logger_pid.
-        argv = [sys.executable, '-I', '-m', CONSOLE_LOGGER,
-                '--vzctl', os.path.join(CONF.openvz.tools_dir, 'vzctl'),
-                '--ctid', str(int(ctid)), '--dir', directory,
-                '--dir-fd', str(dir_fd), '--max-bytes', str(int(max_bytes)),
-                '--timeout', str(timeout)]
+        _stop_legacy_logger(directory, dir_fd)
         try:
-            proc = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, capture_output=True,
-                env={'LC_ALL': 'C', 'PATH': privsep.TOOL_PATH},
-                pass_fds=(dir_fd,), timeout=timeout + 10, check=False)
-        except subprocess.TimeoutExpired:
-            return privsep.Result(None, '', '')
-    return privsep.Result(proc.returncode,
-                          proc.stdout.decode('utf-8', 'replace'),
-                          proc.stderr.decode('utf-8', 'replace'))
+            with agent(start=True) as sock:
+                reply = _request(sock, _attach_request(
+                    ctid, os.path.basename(directory), max_bytes, timeout),
+                    dir_fd, timeout=timeout + REPLY_SECONDS)
+        except AgentError as e:
+            return privsep.Result(1, '', str(e))
+    if 'exit_code' in reply:
+        return privsep.Result(reply['exit_code'], '',
+                              reply.get('stderr', ''))
+    return privsep.Result(0, '', '')
 
 
 @privsep.vz_pctxt.entrypoint
-def stop_console_logger(directory):
-    """Detach the console logger of ``directory``; True if one ran."""
+def detach_console(directory):
+    """Detach the console of ``directory``'s instance.
+
+    :returns: ``(address, port)`` of the serial console it served, or None.
+    """
+    name = _instance_name(directory)
     try:
         with _instance_dir(directory) as dir_fd:
-            pid = _console_logger_pid(directory, dir_fd)
-    except FileNotFoundError:
-        return False
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + CONSOLE_STOP_SECONDS
-    while _process_alive(pid):
-        if time.monotonic() > deadline:
-            # The logger leads its own process group, with its vzctl.
-            os.killpg(pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    return True
+            _stop_legacy_logger(directory, dir_fd)
+    except (FileNotFoundError, privsep.ArgumentRejected):
+        pass    # no directory (or a link): nothing of ours is there
+    with agent() as sock:
+        if sock is None:
+            return None
+        reply = _request(sock, {'op': 'detach', 'name': name})
+    return tuple(reply['serial']) if reply.get('serial') else None
+
+
+@privsep.vz_pctxt.entrypoint
+def serve_serial_console(directory, address, port):
+    """Have the agent serve the console on ``address``:``port`` (TCP).
+
+    Only Nova's ``[serial_console] proxyclient_address`` and ports of its
+    ``port_range`` are served.  ``port`` None only asks where it serves.
+
+    :returns: ``(address, port)`` where it serves, None when it does not
+        (or does not hold the console), or ``errno.EADDRINUSE`` when the
+        port is taken.
+    """
+    name = _instance_name(directory)
+    if not CONF.serial_console.enabled:
+        raise privsep.ArgumentRejected('the serial console is disabled')
+    if address != CONF.serial_console.proxyclient_address:
+        raise privsep.ArgumentRejected('%r is not [serial_console] '
+                                       'proxyclient_address' % (address,))
+    if port is not None:
+        start, stop = (int(p) for p in
+                       CONF.serial_console.port_range.split(':'))
+        if not isinstance(port, int) or not start <= port < stop:
+            raise privsep.ArgumentRejected('port %r is outside [serial_'
+                                           'console] port_range' % (port,))
+    with agent() as sock:
+        if sock is None:
+            return None
+        reply = _request(sock, {'op': 'serve', 'name': name,
+                                'address': address, 'port': port})
+    if reply.get('errno') == errno.EADDRINUSE:
+        return errno.EADDRINUSE
+    return tuple(reply['serial']) if reply.get('serial') else None
+
+
+@privsep.vz_pctxt.entrypoint
+def console_agent_status():
+    """``{"pid": N, "sessions": [...]}`` of the host's agent, or None."""
+    with agent() as sock:
+        if sock is None:
+            return None
+        return _request(sock, {'op': 'list'})
 
 
 @privsep.vz_pctxt.entrypoint

@@ -15,7 +15,7 @@
 The driver answers a whole periodic cycle of Nova's compute manager from one
 ``vzlist -a -j`` listing, so the number of vzlist calls of a cycle does not
 grow with the number of containers; and a spawn changes the host with
-exactly ``vzctl create``, ``set`` and ``start``, with the console logger's
+exactly ``vzctl create``, ``set`` and ``start``, with the console agent's
 ``vzctl console`` before the start.  tools/benchmark.py measures the same
 at scale.
 """
@@ -176,7 +176,7 @@ class TestCallCounts(test.NoDBTestCase):
         self._spawn(instance)
         self.addCleanup(console.remove, instance)
         mutating = [c.argv[0] for c in self.calls if c.tool == 'vzctl']
-        # The console logger attaches before the start, to log all of it.
+        # The console agent attaches before the start, to log all of it.
         self.assertEqual(['create', 'set', 'console', 'start'], mutating)
         self.assertEqual({'vzctl', 'vzlist'},
                          {c.tool for c in self.calls})

@@ -191,12 +191,21 @@ class Kernel(abc.ABC):
         """
         return os.path.join(self.host.state_dir, '%d.console' % ctid)
 
+    def console_input_path(self, ctid):
+        """What is typed on the container's console: its init's stdin.
+
+        A FIFO the real backend makes and holds open while the container
+        runs; a modelled container has none, and its console drops input.
+        """
+        return os.path.join(self.host.state_dir, '%d.console-in' % ctid)
+
     def forget(self, ctid):
         """Drop what the kernel keeps of a destroyed container."""
-        try:
-            os.unlink(self.console_path(ctid))
-        except FileNotFoundError:
-            pass
+        for path in (self.console_path(ctid), self.console_input_path(ctid)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         self.host.drop_runtime(ctid)
         self.refresh_proc()
 

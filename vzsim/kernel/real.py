@@ -376,10 +376,12 @@ def _supervise(host_root, ctid, spec, report, go):
     """The supervisor: start the container, wait for it, clean up."""
     os.setsid()
     _set_comm(SUPERVISOR_COMM % ctid)
-    null = os.open('/dev/null', os.O_RDWR)
+    # The console: init reads what is typed on it (the FIFO, held open
+    # here so that it never ends) and writes to the console file.
+    typed = os.open(spec['console_input'], os.O_RDWR)
     console = os.open(spec['console'], os.O_WRONLY | os.O_CREAT |
                       os.O_APPEND, 0o600)
-    for fd, source in ((0, null), (1, console), (2, console)):
+    for fd, source in ((0, typed), (1, console), (2, console)):
         os.dup2(source, fd)
     keep = {0, 1, 2, report, go}
     for fd in os.listdir('/proc/self/fd'):
@@ -501,7 +503,10 @@ class RealKernel(base.Kernel):
             spec = {'group': group.name, 'root': root,
                     'hostname': config.get('HOSTNAME') or 'localhost',
                     'nodes': device_rules(config)[1],
-                    'console': self.console_path(ctid)}
+                    'console': self.console_path(ctid),
+                    'console_input': self.console_input_path(ctid)}
+            if not os.path.exists(spec['console_input']):
+                os.mkfifo(spec['console_input'], 0o600)
             init_pid, supervisor = self._spawn(ctid, spec)
         except BaseException:
             group.remove()

@@ -372,6 +372,7 @@ class TestSimulatedStack(testtools.TestCase):
         for flag in ('pause', 'suspend', 'resize', 'rescue',
                      'live_migration', 'vnc_console'):
             self.assertEqual('False', section[flag], flag)
+        self.assertEqual('True', section['serial_console'])
         self.assertEqual('False', tempest['validation']['run_validation'])
         self.assertEqual('11111111-2222-3333-4444-555555555555',
                          tempest['compute']['image_ref'])

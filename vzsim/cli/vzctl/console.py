@@ -24,10 +24,14 @@ stopped, and it shows what each boot writes.
 
 The simulated tty 0 (tty1, the console) is the kernel's console file
 (:meth:`Kernel.console_path`), followed from its end at attach time; other
-ttys never say anything.  Input to the tty is dropped: no getty listens in
-a simulated container.  Unlike a real tty, the simulated one closes when
-its container is destroyed or the host directory goes, and vzctl then
-detaches as if stdin had ended, so no console session outlives its host.
+ttys never say anything.  What is typed goes to the console's input
+(:meth:`Kernel.console_input_path`), a FIFO that is a real container's
+init's standard input, with Enter (CR) turned into a newline as a tty's
+ICRNL does; there is no echo and no line editing.  Input is dropped while
+the container is stopped, on a modelled host and on ttys other than 0.
+Unlike a real tty, the simulated one closes when its container is
+destroyed or the host directory goes, and vzctl then detaches as if stdin
+had ended, so no console session outlives its host.
 """
 
 import os
@@ -87,6 +91,22 @@ class _Follower(threading.Thread):
         return True
 
 
+def _type(path, data):
+    """Send ``data`` to the console's input, if a container reads it."""
+    if path is None:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:    # no FIFO (modelled), or nobody reads it (stopped)
+        return
+    try:
+        os.write(fd, data.replace(b'\r', b'\n'))
+    except OSError:    # a full pipe: nobody reads what is typed
+        pass
+    finally:
+        os.close(fd)
+
+
 def _raw_stdin():
     """Put a terminal stdin in raw mode; return how to restore it."""
     try:
@@ -126,6 +146,7 @@ def attach(call):
             return E_VALUE
     host, ctid = call.host, call.ctid
     path = call.kernel.console_path(ctid) if ttyno == 0 else os.devnull
+    typed = call.kernel.console_input_path(ctid) if ttyno == 0 else None
     follower = _Follower(path, lambda: host.has_config(ctid))
     sys.stderr.write('Attached to CT %d (ESC . to detach)\n' % ctid)
     sys.stderr.flush()
@@ -149,7 +170,9 @@ def attach(call):
                     break
                 if byte == ord('!'):
                     continue    # SAK: nothing to kill in the simulation
+                _type(typed, bytes([ESC]))
             new_line = byte == ENTER
+            _type(typed, bytes([byte]))
     finally:
         follower.stop.set()
         follower.join()

@@ -24,6 +24,7 @@ test creates, with addresses in 10.213.0.0/16.
 
 import concurrent.futures
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -228,6 +229,33 @@ class TestLifecycle(RealKernelTestCase):
                     expect=1)
         self.booted(ctid)
         self.assertEqual('ct0', self.inside(ctid, 'hostname'))
+
+    def test_what_is_typed_on_the_console_runs_in_the_guest_shell(self):
+        ctid = self.create()
+        self.start(ctid)
+        self.booted(ctid)
+        proc = subprocess.Popen(
+            [os.path.join(self.host.tools_dir, 'vzctl'), 'console',
+             str(ctid)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        self.addCleanup(proc.communicate)
+        self.addCleanup(proc.kill)
+        self.assertIn(b'Attached to CT', proc.stderr.readline())
+        # Enter is CR on a terminal; the shell reads a line.
+        proc.stdin.write(b'echo typed-$((6*7))\r')
+        proc.stdin.flush()
+        seen = []
+
+        def output():
+            if select.select([proc.stdout], [], [], 0.1)[0]:
+                seen.append(os.read(proc.stdout.fileno(), 4096))
+            return b'typed-42\n' in b''.join(seen)
+        self.wait_for(output, what='the typed command to run')
+        proc.stdin.write(b'\x1b.')
+        proc.stdin.flush()
+        self.assertEqual(0, proc.wait(10))
+        with open(self.host.path('var/lib/vzsim/%d.console' % ctid)) as f:
+            self.assertIn('typed-42\n', f.read())
 
     def test_exec_joins_arguments_and_maps_exit_codes(self):
         ctid = self.create()
