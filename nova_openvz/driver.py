@@ -53,9 +53,6 @@ CONF = openvz_conf.CONF
 
 TOOLS = ('vzctl', 'vzlist')
 _USER_RE = re.compile(r'^[a-z_][a-z0-9_-]{0,31}\Z')
-_HOSTNAME_RE = re.compile(
-    r'^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)'
-    r'(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z', re.IGNORECASE)
 # How often spawn retries with a new CT ID when another vzctl user took
 # the one it picked (exit 9 or 44).
 CTID_ATTEMPTS = 3
@@ -181,12 +178,11 @@ class OpenVZDriver(driver.ComputeDriver):
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
         volumes.check_boot(instance, block_device_info)
-        hostname = _checked_hostname(instance)
         nics = network.nics(network_info)
         template = self.templates.ensure(context, instance, image_meta)
         container = self._create(instance, template, settings.Identity(
             instance.uuid, inventory.describe(instance.uuid, instance.name),
-            hostname))
+            network.guest_hostname(instance.hostname)))
         try:
             grants = self.volumes.prepare_spawn(
                 container, instance, block_device_info,
@@ -494,12 +490,3 @@ def _neutron_failed(event_name, instance):
 
 def _is_executable(path):
     return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
-def _checked_hostname(instance):
-    """The instance hostname, refused if it could not be a hostname."""
-    hostname = instance.hostname or ''
-    if hostname and not _HOSTNAME_RE.match(hostname):
-        raise nova_exception.InvalidInput(
-            reason='hostname %r is not a valid host name' % hostname)
-    return hostname

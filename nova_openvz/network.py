@@ -34,6 +34,7 @@ them; nothing is plugged into a switch.
 import collections
 import ipaddress
 import re
+import unicodedata
 
 from nova import exception as nova_exception
 from nova.network import model as network_model
@@ -292,3 +293,30 @@ def plugged_events(network_info):
 def initialize():
     """Load os-vif's plugins (once per process)."""
     os_vif.initialize()
+
+
+#: What a Linux host name holds at most (HOST_NAME_MAX, sethostname(2)).
+HOSTNAME_MAX = 64
+_LABEL_RE = re.compile(r'[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z')
+
+
+def guest_hostname(hostname):
+    """The host name the container gets for Nova's ``instance.hostname``.
+
+    Nova keeps Latin-1 letters of a display name in ``hostname`` ("café")
+    and, since microversion 2.94, takes FQDNs of up to 255 characters; a
+    container's kernel takes neither (vzctl start fails).  As a libvirt
+    guest would end up with, letters lose their accents, anything else
+    becomes ``-``, and a name longer than the kernel allows keeps its first
+    label.  '' (no host name) when nothing usable is left.
+    """
+    text = unicodedata.normalize('NFKD', hostname or '')
+    text = text.encode('ascii', 'ignore').decode().lower()
+    labels = [re.sub(r'-+', '-', re.sub(r'[^a-z0-9-]', '-', label)
+                     ).strip('-')[:63].strip('-')
+              for label in text.split('.')]
+    labels = [label for label in labels if _LABEL_RE.match(label)]
+    name = '.'.join(labels)
+    if len(name) >= HOSTNAME_MAX:
+        name = labels[0]
+    return name

@@ -117,6 +117,14 @@ class TestLifecycle(allinone.OpenVZCloudTestCase):
         self._start_server(stopped)
         self.assertEqual('running', self.container(stopped)['status'])
 
+    def test_a_display_name_with_accents_boots_with_a_plain_hostname(self):
+        # Nova keeps Latin-1 letters in the hostname it derives from a
+        # display name; the kernel takes only a DNS-style name.
+        server = self.boot(name='Café Ünïcode')
+        self.assertEqual('ACTIVE', server['status'])
+        self.assertEqual('cafe-unicode',
+                         self._config(self.container(server))['HOSTNAME'])
+
     def test_inside_the_container_hostname_and_memory_match_the_server(self):
         if self.kernel_backend != 'real':
             self.skipTest('needs the real kernel backend (root and the '

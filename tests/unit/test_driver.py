@@ -183,20 +183,3 @@ class TestHelpers(testtools.TestCase):
                          vz4.version_number('vzctl version 7.0.12'))
         for text in ('', 'vzctl 4.11', 'version 4'):
             self.assertRaises(ValueError, vz4.version_number, text)
-
-    def hostname(self, name):
-        objects.register_all()
-        return driver._checked_hostname(objects.Instance(hostname=name))
-
-    def test_valid_hostnames_pass(self):
-        for name in ('web', 'web-1', 'Web1.example.org', 'a' * 63,
-                     '.'.join(['a' * 63] * 3 + ['a' * 61])):
-            self.assertEqual(name, self.hostname(name))
-        self.assertEqual('', self.hostname(''))
-        self.assertEqual('', self.hostname(None))
-
-    def test_invalid_hostnames_are_refused(self):
-        for name in ('-web', 'web-', 'web_1', 'a' * 64, 'web..org',
-                     'web\n', 'web 1', 'wéb', '.'.join(['a' * 63] * 4)):
-            self.assertRaises(nova_exception.InvalidInput,
-                              self.hostname, name)

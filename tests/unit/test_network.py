@@ -286,3 +286,31 @@ class TestPluggedEvents(_Base):
     def test_nothing_is_waited_for_in_routed_mode(self):
         self.flags(group='openvz', network_mode='routed')
         self.assertEqual([], network.plugged_events([make_vif()]))
+
+
+class TestGuestHostname(testtools.TestCase):
+
+    def test_valid_hostnames_are_kept(self):
+        for name in ('web', 'web-1', 'web1.example.org', 'a' * 63,
+                     '.'.join(['a' * 30, 'b' * 32])):
+            self.assertEqual(name, network.guest_hostname(name))
+        self.assertEqual('', network.guest_hostname(''))
+        self.assertEqual('', network.guest_hostname(None))
+
+    def test_what_nova_accepts_becomes_a_name_the_kernel_takes(self):
+        # Latin-1 letters Nova keeps from a display name, upper case,
+        # characters a host name cannot hold.
+        for name, expected in (('café', 'cafe'), ('Web_1', 'web-1'),
+                               ('-web-', 'web'), ('web..org', 'web.org'),
+                               ('müll über', 'mull-uber'), ('☃', '')):
+            self.assertEqual(expected, network.guest_hostname(name))
+
+    def test_a_long_fqdn_keeps_its_first_label(self):
+        # Microversion 2.94 allows FQDNs beyond the kernel's 64 bytes.
+        fqdn = '.'.join(['a' * 20, 'b' * 30, 'c' * 27])
+        self.assertEqual('a' * 20, network.guest_hostname(fqdn))
+        self.assertEqual('d' * 63, network.guest_hostname('d' * 70))
+        for name in ('café', fqdn, 'x' * 300):
+            self.assertLess(len(network.guest_hostname(name)),
+                            network.HOSTNAME_MAX)
+
