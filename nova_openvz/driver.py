@@ -344,7 +344,9 @@ class OpenVZDriver(driver.ComputeDriver):
         The ports are unplugged once the container is down.
         """
         container = self.listing.handle(instance.uuid)
-        if not timeout:
+        if timeout <= 0:
+            # As libvirt: no window (os_shutdown_timeout 0 or below) is
+            # a hard stop, never a STOP_TIMEOUT vzctl would refuse.
             container.stop(fast=True)
         else:
             if container.stop_timeout != timeout:

@@ -20,6 +20,10 @@ flavor is changed, and :mod:`nova_openvz.resources` reads values through
 
 from nova_openvz import exception
 
+#: The largest limit accepted: within every vzctl limit's range, and
+#: within the privileged helper's table (numbers of at most 10 digits).
+LIMIT_MAX = 2 ** 31 - 1
+
 #: name -> (description, value schema in Nova's validator format)
 SPECS = {
     'cpuunits': (
@@ -29,23 +33,23 @@ SPECS = {
     'cpulimit': (
         'Upper CPU limit in percent of one CPU (vzctl --cpulimit); 200 is '
         'two full CPUs, 0 is no limit. Overrides quota:cpu_quota.',
-        {'type': int, 'min': 0}),
+        {'type': int, 'min': 0, 'max': LIMIT_MAX}),
     'ioprio': (
         'Disk I/O priority, 0 (lowest) to 7 (vzctl --ioprio).',
         {'type': int, 'min': 0, 'max': 7}),
     'iolimit': (
         'Disk I/O bandwidth limit in MB/s, 0 is no limit (vzctl --iolimit).',
-        {'type': int, 'min': 0}),
+        {'type': int, 'min': 0, 'max': LIMIT_MAX}),
     'iopslimit': (
         'Disk I/O operations per second limit, 0 is no limit '
         '(vzctl --iopslimit).',
-        {'type': int, 'min': 0}),
+        {'type': int, 'min': 0, 'max': LIMIT_MAX}),
     'numproc': (
         'Maximum number of processes and threads (vzctl --numproc).',
-        {'type': int, 'min': 1}),
+        {'type': int, 'min': 1, 'max': LIMIT_MAX}),
     'numfile': (
         'Maximum number of open files (vzctl --numfile).',
-        {'type': int, 'min': 1}),
+        {'type': int, 'min': 1, 'max': LIMIT_MAX}),
     'layout': (
         'Disk layout of the container, overriding [openvz] layout.',
         {'type': str, 'enum': ['ploop', 'simfs']}),

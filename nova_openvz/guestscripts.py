@@ -229,6 +229,8 @@ def password_script(user, password):
     here-document into a variable, and given to chpasswd or passwd by the
     shell's builtin printf), never on a command line.
     """
+    if not password:
+        raise ValueError('an empty password would let anyone log in')
     if '\n' in password or '\r' in password or '\0' in password:
         raise ValueError('a password cannot hold line breaks')
     # The here-document's end marker must not be the password itself.

@@ -35,7 +35,6 @@ openvz:numproc, openvz:numfile      NUMPROC / NUMFILE
 ==================================  =========================================
 """
 
-import math
 import os
 
 import os_resource_classes as orc
@@ -93,7 +92,11 @@ def _cpulimit(flavor):
     period = extra_specs.check(
         'quota:cpu_period', flavor.extra_specs.get('quota:cpu_period', 0),
         {'type': int, 'min': 0, 'max': 1000000}) or DEFAULT_CPU_PERIOD
-    return int(math.ceil(100.0 * quota / period * flavor.vcpus))
+    # Whole numbers only: Nova allows quotas up to 2^64, past float range.
+    # Each vCPU gets quota/period of a CPU, so more than the period each
+    # is no limit beyond the vCPUs themselves.
+    percent = -(-100 * quota * flavor.vcpus // period)
+    return min(percent, 100 * flavor.vcpus)
 
 
 #: Nova's disk QoS extra specs, by the one vzctl limit each becomes.

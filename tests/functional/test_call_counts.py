@@ -187,3 +187,22 @@ class TestCallCounts(test.NoDBTestCase):
         self.assertEqual(['create', 'set', 'start'], logged)
         self.assertEqual(power_state.RUNNING,
                          self.driver.get_info(instance).state)
+
+    def test_power_off_without_a_window_is_one_fast_stop(self):
+        # os_shutdown_timeout 0 or below (Nova passes it on as it is).
+        instance = self._instance(hostname='stopped')
+        instance.info_cache = objects.InstanceInfoCache(
+            network_info=network_model.NetworkInfo())
+        self._spawn(instance)
+        self.addCleanup(console.remove, instance)
+        for timeout in (0, -5):
+            del self.calls[:]
+            self.driver.power_off(instance, timeout=timeout)
+            self.assertEqual([['stop', 'ct', '--fast']],
+                             [[w if not w.isdigit() else 'ct'
+                               for w in c.argv]
+                              for c in self.calls if c.tool == 'vzctl'])
+            self.assertEqual(power_state.SHUTDOWN,
+                             self.driver.get_info(instance,
+                                                  use_cache=False).state)
+            self.driver.power_on(None, instance, [])

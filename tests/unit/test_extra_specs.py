@@ -87,6 +87,13 @@ class TestNovaLoader(testtools.TestCase):
         self.assertRaises(nova_exception.ValidationError,
                           self.validate, 'openvz:ioprio', '8')
 
+    def test_limits_beyond_what_vzctl_takes_are_rejected(self):
+        for name in ('numproc', 'numfile', 'cpulimit', 'iolimit',
+                     'iopslimit'):
+            self.assertRaises(nova_exception.ValidationError, self.validate,
+                              'openvz:' + name, str(10 ** 40))
+            self.validate('openvz:' + name, str(2 ** 31 - 1))
+
     def test_unknown_names_in_the_namespace_are_rejected(self):
         self.assertRaises(nova_exception.ValidationError,
                           self.validate, 'openvz:cpu_units', '1000')

@@ -330,6 +330,11 @@ class TestPasswordScript(_Sandbox):
             self.run_script(guestscripts.password_script('root', password))
             self.assertEqual('root:%s\n' % password, self.result())
 
+    def test_an_empty_password_is_refused(self):
+        # Else root of the guest would have no password at all.
+        self.assertRaises(ValueError, guestscripts.password_script, 'root',
+                          '')
+
     def test_passwd_when_there_is_no_chpasswd(self):
         self.fake('passwd', 'echo "$@" > %s\ncat > %s\n'
                   % (self.args, self.out))

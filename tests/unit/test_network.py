@@ -313,4 +313,3 @@ class TestGuestHostname(testtools.TestCase):
         for name in ('café', fqdn, 'x' * 300):
             self.assertLess(len(network.guest_hostname(name)),
                             network.HOSTNAME_MAX)
-

@@ -112,6 +112,12 @@ class TestFlavorSettings(_Base):
             flavor(vcpus=3, **{'quota:cpu_quota': '5000',
                                'quota:cpu_period': '20000'})))['--cpulimit'])
 
+    def test_a_quota_beyond_float_range_is_all_the_vcpus(self):
+        # Nova's API accepts any integer; 100.0 * quota overflowed.
+        self.assertEqual('200', options(flavor_settings(
+            flavor(vcpus=2, **{'quota:cpu_quota': str(10 ** 309)})))[
+                '--cpulimit'])
+
     def test_negative_cpu_quota_means_no_limit(self):
         self.assertEqual('0', options(flavor_settings(
             flavor(**{'quota:cpu_quota': '-1'})))['--cpulimit'])
