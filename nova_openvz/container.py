@@ -114,14 +114,22 @@ class Container(object):
     def remove(self):
         """Kill and destroy the container and vzctl's leftover files.
 
-        A container already gone is no error.
+        A container already gone is no error, nor one left mounted (by an
+        operator's ``vzctl mount``, or a start cut short): stop leaves a
+        container that is not running mounted, and destroy refuses it.
         """
         gone = (0, self.tools.EXIT_CONFIG_MISSING)
         try:
             self._vzctl(self.tools.stop(self.ctid, fast=True), ok_codes=gone,
                         changes=False)
-            self._vzctl(self.tools.destroy(self.ctid), ok_codes=gone,
-                        changes=False)
+            call = self._vzctl(self.tools.destroy(self.ctid),
+                               ok_codes=gone + (self.tools.EXIT_MOUNTED,),
+                               changes=False)
+            if call.exit_code == self.tools.EXIT_MOUNTED:
+                self._vzctl(self.tools.umount(self.ctid), ok_codes=(
+                    0, self.tools.EXIT_NOT_MOUNTED), changes=False)
+                self._vzctl(self.tools.destroy(self.ctid), ok_codes=gone,
+                            changes=False)
             priv_containers.remove_destroyed_configs(self.ctid)
         finally:
             if self._listing is not None and self.instance_uuid:

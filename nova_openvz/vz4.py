@@ -38,6 +38,8 @@ from nova_openvz import settings
 EXIT_CONFIG_MISSING = 14
 EXIT_NOT_RUNNING = 31
 EXIT_RUNNING = 32
+EXIT_NOT_MOUNTED = 40
+EXIT_MOUNTED = 41
 _VERSION_RE = re.compile(r'vzctl version (\d+)\.(\d+)(?:\.(\d+))?')
 
 # -- settings, one small function each ---------------------------------------
@@ -172,6 +174,10 @@ def restart(ctid, fast):
 
 def destroy(ctid):
     return commands.VZCTL_DESTROY.argv([ctid])
+
+
+def umount(ctid):
+    return commands.VZCTL_UMOUNT.argv([ctid])
 
 
 def run_script(ctid):

@@ -178,6 +178,8 @@ VZCTL_STOP = Shape('vzctl', ['stop'], [CTID], _flags('--fast'),
 VZCTL_RESTART = Shape('vzctl', ['restart'], [CTID],
                       _flags('--wait', '--fast'), guards=['ctid'])
 VZCTL_DESTROY = Shape('vzctl', ['destroy'], [CTID], guards=['ctid'])
+#: Only to destroy a container left mounted (reference 1.6: exit 41).
+VZCTL_UMOUNT = Shape('vzctl', ['umount'], [CTID], guards=['ctid'])
 #: A script for the container's shell, on standard input (reference 1.8).
 VZCTL_EXEC2 = Shape('vzctl', ['exec2'], [CTID, '-'], guards=['ctid'],
                     stdin=True)
@@ -209,7 +211,8 @@ PLOOP_UMOUNT = Shape('ploop', ['umount', '-m'], [PATH],
                      guards=['ploop_umount'])
 
 SHAPES = (VZCTL_VERSION, VZCTL_CREATE, VZCTL_SET, VZCTL_START, VZCTL_STOP,
-          VZCTL_RESTART, VZCTL_DESTROY, VZCTL_EXEC2, VZCTL_CHKPNT,
+          VZCTL_RESTART, VZCTL_DESTROY, VZCTL_UMOUNT, VZCTL_EXEC2,
+          VZCTL_CHKPNT,
           VZCTL_SNAPSHOT, VZCTL_SNAPSHOT_DELETE, VZCTL_SNAPSHOT_MOUNT,
           VZCTL_SNAPSHOT_UMOUNT, VZLIST_ALL, VZLIST_SOME,
           PLOOP_RESTORE_DESCRIPTOR, PLOOP_MOUNT, PLOOP_UMOUNT)

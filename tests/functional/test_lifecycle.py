@@ -81,6 +81,19 @@ class TestLifecycle(allinone.OpenVZCloudTestCase):
         self.assertIsNone(self.container(server))
         self.assertEqual([], self.vzhost.leftovers(ctid))
 
+    def test_delete_of_a_container_left_mounted_leaves_nothing(self):
+        # An operator's "vzctl mount" (or a start cut short by a crash)
+        # leaves a stopped container mounted; vzctl destroy refuses it.
+        server = self.boot()
+        ctid = self.container(server)['ctid']
+        server = self._stop_server(server)
+        code, _, err = self.vzhost.run('vzctl', 'mount', ctid)
+        self.assertEqual(0, code, err)
+        self.assertEqual('mounted', self.container(server)['status'])
+        self._delete_server(server)
+        self.assertIsNone(self.container(server))
+        self.assertEqual([], self.vzhost.leftovers(ctid))
+
     def _assert_failed_boot_is_clean(self, command, exit_code, message):
         """A vzctl failure during boot: ERROR, vzctl's words, a clean host."""
         self.flags(max_attempts=1, group='scheduler')
