@@ -26,6 +26,7 @@ import uuid
 
 import fixtures
 import nova.conf  # noqa: F401  ([api] dhcp_domain, [DEFAULT] host)
+import os_vif
 from oslo_config import fixture as config_fixture
 import testtools
 
@@ -101,6 +102,9 @@ class TestTable(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
+        # Ports become os-vif objects (the bridge): registered here, not
+        # by whichever test happened to run before in this worker.
+        os_vif.objects.register_all()
         self.useFixture(sim_fixture.SimulatedHostFixture())
         self.useFixture(sim_fixture.InProcessPrivsep())
         self.flags = self.useFixture(config_fixture.Config(CONF)).config
