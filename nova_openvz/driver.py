@@ -219,9 +219,11 @@ class OpenVZDriver(driver.ComputeDriver):
         Retried with another ID when another vzctl user took the one
         picked (exit 9 or 44).
         """
+        tried = set()
         for attempt in range(CTID_ATTEMPTS):
-            container = self.listing.new_handle(self.allocator.reserve(),
-                                                instance.uuid)
+            container = self.listing.new_handle(
+                self.allocator.reserve(avoid=tried), instance.uuid)
+            tried.add(container.ctid)
             try:
                 container.create(template, resources.disk(instance.flavor),
                                  identity)

@@ -44,7 +44,7 @@ CONF = openvz_conf.CONF
 #: The tool generation's renderer and parsers (see :mod:`nova_openvz.vz4`).
 _TOOLS = container_handle.Container.tools
 
-_CTID_FILE_RE = re.compile(r'^([0-9]+)(\.conf.*)?$')
+_CTID_FILE_RE = re.compile(r'^([0-9]+)(\.conf.*|\.lck)?$')
 _UNSAFE_RE = re.compile(r'[^A-Za-z0-9._-]')
 
 
@@ -217,10 +217,11 @@ class ContainerListing(object):
 class CtidAllocator(object):
     """Hands out free container IDs without races.
 
-    An ID is free when no container config, destroyed config or private
-    area uses it and no spawn in this process holds it.  vzctl's own
-    per-container lock and its "private area exists" check (exit 44) guard
-    against other processes; the caller retries with a new ID then.
+    An ID is free when no container config, destroyed config, private
+    area or vzctl lock file uses it and no spawn in this process holds it.
+    vzctl's own per-container lock and its "private area exists" check
+    (exit 44) guard against other processes; the caller retries then,
+    avoiding the IDs it tried.
     """
 
     def __init__(self, listing):
@@ -231,7 +232,8 @@ class CtidAllocator(object):
     def _ids_on_disk(self):
         found = set()
         host = privsep.paths()
-        for directory in (host.conf_dir, host.private_parent()):
+        for directory in (host.conf_dir, host.private_parent(),
+                          host.lock_dir):
             try:
                 names = os.listdir(directory)
             except OSError as e:
@@ -243,8 +245,9 @@ class CtidAllocator(object):
                     found.add(int(match.group(1)))
         return found
 
-    def reserve(self):
-        used = self._listing.used_ctids() | self._ids_on_disk()
+    def reserve(self, avoid=()):
+        """A free CT ID, none of ``avoid``, held until :meth:`release`."""
+        used = self._listing.used_ctids() | self._ids_on_disk() | set(avoid)
         with self._lock:
             ctid = CONF.openvz.min_ctid
             while ctid in used or ctid in self._reserved:

@@ -65,6 +65,11 @@ class HostPaths(object):
         return self.values.get('DUMPDIR', '/vz/dump')
 
     @property
+    def lock_dir(self):
+        """Where vzctl keeps ``<CTID>.lck`` (reference 1.1, LOCKDIR)."""
+        return self.values.get('LOCKDIR', '/vz/lock')
+
+    @property
     def default_layout(self):
         return self.values.get('VE_LAYOUT', 'ploop')
 

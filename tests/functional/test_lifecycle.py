@@ -94,6 +94,17 @@ class TestLifecycle(allinone.OpenVZCloudTestCase):
         self.assertIsNone(self.container(server))
         self.assertEqual([], self.vzhost.leftovers(ctid))
 
+    def test_a_ct_id_locked_by_another_vzctl_is_not_picked(self):
+        # Another vzctl holds CT 101's lock (reference 1.1): the boot takes
+        # another ID at once instead of retrying the locked one.
+        with open(os.path.join(self.vzhost.root, 'vz/lock/101.lck'),
+                  'w') as f:
+            f.write('%d\ncreating\n' % os.getpid())
+        server = self.boot()
+        self.assertEqual(102, self.container(server)['ctid'])
+        self.assertNotIn(['create', '101'],
+                         [c['argv'][:2] for c in self.vzhost.calls()])
+
     def _assert_failed_boot_is_clean(self, command, exit_code, message):
         """A vzctl failure during boot: ERROR, vzctl's words, a clean host."""
         self.flags(max_attempts=1, group='scheduler')

@@ -278,6 +278,17 @@ class TestCtidAllocator(_OnHost):
         os.mkdir(os.path.join(self.host.root, 'vz/private/105'))
         self.assertEqual(106, self.allocator.reserve())
 
+    def test_an_id_locked_by_another_vzctl_is_skipped(self):
+        # vzctl's lock file of a live process (reference 1.1): creating
+        # there fails with exit 9 however often it is tried.
+        with open(os.path.join(self.host.root, 'vz/lock/101.lck'),
+                  'w') as f:
+            f.write('%d\ncreating\n' % os.getpid())
+        self.assertEqual(102, self.allocator.reserve())
+
+    def test_ids_a_spawn_tried_are_avoided(self):
+        self.assertEqual(103, self.allocator.reserve(avoid={101, 102}))
+
     def test_reserved_ids_are_not_handed_out_twice(self):
         first = self.allocator.reserve()
         second = self.allocator.reserve()
