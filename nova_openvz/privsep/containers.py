@@ -373,14 +373,21 @@ def make_ephemeral_disk(ctid, size_gb, fs_type, mountpoint):
             f.truncate(size_gb * 1024 ** 3)
         processutils.execute('mkfs.%s' % fs_type, '-q', '-F', '-L',
                              EPHEMERAL_LABEL, image)
-        # A guest-made symlink there must not send the mount to the host.
+        # The scripts run while nothing of the guest runs (before init,
+        # after stop), but the guest may have left links behind: a link
+        # on the way must not send the mount to the host, and only a mount
+        # the kernel lists at exactly this path is unmounted (a guest link
+        # there made "mountpoint" and "umount" act on a host mount).
+        steps = mountpoint.strip('/').split('/')
+        no_links = ''.join(
+            "[ -L '%s' ] && exit 1; " % (root + '/' + '/'.join(steps[:i]))
+            for i in range(1, len(steps) + 1))
         _write_managed(_script_path(ctid, 'mount'), 'ephemeral', [
-            "[ -L '%s' ] && exit 1; mkdir -p '%s' && "
-            "mount -o loop,nodev,nosuid '%s' '%s' || exit 1"
-            % (target, target, image, target)])
+            "%smkdir -p '%s' && mount -o loop,nodev,nosuid '%s' '%s' || "
+            "exit 1" % (no_links, target, image, target)])
         _write_managed(_script_path(ctid, 'umount'), 'ephemeral', [
-            "if mountpoint -q '%s'; then umount '%s' || exit 1; fi"
-            % (target, target)])
+            "if grep -qs ' %s ' /proc/mounts; then umount -n '%s' || exit 1; "
+            "fi" % (target, target)])
     except BaseException:
         _remove_ephemeral_disk(ctid, image)
         raise

@@ -337,6 +337,26 @@ class TestFlavorStorage(_RealBackendTestCase):
         self._delete_server(server)
         self.assertEqual([], self.vzhost.leftovers(ctid))
 
+    def test_a_guest_link_at_the_ephemeral_mount_point_spares_the_host(self):
+        # The guest unmounts its ephemeral disk and leaves a link to a
+        # host mount point in its place; stopping the server must not
+        # unmount the host's file system.
+        host_mount = self.useFixture(fixtures.TempDir()).path
+        subprocess.run(['mount', '-t', 'tmpfs', 'tmpfs', host_mount],
+                       check=True)
+        self.addCleanup(subprocess.run, ['umount', '-l', host_mount],
+                        check=False)
+        flavor = self.flavor(**{'OS-FLV-EXT-DATA:ephemeral': 1})
+        server = self.boot(flavor_id=flavor)
+        self.inside(server, 'umount /mnt && mv /mnt /mnt.old && '
+                            'ln -s %s /mnt' % host_mount)
+        server = self._stop_server(server)
+        self.assertTrue(os.path.ismount(host_mount))
+        ctid = self.container(server)['ctid']
+        self._delete_server(server)
+        self.assertTrue(os.path.ismount(host_mount))
+        self.assertEqual([], self.vzhost.leftovers(ctid))
+
     def test_ephemeral_needs_ploop(self):
         self.flags(max_attempts=1, group='scheduler')
         flavor = self.flavor(extra_specs={'openvz:layout': 'simfs'},

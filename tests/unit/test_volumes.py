@@ -221,7 +221,7 @@ class TestEphemeralDisk(_OnSimulatedHost):
         root = os.path.join(self.host.root, 'vz/root/%d' % CTID)
         self.assertIn("mount -o loop,nodev,nosuid '%s' '%s/mnt'"
                       % (image, root), self.script('mount'))
-        self.assertIn("umount '%s/mnt'" % root, self.script('umount'))
+        self.assertIn("umount -n '%s/mnt'" % root, self.script('umount'))
 
     def test_a_failed_mkfs_leaves_nothing(self):
         self.useFixture(fixtures.EnvironmentVariable('PATH', '/nonexistent'))
