@@ -181,12 +181,13 @@ def attach_console(ctid, directory):
     :raises: a :class:`nova_openvz.exception.HostToolError` subclass with
         vzctl's message and exit code when it cannot attach.
     """
-    if priv_console.console_attached(int(ctid), directory):
-        return None
     started = time.monotonic()
-    result = priv_console.attach_console(
+    # A plain sequence once it crossed the boundary.
+    result = privsep.Result(*priv_console.attach_console(
         int(ctid), directory, CONF.openvz.console_log_max_bytes,
-        min(CONF.openvz.tool_timeout, CONSOLE_ATTACH_TIMEOUT))
+        min(CONF.openvz.tool_timeout, CONSOLE_ATTACH_TIMEOUT)))
+    if result.exit_code == 0 and result.stdout == priv_console.HELD:
+        return None
     call = _record('vzctl', ('console', str(ctid)), started, result)
     if call.exit_code != 0:
         raise _error_for(call)

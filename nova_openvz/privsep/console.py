@@ -46,6 +46,8 @@ CONF = privsep.CONF
 #: The agent's program, run by path: ``-m`` would load this package.
 AGENT = os.path.abspath(consoleagent.__file__)
 CONSOLE_FILES = ('console.log', 'console.log.0')
+#: An attach's stdout when the agent held that console already.
+HELD = 'held'
 #: Seconds the agent may take to start listening.
 AGENT_START_SECONDS = 10
 #: Seconds a request may wait beyond its own timeout (a detach: vzctl's).
@@ -280,25 +282,13 @@ def _stop_legacy_logger(directory, dir_fd):
 # -- entrypoints -------------------------------------------------------------
 
 @privsep.vz_pctxt.entrypoint
-def console_attached(ctid, directory):
-    """True when the host's agent holds container ``ctid``'s console."""
-    privsep.check_ctid(str(int(ctid)))
-    name = _instance_name(directory)
-    with agent() as sock:
-        if sock is None:
-            return False
-        sessions = _request(sock, {'op': 'list'}).get('sessions') or []
-    return any(s.get('name') == name and s.get('ctid') == int(ctid) and
-               s.get('attached') for s in sessions)
-
-
-@privsep.vz_pctxt.entrypoint
 def attach_console(ctid, directory, max_bytes, timeout):
-    """Have the agent hold container ``ctid``'s console.
+    """Have the agent hold container ``ctid``'s console, unless it does.
 
     :returns: the attach's :data:`nova_openvz.privsep.Result`: vzctl
         console's own exit code and message when it failed, exit code None
-        when it did not attach in time, 0 when it holds it (already or now).
+        when it did not attach in time, 0 when it holds it, with stdout
+        :data:`HELD` when it held it already (for this very directory).
     """
     privsep.check_ctid(str(int(ctid)))
     timeout = int(timeout)
@@ -311,6 +301,8 @@ def attach_console(ctid, directory, max_bytes, timeout):
                     dir_fd, timeout=timeout + REPLY_SECONDS)
         except AgentError as e:
             return privsep.Result(1, '', str(e))
+    if reply.get('new') is False:
+        return privsep.Result(0, HELD, '')
     if 'exit_code' in reply:
         return privsep.Result(reply['exit_code'], '',
                               reply.get('stderr', ''))

@@ -390,7 +390,8 @@ class TestSerialConsole(ConsoleTestCase):
 
     def test_no_console_no_serial_console(self):
         self.assertRaises(nova_exception.ConsoleNotAvailable,
-                          console.serial, self.instance, 999)
+                          console.serial, self.instance,
+                          container.Container(999))
 
 
 class TestTyping(testtools.TestCase):
@@ -542,7 +543,8 @@ class TestPrivilegedSide(ConsoleTestCase):
             # directory.
             logger = subprocess.Popen(
                 [sys.executable, '-c', 'import time; time.sleep(60)',
-                 '-m', priv_console.LEGACY_LOGGER, '--dir', self.directory])
+                 '-m', priv_console.LEGACY_LOGGER[1].decode(), '--dir',
+                 self.directory])
             self.addCleanup(logger.wait)
             self.addCleanup(logger.kill)
             self.wait_for(lambda: priv_console._runs(

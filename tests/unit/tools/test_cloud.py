@@ -57,7 +57,7 @@ class TestTempestFlags(testtools.TestCase):
             status = matrix['operation.' + operation]['driver.openvz']
             self.assertEqual(status in ('complete', 'partial'), flags[flag],
                              entry)
-        for flag in ('vnc_console', 'serial_console', 'pause', 'rescue'):
+        for flag in ('vnc_console', 'pause', 'rescue'):
             self.assertFalse(flags[flag], flag)
 
     def test_unknown_operation_is_an_error(self):
