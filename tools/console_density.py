@@ -182,12 +182,14 @@ class Host(object):
         from nova import objects
 
         from nova_openvz import console
+        from nova_openvz import container
 
         new = [(objects.Instance(uuid=str(uuid.uuid4())),
                 FIRST_CTID + len(self.instances) + n)
                for n in range(count - len(self.instances))]
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
-            list(pool.map(lambda pair: console.attach(*pair), new))
+            list(pool.map(lambda pair: console.attach(
+                pair[0], container.Container(pair[1])), new))
         self.instances += new
         # One line on every console, so that every log file is open.
         for instance, ctid in new:
@@ -204,9 +206,10 @@ class Host(object):
 
     def serve_all(self):
         from nova_openvz import console
+        from nova_openvz import container
 
         for instance, ctid in self.instances:
-            console.serial(instance, ctid)
+            console.serial(instance, container.Container(ctid))
 
     def agent(self):
         from nova_openvz.privsep import console as priv_console
