@@ -52,6 +52,8 @@ HELD = 'held'
 AGENT_START_SECONDS = 10
 #: Seconds a request may wait beyond its own timeout (a detach: vzctl's).
 REPLY_SECONDS = consoleagent.DETACH_SECONDS + 10
+#: Seconds a request waits for the agent's lock (an attach holds it).
+LOCK_SECONDS = 180
 #: Seconds a console taken over from a dead agent may take to attach.
 RESTORE_ATTACH_SECONDS = 60
 #: The per-container logger of earlier releases, stopped on attach.
@@ -225,6 +227,25 @@ def _restore(sock, held):
             continue    # its directory or container went meanwhile
 
 
+def _flock(fd, operation):
+    """Take a lock on the agent's lock file, polling.
+
+    A blocking flock() would hold the whole process when the holder is a
+    green thread of the same process (an eventlet-patched nova-compute):
+    it could never run again to let go.  Polling sleeps, so it yields.
+    """
+    deadline = time.monotonic() + LOCK_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise AgentError('the console agent stayed locked for %ds'
+                                 % LOCK_SECONDS)
+            time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def agent(start=False):
     """A verified connection to the host's agent, started if ``start``.
@@ -236,12 +257,12 @@ def agent(start=False):
                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                    0o600)
     try:
-        fcntl.flock(lock, fcntl.LOCK_SH)
+        _flock(lock, fcntl.LOCK_SH)
         sock = _connect(directory)
         if sock is None and start:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            _flock(lock, fcntl.LOCK_EX)
             sock = _connect(directory) or _start(directory)
-            fcntl.flock(lock, fcntl.LOCK_SH)
+            _flock(lock, fcntl.LOCK_SH)
         try:
             yield sock
         finally:
