@@ -122,6 +122,7 @@ class Container(object):
         try:
             self._vzctl(self.tools.stop(self.ctid, fast=True), ok_codes=gone,
                         changes=False)
+            self._umount_leftover_snapshots()
             call = self._vzctl(self.tools.destroy(self.ctid),
                                ok_codes=gone + (self.tools.EXIT_MOUNTED,),
                                changes=False)
@@ -134,6 +135,19 @@ class Container(object):
         finally:
             if self._listing is not None and self.instance_uuid:
                 self._listing.forget(self.instance_uuid)
+
+    def _umount_leftover_snapshots(self):
+        """Unmount what a snapshot whose clean-up failed left mounted.
+
+        Its mount dir, named after the CT, says so; nothing else does once
+        the container's disk is gone.
+        """
+        for guid in priv_images.leftover_snapshot_mounts(self.ctid):
+            try:
+                priv_images.remove_snapshot_mount_dir(self.ctid, guid)
+            except OSError:   # still mounted
+                self.umount_snapshot(guid)
+                priv_images.remove_snapshot_mount_dir(self.ctid, guid)
 
     def run_script(self, script, stopped_ok=False):
         """Run a shell script inside the container as root.

@@ -25,6 +25,11 @@ from oslo_utils import excutils
 LOG = logging.getLogger(__name__)
 
 
+def _name(undo):
+    # Privsep entrypoints and functools.partial objects have no __name__.
+    return getattr(undo, '__qualname__', None) or repr(undo)
+
+
 @contextlib.contextmanager
 def undone_by(undo, *args):
     """Run ``undo(*args)`` after the block; its error wins only on success.
@@ -39,7 +44,6 @@ def undone_by(undo, *args):
             try:
                 undo(*args)
             except Exception:
-                LOG.exception('Cleanup step %s%r failed', undo.__name__,
-                              args)
+                LOG.exception('Cleanup step %s%r failed', _name(undo), args)
     else:
         undo(*args)

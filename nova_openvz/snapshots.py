@@ -33,6 +33,7 @@ import uuid
 from nova.compute import task_states
 from nova.image import glance
 from oslo_log import log as logging
+from oslo_utils import excutils
 from oslo_utils import fileutils
 
 from nova_openvz import conf as openvz_conf
@@ -46,6 +47,21 @@ CONF = openvz_conf.CONF
 IMAGE_API = glance.API()
 
 
+def _thaw_or_stop(container):
+    """Thaw; a container that cannot be thawed is stopped, not left frozen.
+
+    Nova would go on showing a frozen container as running, and nothing
+    in its API could thaw it; a stopped one it shows as such and starts.
+    """
+    try:
+        container.thaw()
+    except Exception:
+        with excutils.save_and_reraise_exception():
+            LOG.error('CT %d could not be thawed: stopping it',
+                      container.ctid)
+            container.stop(fast=True)
+
+
 @contextlib.contextmanager
 def _frozen(container, running):
     """Freeze a running container's processes for the block."""
@@ -53,20 +69,39 @@ def _frozen(container, running):
         yield
         return
     container.freeze()
-    with rollback.undone_by(container.thaw):
+    with rollback.undone_by(_thaw_or_stop, container):
         yield
+
+
+def _delete_unless_mounted(container, guid):
+    """Merge the snapshot back, unless its unmount failed.
+
+    A snapshot still mounted keeps its mount dir: deleting the server
+    unmounts it then (:meth:`Container.remove`), which needs the snapshot.
+    """
+    if guid in priv_images.leftover_snapshot_mounts(container.ctid):
+        LOG.warning('Snapshot %s of CT %d is still mounted; it goes when '
+                    'the server is deleted', guid, container.ctid)
+        return
+    container.delete_snapshot(guid)
 
 
 def _pack_ploop(container, running, filename):
     guid = str(uuid.uuid4())
-    with _frozen(container, running):
-        container.snapshot(guid)
-    with rollback.undone_by(container.delete_snapshot, guid):
-        target = priv_images.make_snapshot_mount_dir(guid)
-        with rollback.undone_by(priv_images.remove_snapshot_mount_dir, guid):
+    with contextlib.ExitStack() as undo:
+        with _frozen(container, running):
+            container.snapshot(guid)
+            # Entered while still frozen, so a failing thaw deletes it too.
+            undo.enter_context(
+                rollback.undone_by(_delete_unless_mounted, container, guid))
+        ctid = container.ctid
+        target = priv_images.make_snapshot_mount_dir(ctid, guid)
+        with rollback.undone_by(priv_images.remove_snapshot_mount_dir,
+                                ctid, guid):
             container.mount_snapshot(guid, target)
             with rollback.undone_by(container.umount_snapshot, guid):
-                hosttools.pack(priv_images.pack_snapshot, guid, filename,
+                hosttools.pack(priv_images.pack_snapshot, ctid, guid,
+                               filename,
                                what='snapshot of CT %d' % container.ctid)
 
 

@@ -99,17 +99,22 @@ def _snapshot_uuid(guid):
     return text
 
 
-def snapshot_mount_dir(guid):
+_SNAPSHOT_DIR_PREFIX = 'nova-snapshot-'
+
+
+def snapshot_mount_dir(ctid, guid):
     """Where a snapshot is mounted to be packed: next to the CT roots.
 
     Root owns that directory (VE_ROOT's parent), so nova-compute cannot
-    swap the mount point for a link to somewhere else on the host.
+    swap the mount point for a link to somewhere else on the host.  The
+    name carries the CT ID, so deleting the container finds the mounts a
+    failed snapshot left (:func:`leftover_snapshot_mounts`).
     """
-    return os.path.join(privsep.paths().root_parent(),
-                        'nova-snapshot-' + _snapshot_uuid(guid))
+    return os.path.join(privsep.paths().root_parent(), '%s%d-%s' % (
+        _SNAPSHOT_DIR_PREFIX, int(ctid), _snapshot_uuid(guid)))
 
 
-def check_snapshot_target(values):
+def check_snapshot_target(ctid, values):
     """snapshot-mount may only mount on its own snapshot's mount dir.
 
     :param values: ``{option: value}`` of the snapshot-mount argv.
@@ -117,7 +122,7 @@ def check_snapshot_target(values):
     if '--id' not in values or '--target' not in values:
         raise privsep.ArgumentRejected(
             'snapshot-mount needs --id and --target')
-    if values['--target'] != snapshot_mount_dir(values['--id']):
+    if values['--target'] != snapshot_mount_dir(ctid, values['--id']):
         raise privsep.ArgumentRejected(
             'snapshot-mount target %r is not the snapshot mount directory'
             % values['--target'])
@@ -144,15 +149,27 @@ def _remove_mount_dir(path):
 
 
 @privsep.vz_pctxt.entrypoint
-def make_snapshot_mount_dir(guid):
+def make_snapshot_mount_dir(ctid, guid):
     """Create (or reuse an empty leftover) mount dir; return its path."""
-    return _make_mount_dir(snapshot_mount_dir(guid))
+    return _make_mount_dir(snapshot_mount_dir(ctid, guid))
 
 
 @privsep.vz_pctxt.entrypoint
-def remove_snapshot_mount_dir(guid):
+def remove_snapshot_mount_dir(ctid, guid):
     """Remove the mount dir; refuses (EBUSY/ENOTEMPTY) while mounted."""
-    _remove_mount_dir(snapshot_mount_dir(guid))
+    _remove_mount_dir(snapshot_mount_dir(ctid, guid))
+
+
+@privsep.vz_pctxt.entrypoint
+def leftover_snapshot_mounts(ctid):
+    """The snapshot UUIDs whose mount dirs CT ``ctid`` still has."""
+    prefix = '%s%d-' % (_SNAPSHOT_DIR_PREFIX, int(ctid))
+    found = []
+    for name in os.listdir(privsep.paths().root_parent()):
+        guid = name[len(prefix):]
+        if name.startswith(prefix) and privsep.UUID_RE.match(guid):
+            found.append(guid)
+    return sorted(found)
 
 
 def _pack(source, filename):
@@ -195,9 +212,9 @@ def _pack(source, filename):
 
 
 @privsep.vz_pctxt.entrypoint
-def pack_snapshot(guid, filename):
+def pack_snapshot(ctid, guid, filename):
     """Pack the mounted snapshot ``guid`` as an OS template tarball."""
-    return _pack(snapshot_mount_dir(guid), filename)
+    return _pack(snapshot_mount_dir(ctid, guid), filename)
 
 
 @privsep.vz_pctxt.entrypoint

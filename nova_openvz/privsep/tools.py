@@ -55,7 +55,7 @@ def _granted_device(shape, operands, options):
 
 
 def _snapshot_target(shape, operands, options):
-    images.check_snapshot_target(dict(options))
+    images.check_snapshot_target(operands[0], dict(options))
 
 
 def _ploop_work(shape, operands, options):

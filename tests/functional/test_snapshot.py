@@ -21,7 +21,11 @@ containers); the clean-up and failure tests also run on the modelled one.
 import glob
 import os
 
+
+from nova.compute import power_state
 from nova.compute import task_states
+from nova import context as nova_context
+from nova import objects
 
 from nova_openvz import snapshots
 from nova_openvz.testing import allinone
@@ -179,3 +183,54 @@ class TestSnapshot(allinone.OpenVZCloudTestCase):
         # The image Nova created for the snapshot is gone again.
         self.assertEqual([], [i for i in self.glance.images.values()
                               if i['name'] == 'broken'])
+
+    def _faults(self, server):
+        """The messages and details of the server's recorded faults."""
+        faults = objects.InstanceFaultList.get_by_instance_uuids(
+            nova_context.get_admin_context(), [server['id']])
+        return ''.join('%s\n%s' % (f.message, f.details) for f in faults)
+
+    def test_a_failed_thaw_stops_the_server_and_deletes_the_snapshot(self):
+        self._require_real()
+        server = self.boot(name='unthawable')
+        # Freeze works; the thaw after the snapshot fails.
+        self.vzhost.inject_fault('vzctl', command='chkpnt', call=2,
+                                 exit_code=16,
+                                 stderr='Unable to resume container')
+        self.api.post_server_action(server['id'],
+                                    {'createImage': {'name': 'frozen'}})
+        self._wait_for_server_parameter(server, {'OS-EXT-STS:task_state':
+                                                 None})
+        self.assertIn('Unable to resume container',
+                      self._faults(server))
+        self.assertEqual('stopped', self.container(server)['status'])
+        # Nova's power-state sync (a periodic task) sees it stopped.
+        driver = self.computes['compute'].driver
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'])
+        self.assertEqual(power_state.SHUTDOWN,
+                         driver.get_info(instance).state)
+        self.assertEqual('', self._snapshot_list(server))
+        self.assertEqual([], self._leftovers())
+
+    def test_a_failed_snapshot_umount_is_reported_and_delete_cleans_up(self):
+        server = self.boot(name='stuck')
+        # Busy once: the snapshot's own clean-up fails, delete's works.
+        self.vzhost.inject_fault('vzctl', command='snapshot-umount', call=1,
+                                 exit_code=161,
+                                 stderr='Unable to umount snapshot: EBUSY')
+        self.api.post_server_action(server['id'],
+                                    {'createImage': {'name': 'stuck'}})
+        self._wait_for_server_parameter(server, {'OS-EXT-STS:task_state':
+                                                 None})
+        traceback = self._faults(server)
+        self.assertIn('Unable to umount snapshot: EBUSY', traceback)
+        self.assertNotIn('AttributeError', traceback)
+        self.assertEqual('ACTIVE',
+                         self.api.get_server(server['id'])['status'])
+        self.assertEqual('running', self.container(server)['status'])
+        self._delete_server(server)
+        self.assertEqual([], self._leftovers())
+        self.assertEqual([], self.vzhost.all_leftovers())
+        with open('/proc/self/mountinfo') as f:
+            self.assertNotIn(self.vzhost.root, f.read())

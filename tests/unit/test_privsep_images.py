@@ -90,16 +90,18 @@ class TestSnapshotMount(HostTree):
 
     def test_mount_dir_sits_next_to_container_roots(self):
         guid = str(uuid.uuid4())
-        expected = os.path.join(self.root, 'root', 'nova-snapshot-' + guid)
-        self.assertEqual(expected, priv_images.snapshot_mount_dir(guid))
-        self.assertEqual(expected,
-                         priv_images.snapshot_mount_dir('{%s}' % guid.upper()))
+        expected = os.path.join(self.root, 'root',
+                                'nova-snapshot-101-' + guid)
+        self.assertEqual(expected, priv_images.snapshot_mount_dir(101, guid))
+        self.assertEqual(expected, priv_images.snapshot_mount_dir(
+            101, '{%s}' % guid.upper()))
         for bad in ('../../etc', '', guid + '/..', 'x' * 36):
-            self.assertRaises(REJECTED, priv_images.snapshot_mount_dir, bad)
+            self.assertRaises(REJECTED, priv_images.snapshot_mount_dir,
+                              101, bad)
 
     def test_snapshot_mount_only_on_its_own_dir(self):
         guid = str(uuid.uuid4())
-        target = priv_images.snapshot_mount_dir(guid)
+        target = priv_images.snapshot_mount_dir(101, guid)
         priv_tools.validate('vzctl', ['snapshot-mount', '101', '--id', guid,
                                       '--target', target])
         priv_tools.validate('vzctl', ['snapshot-umount', '101', '--id',
@@ -107,21 +109,34 @@ class TestSnapshotMount(HostTree):
         for argv in (['--id', guid, '--target', '/etc'],
                      ['--id', guid, '--target', target + '/..'],
                      ['--id', str(uuid.uuid4()), '--target', target],
+                     ['--id', guid, '--target',
+                      priv_images.snapshot_mount_dir(102, guid)],
                      ['--target', target], ['--id', guid]):
             self.assertRaises(REJECTED, priv_tools.validate, 'vzctl',
                               ['snapshot-mount', '101'] + argv)
 
     def test_make_and_remove_the_mount_dir(self):
         guid = str(uuid.uuid4())
-        path = priv_images.make_snapshot_mount_dir(guid)
+        path = priv_images.make_snapshot_mount_dir(101, guid)
         self.assertEqual(0o700, os.stat(path).st_mode & 0o777)
-        self.assertEqual(path, priv_images.make_snapshot_mount_dir(guid))
+        self.assertEqual(path, priv_images.make_snapshot_mount_dir(101, guid))
         open(os.path.join(path, 'busy'), 'w').close()
-        self.assertRaises(REJECTED, priv_images.make_snapshot_mount_dir, guid)
-        self.assertRaises(OSError, priv_images.remove_snapshot_mount_dir, guid)
+        self.assertRaises(REJECTED, priv_images.make_snapshot_mount_dir,
+                          101, guid)
+        self.assertRaises(OSError, priv_images.remove_snapshot_mount_dir,
+                          101, guid)
         os.unlink(os.path.join(path, 'busy'))
-        priv_images.remove_snapshot_mount_dir(guid)
+        priv_images.remove_snapshot_mount_dir(101, guid)
         self.assertFalse(os.path.exists(path))
+
+    def test_leftover_mounts_are_found_by_ct_id(self):
+        mine, other = str(uuid.uuid4()), str(uuid.uuid4())
+        priv_images.make_snapshot_mount_dir(101, mine)
+        priv_images.make_snapshot_mount_dir(1010, other)
+        os.mkdir(os.path.join(self.root, 'root', 'nova-snapshot-101-x'))
+        self.assertEqual([mine], priv_images.leftover_snapshot_mounts(101))
+        self.assertEqual([other], priv_images.leftover_snapshot_mounts(1010))
+        self.assertEqual([], priv_images.leftover_snapshot_mounts(102))
 
 
 class TestPack(HostTree):
