@@ -18,9 +18,11 @@ images into template tarballs, without following links nova-compute could
 plant.
 """
 
+import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 
 from nova_openvz import privsep
@@ -33,20 +35,76 @@ _TEMPLATE_FILE_RE = re.compile(
 
 @privsep.vz_pctxt.entrypoint
 def install_template(source, filename):
-    """Move a downloaded template from the staging dir into the cache."""
+    """Move a downloaded template from the staging dir into the cache.
+
+    nova-compute owns the staging dir and could swap the file for a link
+    at any moment, so nothing is checked by path: the file is opened once,
+    relative to the staging dir, without following links, and copied from
+    that descriptor into a new file in the cache, which appears under its
+    name only once complete.
+    """
     if not _TEMPLATE_FILE_RE.match(filename or ''):
         raise privsep.ArgumentRejected(
             'bad template file name %r' % (filename,))
-    if not privsep.is_inside(source, CONF.openvz.image_staging_dir) or \
-            not os.path.isfile(source) or os.path.islink(source):
+    staging_dir = os.path.normpath(CONF.openvz.image_staging_dir)
+    name = os.path.basename(source or '')
+    if os.path.join(staging_dir, name) != os.path.normpath(source or '') \
+            or name in ('', '.', '..'):
         raise privsep.ArgumentRejected('%r is not a staged image' % (source,))
-    cache_dir = privsep.paths().template_cache_dir
-    target = os.path.join(cache_dir, filename)
-    partial = os.path.join(cache_dir, '.%s.partial' % filename)
-    shutil.copyfile(source, partial)
-    os.chmod(partial, 0o644)
-    os.replace(partial, target)
-    os.unlink(source)
+    with _dir_fd(staging_dir) as staging, \
+            _dir_fd(privsep.paths().template_cache_dir) as cache:
+        src = _open_staged(name, staging, source)
+        try:
+            _copy_into(src, cache, filename)
+        finally:
+            os.close(src)
+        os.unlink(name, dir_fd=staging)
+
+
+@contextlib.contextmanager
+def _dir_fd(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_staged(name, staging, source):
+    """A descriptor of the regular, singly linked file ``name``."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                     dir_fd=staging)
+    except OSError as exc:
+        raise privsep.ArgumentRejected('%r is not a staged image: %s'
+                                       % (source, exc.strerror))
+    info = os.fstat(fd)
+    # A hard link could name a file nova-compute may not read.
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise privsep.ArgumentRejected('%r is not a staged image' % (source,))
+    return fd
+
+
+def _copy_into(src, cache, filename):
+    partial = '.%s.partial' % filename
+    try:
+        os.unlink(partial, dir_fd=cache)   # a crashed attempt's
+    except FileNotFoundError:
+        pass
+    dst = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                  os.O_NOFOLLOW, 0o644, dir_fd=cache)
+    try:
+        os.fchmod(dst, 0o644)
+        with open(src, 'rb', closefd=False) as reader, \
+                open(dst, 'wb', closefd=False) as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+        os.replace(partial, filename, src_dir_fd=cache, dst_dir_fd=cache)
+    except BaseException:
+        os.unlink(partial, dir_fd=cache)   # a full disk leaves nothing
+        raise
+    finally:
+        os.close(dst)
 
 
 # -- template cache upkeep and snapshots ------------------------------------

@@ -20,6 +20,8 @@ options vzctl has but the driver does not use) is refused.
 
 import json
 import os
+import resource
+import signal
 import uuid
 
 import fixtures
@@ -240,6 +242,35 @@ class TestInstallTemplate(_OnSimulatedHost):
                               source, 'x.tar.gz')
         self.assertEqual([], os.listdir(self.cache))
         self.assertTrue(os.path.exists(outside))
+
+    def test_a_hard_link_to_another_file_is_refused(self):
+        secret = os.path.join(self.host.root, 'secret')
+        with open(secret, 'wb') as f:
+            f.write(b'root only')
+        os.chmod(secret, 0o600)
+        os.link(secret, os.path.join(self.staging, 'linked.part'))
+        self.assertRaises(REJECTED, priv_images.install_template,
+                          os.path.join(self.staging, 'linked.part'),
+                          'x.tar.gz')
+        self.assertEqual([], os.listdir(self.cache))
+
+    def test_a_failed_copy_leaves_nothing_in_the_cache(self):
+        source = self.stage(data=b'x' * 65536)
+        open(os.path.join(self.cache, '.x.tar.gz.partial'), 'w').close()
+        # The cache's file system fills up: writes past 4 KiB fail.
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        self.addCleanup(signal.signal, signal.SIGXFSZ, old_handler)
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+        try:
+            self.assertRaises(OSError, priv_images.install_template,
+                              source, 'x.tar.gz')
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        self.assertEqual([], os.listdir(self.cache))
+        self.assertTrue(os.path.exists(source))
+        priv_images.install_template(source, 'x.tar.gz')
+        self.assertEqual(['x.tar.gz'], os.listdir(self.cache))
 
     def test_only_template_file_names_are_written(self):
         source = self.stage()
