@@ -31,13 +31,13 @@ import time
 import nova.conf  # noqa: F401  ([DEFAULT] host, used in descriptions)
 from nova import exception as nova_exception
 from oslo_log import log as logging
-from oslo_utils import uuidutils
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import container as container_handle
 from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import privsep
+from nova_openvz.privsep import commands
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -86,11 +86,8 @@ def _description_words(record):
 
 def owner_uuid(record):
     """Instance UUID of a vzlist record, or None if Nova did not make it."""
-    name = record.get('name')
-    if not name or not uuidutils.is_uuid_like(name):
-        return None
-    words = _description_words(record)
-    return name if words.get('nova-instance') == name else None
+    return commands.nova_instance(record.get('name'),
+                                  record.get('description'))
 
 
 def _parse_listing(stdout):

@@ -140,6 +140,22 @@ class Shape(object):
         return argv
 
 
+_UUID_RE = re.compile(UUID + r'\Z')
+
+
+def nova_instance(name, description):
+    """The instance UUID a container's NAME and DESCRIPTION name, or None.
+
+    A container Nova made carries its instance's UUID as NAME and again as
+    the ``nova-instance=`` word of its DESCRIPTION; the listing and the
+    privileged side both tell Nova's containers apart by this one rule.
+    """
+    if not isinstance(name, str) or not _UUID_RE.match(name):
+        return None
+    words = description.split() if isinstance(description, str) else ()
+    return name if 'nova-instance=' + name in words else None
+
+
 def _value(what, pattern, word):
     if not isinstance(word, str) or not pattern.match(word):
         raise Rejected('%s: %r is not an allowed value' % (what, word))
@@ -170,31 +186,31 @@ VZCTL_SET = Shape('vzctl', ['set'], [CTID], _flags('--save') + [
     Option('--netif_del', IFNAME), Option('--ipadd', IP, repeat=True),
     Option('--nameserver', IP, repeat=True), Option('--searchdomain', DOMAIN),
     Option('--devices', DEVICE, repeat=True, guard='granted_device')],
-    guards=['ctid'])
+    guards=['nova_ctid'])
 VZCTL_START = Shape('vzctl', ['start'], [CTID], _flags('--wait'),
-                    guards=['ctid'])
+                    guards=['nova_ctid'])
 VZCTL_STOP = Shape('vzctl', ['stop'], [CTID], _flags('--fast'),
-                   guards=['ctid'])
+                   guards=['nova_ctid'])
 VZCTL_RESTART = Shape('vzctl', ['restart'], [CTID],
-                      _flags('--wait', '--fast'), guards=['ctid'])
-VZCTL_DESTROY = Shape('vzctl', ['destroy'], [CTID], guards=['ctid'])
+                      _flags('--wait', '--fast'), guards=['nova_ctid'])
+VZCTL_DESTROY = Shape('vzctl', ['destroy'], [CTID], guards=['nova_ctid'])
 #: Only to destroy a container left mounted (reference 1.6: exit 41).
-VZCTL_UMOUNT = Shape('vzctl', ['umount'], [CTID], guards=['ctid'])
+VZCTL_UMOUNT = Shape('vzctl', ['umount'], [CTID], guards=['nova_ctid'])
 #: A script for the container's shell, on standard input (reference 1.8).
-VZCTL_EXEC2 = Shape('vzctl', ['exec2'], [CTID, '-'], guards=['ctid'],
+VZCTL_EXEC2 = Shape('vzctl', ['exec2'], [CTID, '-'], guards=['nova_ctid'],
                     stdin=True)
 VZCTL_CHKPNT = Shape('vzctl', ['chkpnt'], [CTID],
-                     _flags('--suspend', '--resume'), guards=['ctid'])
+                     _flags('--suspend', '--resume'), guards=['nova_ctid'])
 VZCTL_SNAPSHOT = Shape('vzctl', ['snapshot'], [CTID],
                        _ID + _flags('--skip-suspend', '--skip-config'),
-                       guards=['ctid'])
+                       guards=['nova_ctid'])
 VZCTL_SNAPSHOT_DELETE = Shape('vzctl', ['snapshot-delete'], [CTID], _ID,
-                              guards=['ctid'])
+                              guards=['nova_ctid'])
 VZCTL_SNAPSHOT_MOUNT = Shape('vzctl', ['snapshot-mount'], [CTID],
                              _ID + [Option('--target', PATH)],
-                             guards=['ctid', 'snapshot_target'])
+                             guards=['nova_ctid', 'snapshot_target'])
 VZCTL_SNAPSHOT_UMOUNT = Shape('vzctl', ['snapshot-umount'], [CTID], _ID,
-                              guards=['ctid'])
+                              guards=['nova_ctid'])
 
 #: vzlist (reference 2): every container, or some, as JSON.
 VZLIST_ALL = Shape('vzlist', ['-a', '-j', '-o'], [FIELDS])

@@ -29,6 +29,7 @@ import stat
 from oslo_concurrency import processutils
 
 from nova_openvz import privsep
+from nova_openvz.privsep import commands
 
 CONF = privsep.CONF
 
@@ -170,6 +171,19 @@ def _read_nodes(path):
 def volume_nodes(ctid):
     """``{name: (major, minor)}`` of the volume nodes a container gets."""
     return _read_nodes(_script_path(ctid, 'start'))
+
+
+def check_nova_container(ctid):
+    """Refuse to act on a container Nova did not make.
+
+    Its own config says whose it is (:func:`.commands.nova_instance`); a
+    container with no config is nobody's, and vzctl says it is gone.
+    """
+    config = privsep.paths().container_config(ctid)
+    if config and commands.nova_instance(
+            config.get('NAME'), config.get('DESCRIPTION')) is None:
+        raise privsep.ArgumentRejected(
+            'CT %d is not a container of this driver' % ctid)
 
 
 def granted_devices(ctid):

@@ -31,6 +31,11 @@ def _ctid(shape, operands, options):
     privsep.check_ctid(operands[0])
 
 
+def _nova_ctid(shape, operands, options):
+    privsep.check_ctid(operands[0])
+    containers.check_nova_container(int(operands[0]))
+
+
 def _ctids(shape, operands, options):
     for word in operands[1:]:
         privsep.check_ctid(word)
@@ -89,6 +94,7 @@ def _ploop_umount(shape, operands, options):
 #: The privileged checks the table's shapes and options name.
 GUARDS = {
     'ctid': _ctid,
+    'nova_ctid': _nova_ctid,
     'ctids': _ctids,
     'granted_device': _granted_device,
     'snapshot_target': _snapshot_target,

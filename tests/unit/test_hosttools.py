@@ -184,8 +184,10 @@ class TestLockRetry(_HostToolsTest):
         # A real lock file naming a live process (this one), released
         # while the driver waits: vzctl itself reports the conflict.
         self.flags(group='openvz', lock_retries=5, lock_retry_interval=0.1)
-        self.assertEqual(0, self.host.run('vzctl', 'set', 101, '--save',
-                                          '--cpus', '1')[0])
+        instance = '0d00ffe6-70fd-4352-b52a-28779e5faa9c'
+        self.assertEqual(0, self.host.run(
+            'vzctl', 'set', 101, '--save', '--cpus', '1', '--name', instance,
+            '--description', 'nova-instance=' + instance)[0])
         lock = os.path.join(self.host.root, 'vz', 'lock', '101.lck')
         with open(lock, 'w') as f:
             f.write('%d\nsetting\n' % os.getpid())

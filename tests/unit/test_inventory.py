@@ -25,7 +25,10 @@ from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import inventory
 from nova_openvz import privsep
+from nova_openvz.privsep import tools as priv_tools
+from nova_openvz import settings
 from nova_openvz.testing import fixtures as sim_fixture
+from nova_openvz import vz4
 from vzsim import templates
 
 CONF = nova.conf.CONF
@@ -134,6 +137,31 @@ class TestContainerListing(_OnHost):
         self.assertEqual('running', found[self.running].status)
         self.assertEqual(101, self.listing.find(self.running,
                                                 fresh=True).ctid)
+
+    def test_the_privileged_side_refuses_to_touch_other_containers(self):
+        # As a compromised nova-compute would ask it: straight to privsep.
+        self.create(105, 'db', 'nova-instance=%s' % self.running)
+        self.vzctl('start', 103, '--wait')
+        for ctid in (103, 104, 105):
+            for argv in (vz4.stop(ctid, True), vz4.destroy(ctid),
+                         vz4.configure(ctid, [settings.Power(5)]),
+                         vz4.run_script(ctid), vz4.freeze(ctid)):
+                self.assertRaises(privsep.ArgumentRejected,
+                                  priv_tools.run_host_tool, 'vzctl', argv,
+                                  None, 60)
+        self.assertEqual('running', self.host_status(103))
+        self.assertEqual('stopped', self.host_status(104))
+        # Nova's own containers, and IDs no container has, are served.
+        priv_tools.run_host_tool('vzctl', vz4.stop(101, True), 60)
+        self.assertEqual('stopped', self.host_status(101))
+        self.assertEqual(14, priv_tools.run_host_tool(
+            'vzctl', vz4.destroy(199), 60)[0])
+
+    def host_status(self, ctid):
+        code, out, err = self.host.run('vzlist', '-a', '-H', '-o', 'status',
+                                       ctid)
+        self.assertEqual(0, code, err)
+        return out.strip()
 
     def test_one_vzlist_call_answers_many_queries(self):
         self.listing.all()

@@ -86,7 +86,8 @@ def every_argv():
         vz4.destroy(CTID), vz4.umount(CTID), vz4.run_script(CTID),
         vz4.freeze(CTID), vz4.thaw(CTID),
         vz4.snapshot(CTID, GUID), vz4.delete_snapshot(CTID, GUID),
-        vz4.mount_snapshot(CTID, GUID, priv_images.snapshot_mount_dir(CTID, GUID)),
+        vz4.mount_snapshot(CTID, GUID,
+                           priv_images.snapshot_mount_dir(CTID, GUID)),
         vz4.umount_snapshot(CTID, GUID),
     ]
     return ([('vzctl', argv) for argv in vzctl] +
