@@ -97,6 +97,13 @@ tool_opts = [
                min=1,
                help='Seconds any single host tool call may run before it is '
                     'killed and reported as failed.'),
+    cfg.IntOpt('query_timeout',
+               default=60,
+               min=1,
+               help='Seconds a vzlist call may run before it is killed and '
+                    'reported as failed. Every query of container state '
+                    'waits for the listing in progress, so this is kept far '
+                    'shorter than tool_timeout.'),
     cfg.IntOpt('console_log_max_bytes',
                default=1024 * 1024,
                min=64 * 1024,

@@ -105,16 +105,24 @@ def _error_for(call):
                   detail=_tool_message(call.stdout, call.stderr))
     if call.exit_code is None:
         return exception.ToolTimeout(tool=call.tool, command=command,
-                                     timeout=CONF.openvz.tool_timeout)
+                                     timeout=_timeout(call.tool))
     error_class = TOOL_ERRORS.get(call.tool, {}).get(
         call.exit_code, exception.HostToolError)
     return error_class(**kwargs)
 
 
+def _timeout(tool):
+    # A listing answers in seconds; waiting out a hung one for as long as
+    # a container start may take would hold up every query behind it.
+    if tool == 'vzlist':
+        return CONF.openvz.query_timeout
+    return CONF.openvz.tool_timeout
+
+
 def _invoke(tool, argv, stdin):
     started = time.monotonic()
     return _record(tool, argv, started, priv_tools.run_host_tool(
-        tool, argv, CONF.openvz.tool_timeout, stdin))
+        tool, argv, _timeout(tool), stdin))
 
 
 def _record(tool, argv, started, result, listened=True):

@@ -44,6 +44,7 @@ import os
 import re
 
 import nova.conf  # noqa: F401 - registers instances_path in the daemon
+from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_privsep import capabilities as caps
 from oslo_privsep import priv_context
@@ -134,6 +135,10 @@ vz_pctxt = priv_context.PrivContext(
     pypath=__name__ + '.vz_pctxt',
     capabilities=list(GRANTED),
 )
+
+# The helper's threads mostly wait for host tools; with oslo.privsep's
+# default of one per CPU, two hung tools would stall every other call.
+cfg.CONF.set_default('thread_pool_size', 64, group='nova_openvz_privsep')
 
 VEID_MAX = 2147483644
 MAX_ARGS = 256

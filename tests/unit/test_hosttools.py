@@ -26,6 +26,7 @@ import testtools
 from nova_openvz import conf as openvz_conf
 from nova_openvz import exception
 from nova_openvz import hosttools
+from nova_openvz import inventory
 from nova_openvz.privsep import vzconf
 from nova_openvz.testing import fixtures as sim_fixture
 from nova_openvz import vz4
@@ -241,3 +242,14 @@ class TestTimeout(_HostToolsTest):
         self.assertIsNone(self.seen[-1].exit_code)
         # The next call is not affected.
         self.assertEqual(0, hosttools.run('vzctl', '--version').exit_code)
+
+    def test_a_hung_listing_is_killed_at_the_query_timeout(self):
+        # Every state query waits for the listing in progress: a hung
+        # vzlist must not hold them for tool_timeout.
+        self.flags(group='openvz', tool_timeout=900, query_timeout=1)
+        self.host.set_latency('vzlist', 30)
+        error = self.assertRaises(exception.ToolTimeout,
+                                  inventory.ContainerListing().all)
+        self.assertIn('vzlist', error.format_message())
+        self.assertIn('1 seconds', error.format_message())
+        self.assertIsNone(self.seen[-1].exit_code)
