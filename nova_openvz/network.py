@@ -126,19 +126,40 @@ def _check_name(name, vif):
                    % (vif['id'], name))
 
 
+def _plain_ip(text):
+    """The canonical text of an IP address without an IPv6 scope id.
+
+    Python accepts any characters after ``%`` as a scope id, spaces and
+    ``$(...)`` included, and these values go into the guest's scripts.
+    """
+    address = ipaddress.ip_address(text)
+    if getattr(address, 'scope_id', None):
+        raise ValueError('%r has a scope id' % (text,))
+    return str(address)
+
+
+def _plain_network(text):
+    network = ipaddress.ip_network(text, strict=False)
+    _plain_ip(str(network.network_address))
+    return str(network)
+
+
 def _check_values(nic):
-    """Refuse what could not be an address: it goes into guest files."""
+    """Refuse what could not be an address: it goes into guest files.
+
+    Each value is replaced by its canonical text, so what reaches a guest
+    script is what :mod:`ipaddress` printed, never what the port said.
+    """
     try:
         if not _PORT_ID_RE.match(nic.port_id):
             raise ValueError('bad port ID')
-        for address in nic.addresses:
-            ipaddress.ip_address(address.address)
-        for route in nic.gateways + nic.routes:
-            ipaddress.ip_address(route.gateway)
-            if route.cidr:
-                ipaddress.ip_network(route.cidr, strict=False)
-        for nameserver in nic.nameservers:
-            ipaddress.ip_address(nameserver)
+        nic.addresses = [a._replace(address=_plain_ip(a.address))
+                         for a in nic.addresses]
+        nic.gateways, nic.routes = (
+            [r._replace(gateway=_plain_ip(r.gateway),
+                        cidr=r.cidr and _plain_network(r.cidr))
+             for r in routes] for routes in (nic.gateways, nic.routes))
+        nic.nameservers = [_plain_ip(n) for n in nic.nameservers]
         if nic.mtu is not None:
             nic.mtu = int(nic.mtu)
     except ValueError as e:

@@ -216,6 +216,12 @@ class TestNic(_Base):
             put(lambda vif: vif, 'devname', '-tap'),
             put(lambda vif: vif, 'id', str(uuid.uuid4()) + '\nauto eth9'),
             put(lambda vif: vif, 'id', 'port id'),
+            # Python takes anything after % as an IPv6 scope id.
+            lambda vif: v6(vif)['gateway'].__setitem__(
+                'address', 'fe80::1%eth0 $(reboot)'),
+            lambda vif: v6(vif)['ips'][0].__setitem__(
+                'address', "2001:db8::5%'\nNOVA_OPENVZ_EOF\nhalt"),
+            lambda vif: v6(vif)['dns'].append({'address': 'fe80::53%x y'}),
         ]
         for spoil in bad:
             vif = make_vif()
@@ -223,6 +229,13 @@ class TestNic(_Base):
             spoil(vif)
             self.assertRaises(INVALID, network.Nic, vif, 'eth0')
             self.assertRaises(INVALID, network.nics, [vif])
+
+    def test_values_reach_the_guest_in_canonical_form(self):
+        vif = make_vif()
+        vif['network']['subnets'][1]['ips'][0]['address'] = \
+            '2001:0DB8:0000::0005'
+        nic = network.Nic(vif, 'eth0')
+        self.assertIn('2001:db8::5', [a.address for a in nic.addresses])
 
     def test_the_longest_device_name_is_taken(self):
         nic = network.Nic(make_vif(devname='tap0123456789ab'), 'eth0')
