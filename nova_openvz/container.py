@@ -132,6 +132,7 @@ class Container(object):
                 self._vzctl(self.tools.destroy(self.ctid), ok_codes=gone,
                             changes=False)
             priv_containers.remove_destroyed_configs(self.ctid)
+            priv_containers.remove_config_drive(self.ctid)
         finally:
             if self._listing is not None and self.instance_uuid:
                 self._listing.forget(self.instance_uuid)
@@ -246,8 +247,8 @@ class Container(object):
                                             mountpoint)
 
     def show_config_drive(self, source):
-        """Bind ``source`` read-only at ``/config-drive`` at every mount."""
-        priv_containers.write_config_drive_scripts(self.ctid, source)
+        """Show a root-owned copy of ``source`` at ``/config-drive``."""
+        priv_containers.install_config_drive(self.ctid, source)
 
     def attach_console(self, directory):
         """Keep a console logger attached, logging into ``directory``."""

@@ -24,6 +24,7 @@ volume's device.
 import errno
 import os
 import re
+import shutil
 import stat
 
 from oslo_concurrency import processutils
@@ -58,25 +59,131 @@ _CONFIG_DRIVE_UMOUNT = [
     "umount -n '%(target)s' || exit 1; fi"]
 
 
-@privsep.vz_pctxt.entrypoint
-def write_config_drive_scripts(ctid, source):
-    """Write ``<CTID>.mount``/``.umount`` that show ``source`` read-only.
+#: Limits of what a config drive may hold (Nova's are far smaller).
+CONFIG_DRIVE_MAX_BYTES = 64 * 1024 * 1024
+_CONFIG_DRIVE_MAX_DEPTH = 8
 
-    ``source`` must be a real directory under Nova's ``instances_path``.
+
+def config_drive_dir(ctid):
+    """The root-owned copy of a container's config drive, next to CT roots.
+
+    nova-compute writes the drive in its instance directory, which it could
+    swap for a link to any host directory before the next start; and its
+    files, owned by nova's uid, would be readable by a guest user of the
+    same numeric uid.  The copy here belongs to root alone.
+    """
+    return os.path.join(privsep.paths().root_parent(),
+                        'nova-config-drive-%d' % int(ctid))
+
+
+@privsep.vz_pctxt.entrypoint
+def install_config_drive(ctid, source):
+    """Copy ``source`` to :func:`config_drive_dir` and bind it at start.
+
+    ``source`` must be ``<instances_path>/<uuid>/config-drive``; it is read
+    through descriptors, links refused, so a swap changes nothing read.
+    The ``<CTID>.mount``/``.umount`` scripts show the copy read-only.
     """
     privsep.check_ctid(str(int(ctid)))
     privsep.checked_path(source)
-    if not privsep.is_inside(source, CONF.instances_path) or \
-            os.path.islink(source) or not os.path.isdir(source):
+    if os.path.basename(source) != 'config-drive':
         raise privsep.ArgumentRejected(
             '%r is not a config drive directory' % (source,))
-    target = privsep.checked_path(os.path.join(_container_paths(ctid)[1],
-                                               'config-drive'))
-    values = {'source': os.path.realpath(source), 'target': target}
+    instance_fd = privsep.open_instance_dir(os.path.dirname(source))
+    try:
+        try:
+            source_fd = os.open('config-drive', os.O_RDONLY | os.O_DIRECTORY |
+                                os.O_NOFOLLOW, dir_fd=instance_fd)
+        except OSError as e:
+            raise privsep.ArgumentRejected(
+                '%r is not a config drive directory: %s'
+                % (source, e.strerror))
+    finally:
+        os.close(instance_fd)
+    target = config_drive_dir(ctid)
+    fresh = target + '.new'
+    shutil.rmtree(fresh, ignore_errors=True)
+    os.mkdir(fresh, 0o700)
+    try:
+        fresh_fd = os.open(fresh, os.O_RDONLY | os.O_DIRECTORY |
+                           os.O_NOFOLLOW)
+        try:
+            _copy_tree(source_fd, fresh_fd, [CONFIG_DRIVE_MAX_BYTES], 0)
+        finally:
+            os.close(fresh_fd)
+        os.chmod(fresh, 0o500)
+        shutil.rmtree(target, ignore_errors=True)
+        os.rename(fresh, target)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    finally:
+        os.close(source_fd)
+    mount_point = privsep.checked_path(os.path.join(
+        _container_paths(ctid)[1], 'config-drive'))
+    values = {'source': target, 'target': mount_point}
     for suffix, lines in (('mount', _CONFIG_DRIVE_MOUNT),
                           ('umount', _CONFIG_DRIVE_UMOUNT)):
         _write_managed(_script_path(ctid, suffix), 'config-drive',
                        [line % values for line in lines])
+
+
+def _copy_tree(src_fd, dst_fd, budget, depth):
+    """Copy directories and regular files only, owned by root, read-only."""
+    if depth > _CONFIG_DRIVE_MAX_DEPTH:
+        raise privsep.ArgumentRejected('config drive nests too deep')
+    for name in os.listdir(src_fd):
+        info = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            os.mkdir(name, 0o700, dir_fd=dst_fd)
+            sub_src = os.open(name, os.O_RDONLY | os.O_DIRECTORY |
+                              os.O_NOFOLLOW, dir_fd=src_fd)
+            sub_dst = os.open(name, os.O_RDONLY | os.O_DIRECTORY |
+                              os.O_NOFOLLOW, dir_fd=dst_fd)
+            try:
+                _copy_tree(sub_src, sub_dst, budget, depth + 1)
+                os.fchmod(sub_dst, 0o500)
+            finally:
+                os.close(sub_src)
+                os.close(sub_dst)
+        elif stat.S_ISREG(info.st_mode):
+            _copy_file(name, src_fd, dst_fd, budget)
+        else:
+            raise privsep.ArgumentRejected(
+                'config drive entry %r is neither a file nor a directory'
+                % name)
+
+
+def _copy_file(name, src_fd, dst_fd, budget):
+    reader = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                     dir_fd=src_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(reader).st_mode):
+            raise privsep.ArgumentRejected('%r is not a file' % name)
+        writer = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                         os.O_NOFOLLOW, 0o400, dir_fd=dst_fd)
+        try:
+            while True:
+                chunk = os.read(reader, 1 << 16)
+                if not chunk:
+                    break
+                budget[0] -= len(chunk)
+                if budget[0] < 0:
+                    raise privsep.ArgumentRejected(
+                        'config drive is larger than %d bytes'
+                        % CONFIG_DRIVE_MAX_BYTES)
+                os.write(writer, chunk)
+        finally:
+            os.close(writer)
+    finally:
+        os.close(reader)
+
+
+@privsep.vz_pctxt.entrypoint
+def remove_config_drive(ctid):
+    """Delete the root-owned copy (the scripts go with the container)."""
+    privsep.check_ctid(str(int(ctid)))
+    shutil.rmtree(config_drive_dir(ctid), ignore_errors=True)
 
 
 # -- Volumes and ephemeral disks ---------------------------------------------

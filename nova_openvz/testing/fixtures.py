@@ -152,7 +152,8 @@ class SimulatedHostFixture(fixtures.Fixture):
         """Files a destroyed container ``ctid`` left on the host."""
         patterns = ('etc/vz/conf/%d.*' % ctid, 'vz/private/%d' % ctid,
                     'vz/private/%d.*' % ctid, 'vz/root/%d' % ctid,
-                    'vz/lock/%d.*' % ctid, 'vz/dump/Dump.%d' % ctid)
+                    'vz/lock/%d.*' % ctid, 'vz/dump/Dump.%d' % ctid,
+                    'vz/root/nova-*-%d' % ctid, 'vz/root/nova-*-%d.*' % ctid)
         return sorted(path for pattern in patterns
                       for path in glob.glob(os.path.join(self.root, pattern)))
 

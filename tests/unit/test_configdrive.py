@@ -20,6 +20,7 @@ container's mount action scripts.
 """
 
 import os
+import shutil
 import uuid
 
 import fixtures
@@ -75,14 +76,17 @@ class _OnSimulatedHost(testtools.TestCase):
 class TestConfigDriveScripts(_OnSimulatedHost):
 
     def test_mount_and_umount_scripts_bind_the_drive_read_only(self):
-        priv_containers.write_config_drive_scripts(CTID, self.source)
+        priv_containers.install_config_drive(CTID, self.source)
         target = os.path.join(self.ve_root, 'config-drive')
         mount = self.script('mount')
         self.assertTrue(mount.startswith('#!/bin/sh\n'))
         self.assertIn("[ -L '%s' ] && " % target, mount)
+        copy = priv_containers.config_drive_dir(CTID)
+        self.assertEqual(os.path.join(self.host.root, 'vz/root',
+                                      'nova-config-drive-%d' % CTID), copy)
         self.assertIn("mkdir -p '%s' && mount -n --bind '%s' '%s' && "
                       "mount -n -o remount,bind,ro '%s' || exit 1\n"
-                      % (target, self.source, target, target), mount)
+                      % (target, copy, target, target), mount)
         self.assertIn("umount -n '%s' || exit 1" % target,
                       self.script('umount'))
         for suffix in ('mount', 'umount'):
@@ -93,15 +97,15 @@ class TestConfigDriveScripts(_OnSimulatedHost):
 
     def test_without_a_container_ve_root_the_host_default_is_used(self):
         os.unlink(os.path.join(self.conf_dir, '%d.conf' % CTID))
-        priv_containers.write_config_drive_scripts(CTID, self.source)
+        priv_containers.install_config_drive(CTID, self.source)
         self.assertIn(" '%s/vz/root/%d/config-drive' " % (self.host.root,
                                                           CTID),
                       self.script('mount'))
 
     def test_writing_again_replaces_the_lines(self):
-        priv_containers.write_config_drive_scripts(CTID, self.source)
+        priv_containers.install_config_drive(CTID, self.source)
         first = self.script('mount')
-        priv_containers.write_config_drive_scripts(CTID, self.source)
+        priv_containers.install_config_drive(CTID, self.source)
         self.assertEqual(first, self.script('mount'))
         self.assertEqual(1, first.count('mount -n --bind'))
 
@@ -110,7 +114,7 @@ class TestConfigDriveScripts(_OnSimulatedHost):
         priv_containers._write_managed(
             os.path.join(self.conf_dir, '%d.umount' % CTID),
             'ephemeral', ['echo ephemeral line'])
-        priv_containers.write_config_drive_scripts(CTID, self.source)
+        priv_containers.install_config_drive(CTID, self.source)
         mount, umount = self.script('mount'), self.script('umount')
         self.assertTrue(mount.startswith('#!/bin/sh\necho operator line\n'))
         self.assertIn('mount -n --bind', mount)
@@ -136,15 +140,65 @@ class TestConfigDriveScripts(_OnSimulatedHost):
                        self.source + "'; reboot; '",
                        self.source + '\n', '/', '', None):
             self.assertRaises(REJECTED,
-                              priv_containers.write_config_drive_scripts,
+                              priv_containers.install_config_drive,
                               CTID, source)
         self.assertIsNone(self.script('mount'))
         self.assertIsNone(self.script('umount'))
 
+    def test_the_guest_sees_a_root_owned_read_only_copy(self):
+        os.makedirs(os.path.join(self.source, 'openstack', 'latest'))
+        meta = os.path.join(self.source, 'openstack', 'latest',
+                            'meta_data.json')
+        with open(meta, 'w') as f:
+            f.write('{"admin_pass": "secret"}')
+        os.chown(meta, 4242, 4242)   # nova-compute's uid
+        priv_containers.install_config_drive(CTID, self.source)
+        copy = priv_containers.config_drive_dir(CTID)
+        copied = os.path.join(copy, 'openstack', 'latest', 'meta_data.json')
+        with open(copied) as f:
+            self.assertEqual('{"admin_pass": "secret"}', f.read())
+        for path, mode in ((copy, 0o500), (copied, 0o400),
+                           (os.path.dirname(copied), 0o500)):
+            info = os.lstat(path)
+            self.assertEqual((0, 0, mode),
+                             (info.st_uid, info.st_gid, info.st_mode & 0o777))
+        # Swapped for a link afterwards: the copy stays what was checked.
+        shutil.rmtree(self.source)
+        os.symlink(os.path.join(self.host.root, 'etc'), self.source)
+        with open(copied) as f:
+            self.assertEqual('{"admin_pass": "secret"}', f.read())
+        priv_containers.remove_config_drive(CTID)
+        self.assertFalse(os.path.exists(copy))
+
+    def test_links_anywhere_in_the_drive_are_refused(self):
+        secret = os.path.join(self.host.root, 'secret')
+        with open(secret, 'w') as f:
+            f.write('host secret')
+        os.symlink(secret, os.path.join(self.source, 'user_data'))
+        self.assertRaises(REJECTED, priv_containers.install_config_drive,
+                          CTID, self.source)
+        os.unlink(os.path.join(self.source, 'user_data'))
+        os.link(secret, os.path.join(self.source, 'hard'))
+        # A hard link is a file nova-compute could read anyway; a link to
+        # a directory or a swapped instance directory is refused.
+        os.unlink(os.path.join(self.source, 'hard'))
+        os.symlink(self.host.root, os.path.join(self.source, 'dir'))
+        self.assertRaises(REJECTED, priv_containers.install_config_drive,
+                          CTID, self.source)
+        os.unlink(os.path.join(self.source, 'dir'))
+        instance_dir = os.path.dirname(self.source)
+        os.rename(instance_dir, instance_dir + '.real')
+        os.symlink(instance_dir + '.real', instance_dir)
+        self.assertRaises(REJECTED, priv_containers.install_config_drive,
+                          CTID, self.source)
+        self.assertFalse(os.path.exists(
+            priv_containers.config_drive_dir(CTID)))
+        self.assertIsNone(self.script('mount'))
+
     def test_reserved_container_ids_are_refused(self):
         for ctid in (0, 100, -101):
             self.assertRaises((REJECTED, ValueError),
-                              priv_containers.write_config_drive_scripts, ctid,
+                              priv_containers.install_config_drive, ctid,
                               self.source)
         self.assertEqual([], [n for n in os.listdir(self.conf_dir)
                               if n.endswith('mount')])
@@ -162,7 +216,8 @@ class TestAttachAndRemove(_OnSimulatedHost):
 
     def test_attach_then_remove(self):
         container.Container(CTID).show_config_drive(self.source)
-        self.assertIn(self.source, self.script('mount'))
+        self.assertIn(priv_containers.config_drive_dir(CTID),
+                      self.script('mount'))
         with open(os.path.join(self.source, 'file'), 'w') as f:
             f.write('x')
         configdrive.remove(self.instance())
