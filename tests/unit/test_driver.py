@@ -44,6 +44,8 @@ class _DriverTest(testtools.TestCase):
         self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
         self.useFixture(sim_fixture.InProcessPrivsep())
         self.flags = self.useFixture(config_fixture.Config(CONF)).config
+        # No lifecycle event poller outliving a test (TestEvents starts one).
+        self.flags(lifecycle_event_interval=0, group='openvz')
 
     def new_driver(self):
         """A driver made after the options are set, as Nova makes it."""
@@ -62,6 +64,23 @@ class TestInitHost(_DriverTest):
         drv.init_host('compute1')
         self.assertEqual(4011001, drv.hypervisor_version)
         self.assertEqual([], drv.list_instances())
+
+    def test_init_host_starts_the_event_poller_and_cleanup_stops_it(self):
+        self.flags(lifecycle_event_interval=0.05, group='openvz')
+        drv = self.new_driver()
+        drv.init_host('compute1')
+        poller = drv.lifecycle_events
+        self.assertIsNotNone(poller)
+        self.assertTrue(poller._thread.is_alive())
+        thread = poller._thread
+        drv.cleanup_host('compute1')
+        self.assertIsNone(drv.lifecycle_events)
+        self.assertFalse(thread.is_alive())
+
+    def test_no_poller_when_events_are_off(self):
+        drv = self.new_driver()
+        drv.init_host('compute1')
+        self.assertIsNone(drv.lifecycle_events)
 
     def test_a_missing_vz_conf_is_named(self):
         missing = os.path.join(self.host.root, 'etc/vz/missing.conf')
