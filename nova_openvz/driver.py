@@ -379,7 +379,12 @@ class OpenVZDriver(driver.ComputeDriver):
             pausing.pause(container, record.description)
 
     def unpause(self, instance):
+        """Thaw the container; one Nova did not pause is left as it is."""
         record = self._record(instance)
+        if not record.paused:
+            LOG.warning('Container %d is not paused; nothing to unpause',
+                        record.ctid, instance=instance)
+            return
         container = self.listing.handle(instance.uuid)
         with self._changing(instance):
             pausing.unpause(container, record.description)
@@ -408,7 +413,15 @@ class OpenVZDriver(driver.ComputeDriver):
         console.attach_quietly(instance, container)
         with self._changing(instance):
             network.plug(instance, network_info)
-            container.resume()
+            if container.status == 'suspended':
+                container.resume()
+            else:
+                # No dump to restore (never suspended, or it was lost):
+                # what Nova wants is a running server.
+                LOG.warning('Container %d is %s, not suspended; starting '
+                            'it', container.ctid, container.status,
+                            instance=instance)
+                container.start()
         self._configure_interfaces(
             container, network.nics(network_info, container.interfaces),
             every=True)
