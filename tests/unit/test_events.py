@@ -18,8 +18,8 @@ import threading
 import time
 import uuid
 
-import nova.conf
 from nova.compute import power_state
+import nova.conf
 from nova.virt import event as virtevent
 from oslo_config import fixture as config_fixture
 import testtools

@@ -15,8 +15,8 @@
 import os
 import uuid
 
-import nova.conf
 from nova.compute import power_state
+import nova.conf
 from oslo_config import fixture as config_fixture
 import testtools
 
