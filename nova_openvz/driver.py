@@ -187,12 +187,16 @@ class OpenVZDriver(driver.ComputeDriver):
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
         return hardware.InstanceInfo(state=power.of(container))
 
-    def _record(self, instance):
-        """The instance's container as vzlist shows it now."""
-        record = self.listing.find(instance.uuid, fresh=True)
+    def _container(self, instance, fresh=False):
+        """The instance's listing record and its container handle.
+
+        :param fresh: read it now (one vzlist call for it alone).
+        """
+        record = self.listing.find(instance.uuid, fresh=fresh)
         if record is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
-        return record
+        return record, self.listing.new_handle(
+            record.ctid, instance.uuid, record.status, record.paused)
 
     def _changing(self, instance):
         """Context: the driver changes the instance (no lifecycle event)."""
@@ -357,8 +361,7 @@ class OpenVZDriver(driver.ComputeDriver):
         Soft: halt inside the container, killed after its STOP_TIMEOUT,
         then start.  Hard: kill, then start.
         """
-        record = self._record(instance)
-        container = self.listing.handle(instance.uuid)
+        record, container = self._container(instance)
         console.attach_quietly(instance, container)
         # Before the restart: the port is deleted with its old device and
         # added again to wait for the new one vzctl makes at start.
@@ -373,19 +376,18 @@ class OpenVZDriver(driver.ComputeDriver):
 
     def pause(self, instance):
         """Freeze every process of the container (:mod:`.pausing`)."""
-        record = self._record(instance)
-        container = self.listing.handle(instance.uuid)
+        # Fresh: the DESCRIPTION is rewritten from what vzlist shows now.
+        record, container = self._container(instance, fresh=True)
         with self._changing(instance):
             pausing.pause(container, record.description)
 
     def unpause(self, instance):
         """Thaw the container; one Nova did not pause is left as it is."""
-        record = self._record(instance)
+        record, container = self._container(instance, fresh=True)
         if not record.paused:
             LOG.warning('Container %d is not paused; nothing to unpause',
                         record.ctid, instance=instance)
             return
-        container = self.listing.handle(instance.uuid)
         with self._changing(instance):
             pausing.unpause(container, record.description)
 
@@ -433,8 +435,7 @@ class OpenVZDriver(driver.ComputeDriver):
         STOP_TIMEOUT expires, so ``retry_interval`` has nothing to repeat.
         The ports are unplugged once the container is down.
         """
-        record = self._record(instance)
-        container = self.listing.handle(instance.uuid)
+        record, container = self._container(instance)
         with self._changing(instance):
             if record.paused:
                 # A frozen guest cannot halt; Nova stops a paused server
@@ -453,8 +454,7 @@ class OpenVZDriver(driver.ComputeDriver):
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
-        record = self._record(instance)
-        container = self.listing.handle(instance.uuid)
+        record, container = self._container(instance)
         console.attach_quietly(instance, container)
         with self._changing(instance):
             # A pause mark left by a container that stopped while paused
@@ -471,8 +471,7 @@ class OpenVZDriver(driver.ComputeDriver):
         dump (vzctl start restores a container with a dump file); one
         paused is thawed.
         """
-        record = self._record(instance)
-        container = self.listing.handle(instance.uuid)
+        record, container = self._container(instance)
         if record.paused:
             self.unpause(instance)
         elif power.from_vzlist(container.status) != power_state.RUNNING:
