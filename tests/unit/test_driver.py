@@ -18,6 +18,7 @@ The lifecycle is tested through Nova's API in tests/functional.
 import os
 import uuid
 
+import fixtures
 from nova.compute import power_state
 import nova.conf
 from nova import exception as nova_exception
@@ -190,6 +191,49 @@ class TestGetInfo(_DriverTest):
                           self.driver.get_info, instance)
         self.assertRaises(nova_exception.InstanceNotFound,
                           self.driver.get_info, instance, use_cache=False)
+
+
+class TestResumeStateOnHostBoot(_DriverTest):
+    """A server Nova holds running comes back running, however it was."""
+
+    def setUp(self):
+        super().setUp()
+        templates.write_minimal_template(os.path.join(
+            self.host.root, 'vz/template/cache/nova-test.tar.gz'))
+        self.flags(instances_path=self.useFixture(
+            fixtures.TempDir()).path)
+        self.driver = self.new_driver()
+        self.dump = os.path.join(self.host.root, 'vz/dump/Dump.101')
+
+    vzctl = TestGetInfo.vzctl
+
+    def container(self, ctid):
+        instance = TestGetInfo.container(self, ctid)
+        instance.id = ctid   # for its name in the log
+        return instance
+
+    def resume(self, instance):
+        self.driver.resume_state_on_host_boot(None, instance, [], None)
+        return self.driver.get_info(instance, use_cache=False).state
+
+    def test_a_suspended_container_is_restored_from_its_dump(self):
+        instance = self.container(101)
+        self.vzctl('start', 101, '--wait')
+        self.vzctl('suspend', 101)
+        self.assertTrue(os.path.exists(self.dump))
+        self.assertEqual(power_state.RUNNING, self.resume(instance))
+        self.assertFalse(os.path.exists(self.dump))
+
+    def test_a_paused_container_is_thawed(self):
+        instance = self.container(101)
+        self.vzctl('start', 101, '--wait')
+        self.driver.pause(instance)
+        self.assertEqual(power_state.PAUSED,
+                         self.driver.get_info(instance).state)
+        self.assertEqual(power_state.RUNNING, self.resume(instance))
+        # Thawed: vzctl finds nothing to resume.
+        code, _, _ = self.host.run('vzctl', 'chkpnt', 101, '--resume')
+        self.assertEqual(16, code)
 
 
 class TestHelpers(testtools.TestCase):
