@@ -79,6 +79,16 @@ container_opts = [
                       'answer power-state queries. One listing then serves a '
                       'whole periodic task cycle; every change the driver '
                       'makes discards it.'),
+    cfg.FloatOpt('lifecycle_event_interval',
+                 default=2.0,
+                 min=0,
+                 help='Seconds between two looks (one vzlist call for the '
+                      'whole host) for containers whose state changed '
+                      'outside Nova: a guest that halted itself, a container '
+                      'killed, or stopped or started by an operator with '
+                      'vzctl. Nova hears of each through a lifecycle event '
+                      'instead of at its next power-state sync. 0 turns the '
+                      'events off (the sync alone then notices).'),
 ]
 
 tool_opts = [

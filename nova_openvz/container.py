@@ -28,6 +28,8 @@ So following an instance from ``spawn`` to an argv is: driver -> settings
 privsep.
 """
 
+import contextlib
+
 from oslo_log import log as logging
 
 from nova_openvz import conf as openvz_conf
@@ -57,15 +59,19 @@ class Container(object):
 
     :param listing: told of every change (None: nothing to tell).
     :param status: the listing's last word on its state, if known.
+    :param paused: the listing saw it running with Nova's pause mark
+        (:mod:`nova_openvz.pausing`): its processes are frozen.
     """
 
     #: The tool generation: its renderer and parsers.
     tools = vz4
 
-    def __init__(self, ctid, instance_uuid=None, listing=None, status=None):
+    def __init__(self, ctid, instance_uuid=None, listing=None, status=None,
+                 paused=False):
         self.ctid = int(ctid)
         self.instance_uuid = instance_uuid
         self.status = status
+        self.paused = paused
         self._listing = listing
 
     def __repr__(self):
@@ -75,10 +81,17 @@ class Container(object):
     def running(self):
         return self.status == 'running'
 
+    def changing(self):
+        """Context: the driver changes it (so no lifecycle event)."""
+        if self._listing is None or not self.instance_uuid:
+            return contextlib.nullcontext()
+        return self._listing.inflight.changing(self.instance_uuid)
+
     def _vzctl(self, argv, ok_codes=(0,), stdin=None, changes=True):
         try:
-            return hosttools.run('vzctl', *argv, ok_codes=ok_codes,
-                                 stdin=stdin)
+            with self.changing() if changes else contextlib.nullcontext():
+                return hosttools.run('vzctl', *argv, ok_codes=ok_codes,
+                                     stdin=stdin)
         finally:
             if changes and self._listing is not None and \
                     self.instance_uuid:
@@ -120,19 +133,20 @@ class Container(object):
         """
         gone = (0, self.tools.EXIT_CONFIG_MISSING)
         try:
-            self._vzctl(self.tools.stop(self.ctid, fast=True), ok_codes=gone,
-                        changes=False)
-            self._umount_leftover_snapshots()
-            call = self._vzctl(self.tools.destroy(self.ctid),
-                               ok_codes=gone + (self.tools.EXIT_MOUNTED,),
-                               changes=False)
-            if call.exit_code == self.tools.EXIT_MOUNTED:
-                self._vzctl(self.tools.umount(self.ctid), ok_codes=(
-                    0, self.tools.EXIT_NOT_MOUNTED), changes=False)
-                self._vzctl(self.tools.destroy(self.ctid), ok_codes=gone,
-                            changes=False)
-            priv_containers.remove_destroyed_configs(self.ctid)
-            priv_containers.remove_config_drive(self.ctid)
+            with self.changing():
+                self._vzctl(self.tools.stop(self.ctid, fast=True),
+                            ok_codes=gone, changes=False)
+                self._umount_leftover_snapshots()
+                call = self._vzctl(
+                    self.tools.destroy(self.ctid),
+                    ok_codes=gone + (self.tools.EXIT_MOUNTED,), changes=False)
+                if call.exit_code == self.tools.EXIT_MOUNTED:
+                    self._vzctl(self.tools.umount(self.ctid), ok_codes=(
+                        0, self.tools.EXIT_NOT_MOUNTED), changes=False)
+                    self._vzctl(self.tools.destroy(self.ctid), ok_codes=gone,
+                                changes=False)
+                priv_containers.remove_destroyed_configs(self.ctid)
+                priv_containers.remove_config_drive(self.ctid)
         finally:
             if self._listing is not None and self.instance_uuid:
                 self._listing.forget(self.instance_uuid)
@@ -193,6 +207,16 @@ class Container(object):
         """tar the (simfs) private area into the staging dir."""
         hosttools.pack(priv_images.pack_private_area, self.ctid, filename,
                        what='private area of CT %d' % self.ctid)
+
+    # -- checkpoints (reference 1.9) ---------------------------------------
+
+    def suspend(self):
+        """Checkpoint to ``$DUMPDIR/Dump.<CTID>`` and stop (``suspended``)."""
+        self._vzctl(self.tools.checkpoint(self.ctid))
+
+    def resume(self):
+        """Restore from the dump file, which vzctl then deletes."""
+        self._vzctl(self.tools.restore(self.ctid))
 
     # -- its config --------------------------------------------------------
 

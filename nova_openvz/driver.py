@@ -35,12 +35,14 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz import configdrive
 from nova_openvz import console
 from nova_openvz import container as vz_container
+from nova_openvz import events
 from nova_openvz import exception
 from nova_openvz import guestscripts
 from nova_openvz import hostinfo
 from nova_openvz import images
 from nova_openvz import inventory
 from nova_openvz import network
+from nova_openvz import pausing
 from nova_openvz import power
 from nova_openvz import privsep
 from nova_openvz import resources
@@ -84,6 +86,7 @@ class OpenVZDriver(driver.ComputeDriver):
         self.templates = images.TemplateCache()
         self.volumes = volumes.ContainerVolumes()
         self.hypervisor_version = 0
+        self.lifecycle_events = None
         network.initialize()
 
     # Host ------------------------------------------------------------------
@@ -109,6 +112,18 @@ class OpenVZDriver(driver.ComputeDriver):
             raise exception.HostNotReady(reason='; '.join(problems))
         LOG.info('OpenVZ host ready: vzctl %s, %d containers of Nova',
                  self.hypervisor_version, len(self.listing.all(fresh=True)))
+        if CONF.openvz.lifecycle_event_interval > 0 and \
+                self.lifecycle_events is None:
+            self.lifecycle_events = events.LifecyclePoller(
+                self.listing, self.listing.inflight, self.emit_event,
+                CONF.openvz.lifecycle_event_interval)
+            self.lifecycle_events.start()
+
+    def cleanup_host(self, host):
+        """Stop the lifecycle event poller, waiting for a poll under way."""
+        if self.lifecycle_events is not None:
+            self.lifecycle_events.stop(timeout=CONF.openvz.tool_timeout)
+            self.lifecycle_events = None
 
     def get_available_nodes(self, refresh=False):
         return [CONF.host]
@@ -170,7 +185,22 @@ class OpenVZDriver(driver.ComputeDriver):
         container = self.listing.find(instance.uuid, fresh=not use_cache)
         if container is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
-        return hardware.InstanceInfo(state=power.from_vzlist(container.status))
+        return hardware.InstanceInfo(state=power.of(container))
+
+    def _container(self, instance, fresh=False):
+        """The instance's listing record and its container handle.
+
+        :param fresh: read it now (one vzlist call for it alone).
+        """
+        record = self.listing.find(instance.uuid, fresh=fresh)
+        if record is None:
+            raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        return record, self.listing.new_handle(
+            record.ctid, instance.uuid, record.status, record.paused)
+
+    def _changing(self, instance):
+        """Context: the driver changes the instance (no lifecycle event)."""
+        return self.listing.inflight.changing(instance.uuid)
 
     # Lifecycle -------------------------------------------------------------
 
@@ -331,12 +361,72 @@ class OpenVZDriver(driver.ComputeDriver):
         Soft: halt inside the container, killed after its STOP_TIMEOUT,
         then start.  Hard: kill, then start.
         """
-        container = self.listing.handle(instance.uuid)
+        record, container = self._container(instance)
         console.attach_quietly(instance, container)
         # Before the restart: the port is deleted with its old device and
         # added again to wait for the new one vzctl makes at start.
         network.replug_switch_ports(instance, network_info)
-        container.restart(fast=reboot_type == 'HARD')
+        with self._changing(instance):
+            # Nova hard-reboots a paused server too: the restart kills the
+            # frozen processes, and the pause mark must go with them.
+            container.restart(fast=reboot_type == 'HARD')
+            pausing.forget(container, record.description)
+
+    # Pause and suspend ------------------------------------------------------
+
+    def pause(self, instance):
+        """Freeze every process of the container (:mod:`.pausing`)."""
+        # Fresh: the DESCRIPTION is rewritten from what vzlist shows now.
+        record, container = self._container(instance, fresh=True)
+        with self._changing(instance):
+            pausing.pause(container, record.description)
+
+    def unpause(self, instance):
+        """Thaw the container; one Nova did not pause is left as it is."""
+        record, container = self._container(instance, fresh=True)
+        if not record.paused:
+            LOG.warning('Container %d is not paused; nothing to unpause',
+                        record.ctid, instance=instance)
+            return
+        with self._changing(instance):
+            pausing.unpause(container, record.description)
+
+    def suspend(self, context, instance):
+        """Checkpoint to the dump file and stop (``vzctl chkpnt``).
+
+        vzlist then shows the container ``suspended``.  Its ports are
+        unplugged as at power off: their host ends went with it.
+        """
+        container = self.listing.handle(instance.uuid, fresh=True)
+        with self._changing(instance):
+            container.suspend()
+        network.unplug(instance, instance.get_network_info(), quiet=True)
+
+    def resume(self, context, instance, network_info, block_device_info=None,
+               share_info=None):
+        """Restore from the dump file (``vzctl restore``), which goes.
+
+        On a host whose kernel cannot restore memory (a simulated host
+        without CRIU) the container boots again from its disk instead; the
+        guest's interfaces are configured again for that case, which
+        changes nothing in a guest restored with its memory.
+        """
+        container = self.listing.handle(instance.uuid, fresh=True)
+        console.attach_quietly(instance, container)
+        with self._changing(instance):
+            network.plug(instance, network_info)
+            if container.status == 'suspended':
+                container.resume()
+            else:
+                # No dump to restore (never suspended, or it was lost):
+                # what Nova wants is a running server.
+                LOG.warning('Container %d is %s, not suspended; starting '
+                            'it', container.ctid, container.status,
+                            instance=instance)
+                container.start()
+        self._configure_interfaces(
+            container, network.nics(network_info, container.interfaces),
+            every=True)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         """Graceful halt within ``timeout`` seconds, else killed.
@@ -345,28 +435,46 @@ class OpenVZDriver(driver.ComputeDriver):
         STOP_TIMEOUT expires, so ``retry_interval`` has nothing to repeat.
         The ports are unplugged once the container is down.
         """
-        container = self.listing.handle(instance.uuid)
-        if timeout <= 0:
-            # As libvirt: no window (os_shutdown_timeout 0 or below) is
-            # a hard stop, never a STOP_TIMEOUT vzctl would refuse.
-            container.stop(fast=True)
-        else:
-            if container.stop_timeout != timeout:
-                container.configure(settings.Power(timeout))
-            container.stop()
+        record, container = self._container(instance)
+        with self._changing(instance):
+            if record.paused:
+                # A frozen guest cannot halt; Nova stops a paused server
+                # only when its power sync finds it stopped already.
+                container.thaw()
+            if timeout <= 0:
+                # As libvirt: no window (os_shutdown_timeout 0 or below) is
+                # a hard stop, never a STOP_TIMEOUT vzctl would refuse.
+                container.stop(fast=True)
+            else:
+                if container.stop_timeout != timeout:
+                    container.configure(settings.Power(timeout))
+                container.stop()
+            pausing.forget(container, record.description)
         network.unplug(instance, instance.get_network_info(), quiet=True)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
-        container = self.listing.handle(instance.uuid)
+        record, container = self._container(instance)
         console.attach_quietly(instance, container)
-        self._start(instance, container, network_info,
-                    network.nics(network_info, container.interfaces))
+        with self._changing(instance):
+            # A pause mark left by a container that stopped while paused
+            # would call the started one PAUSED.
+            pausing.forget(container, record.description)
+            self._start(instance, container, network_info,
+                        network.nics(network_info, container.interfaces))
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
-        container = self.listing.handle(instance.uuid)
-        if power.from_vzlist(container.status) != power_state.RUNNING:
+        """Bring the server back running.
+
+        A stopped container is started; one suspended is restored from its
+        dump (vzctl start restores a container with a dump file); one
+        paused is thawed.
+        """
+        record, container = self._container(instance)
+        if record.paused:
+            self.unpause(instance)
+        elif power.from_vzlist(container.status) != power_state.RUNNING:
             self.power_on(context, instance, network_info, block_device_info)
         else:
             console.attach_quietly(instance, container)

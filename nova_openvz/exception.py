@@ -42,6 +42,14 @@ class ContainerConfigMissing(HostToolError):
     """Exit 14: the container's config file does not exist."""
 
 
+class CheckpointFailed(HostToolError):
+    """Exit 16: checkpoint (suspend, or the freeze of a pause) failed."""
+
+
+class RestoreFailed(HostToolError):
+    """Exit 17: restore from the dump file failed."""
+
+
 class ContainerNotRunning(HostToolError):
     """Exit 31: the operation needs a running container."""
 

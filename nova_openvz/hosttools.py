@@ -46,6 +46,8 @@ VZCTL_ERRORS = {
     5: exception.BadKernel,
     9: exception.ContainerLocked,
     14: exception.ContainerConfigMissing,
+    16: exception.CheckpointFailed,
+    17: exception.RestoreFailed,
     20: exception.InvalidToolArgument,
     21: exception.InvalidToolArgument,
     29: exception.TemplateNotFound,

@@ -34,6 +34,7 @@ from oslo_log import log as logging
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import container as container_handle
+from nova_openvz import events
 from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import privsep
@@ -45,6 +46,11 @@ CONF = openvz_conf.CONF
 _TOOLS = container_handle.Container.tools
 
 _CTID_FILE_RE = re.compile(r'^([0-9]+)(\.conf.*|\.lck)?$')
+#: The DESCRIPTION word of a container Nova paused (its processes frozen
+#: with ``vzctl chkpnt --suspend``).  vzlist lists a frozen container as
+#: running (reference 1.9); this word, read in the same listing, is how the
+#: driver tells it apart, after any restart (see :mod:`nova_openvz.pausing`).
+PAUSED_WORD = 'nova-paused=yes'
 _UNSAFE_RE = re.compile(r'[^A-Za-z0-9._-]')
 
 
@@ -58,6 +64,11 @@ class ContainerRecord(object):
         self.physpages = record.get('physpages') or {}
         self.instance_uuid = owner_uuid(record)
         self.instance_name = _description_words(record).get('nova-name')
+        self.description = record.get('description') or ''
+        # Only a running container can be frozen; a stopped one keeps the
+        # word until the driver next starts it.
+        self.paused_mark = PAUSED_WORD in self.description.split()
+        self.paused = self.paused_mark and self.status == 'running'
 
     @property
     def memory_limit_kb(self):
@@ -77,6 +88,12 @@ def describe(instance_uuid, instance_name=None):
         words.append('nova-name=%s' % _UNSAFE_RE.sub('-', instance_name))
     words.append('nova-host=%s' % _UNSAFE_RE.sub('-', CONF.host))
     return ' '.join(words)
+
+
+def mark_paused(description, paused):
+    """``description`` with (``paused``) or without the pause word."""
+    words = [w for w in description.split() if w != PAUSED_WORD]
+    return ' '.join(words + [PAUSED_WORD] if paused else words)
 
 
 def _description_words(record):
@@ -113,6 +130,8 @@ class ContainerListing(object):
 
     def __init__(self):
         self._lock = threading.Lock()
+        #: Instances being changed by the driver (no lifecycle events).
+        self.inflight = events.InFlight()
         self._by_uuid = None
         self._ctids = set()
         self._stale = {}
@@ -162,19 +181,24 @@ class ContainerListing(object):
             self._ctids.add(container.ctid)
         self._stale.clear()
 
-    def _current(self, fresh=False):
+    def _current(self, fresh=False, max_age=None):
+        if max_age is None:
+            max_age = CONF.openvz.state_cache_seconds
         with self._lock:
-            expired = (time.monotonic() - self._taken_at >
-                       CONF.openvz.state_cache_seconds)
+            expired = time.monotonic() - self._taken_at > max_age
             if fresh or self._by_uuid is None or expired:
                 self._list_all_locked()
             elif self._stale:
                 self._reread_stale_locked()
             return self._by_uuid, self._ctids
 
-    def all(self, fresh=False):
-        """Nova's containers as ``{instance_uuid: ContainerRecord}``."""
-        return dict(self._current(fresh)[0])
+    def all(self, fresh=False, max_age=None):
+        """Nova's containers as ``{instance_uuid: ContainerRecord}``.
+
+        :param max_age: list again if the view is older (seconds); default
+            ``[openvz] state_cache_seconds``.
+        """
+        return dict(self._current(fresh, max_age)[0])
 
     def used_ctids(self):
         return set(self._current(fresh=True)[1])
@@ -204,11 +228,13 @@ class ContainerListing(object):
         record = self.find(instance_uuid, fresh=fresh)
         if record is None:
             raise nova_exception.InstanceNotFound(instance_id=instance_uuid)
-        return self.new_handle(record.ctid, instance_uuid, record.status)
+        return self.new_handle(record.ctid, instance_uuid, record.status,
+                               record.paused)
 
-    def new_handle(self, ctid, instance_uuid, status=None):
+    def new_handle(self, ctid, instance_uuid, status=None, paused=False):
         """A handle for container ``ctid`` that reports its changes here."""
-        return container_handle.Container(ctid, instance_uuid, self, status)
+        return container_handle.Container(ctid, instance_uuid, self, status,
+                                          paused)
 
 
 class CtidAllocator(object):

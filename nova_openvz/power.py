@@ -26,3 +26,10 @@ VZLIST_STATUS = {
 
 def from_vzlist(status):
     return VZLIST_STATUS.get(status, power_state.NOSTATE)
+
+
+def of(record):
+    """Power state of a listing record: PAUSED when Nova froze it."""
+    if record.paused:
+        return power_state.PAUSED
+    return from_vzlist(record.status)

@@ -96,3 +96,9 @@ class DeviceAccess:
     major: int
     minor: int
     granted: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Description:
+    """The container's DESCRIPTION, replaced (plain ``key=value`` words)."""
+    text: str

@@ -126,10 +126,12 @@ def snapshot(context, instance, container, image_id, update_task_state):
     path = os.path.join(CONF.openvz.image_staging_dir, filename)
     _remove(path)   # a leftover of a crashed attempt would block O_EXCL
     with rollback.undone_by(_remove, path):
+        # A paused container is frozen already, and must stay so.
+        freeze = container.running and not container.paused
         if container.layout == 'ploop':
-            _pack_ploop(container, container.running, filename)
+            _pack_ploop(container, freeze, filename)
         else:
-            _pack_simfs(container, container.running, filename)
+            _pack_simfs(container, freeze, filename)
         LOG.info('Packed CT %d into %d bytes for image %s', container.ctid,
                  os.path.getsize(path), image_id, instance=instance)
         update_task_state(task_state=task_states.IMAGE_UPLOADING,

@@ -108,6 +108,10 @@ def _device(access):
         access.major, access.minor, 'rw' if access.granted else 'none'))]
 
 
+def _description(description):
+    return [('--description', description.text)]
+
+
 _SETTINGS = {
     settings.Power: _power,
     settings.Limits: _limits,
@@ -115,6 +119,7 @@ _SETTINGS = {
     settings.AddedPort: _added_port,
     settings.RemovedPort: _removed_port,
     settings.DeviceAccess: _device,
+    settings.Description: _description,
 }
 
 
@@ -191,6 +196,16 @@ def freeze(ctid):
 
 def thaw(ctid):
     return commands.VZCTL_CHKPNT.argv([ctid], [('--resume', None)])
+
+
+def checkpoint(ctid):
+    """Full checkpoint: dump to ``$DUMPDIR/Dump.<CTID>``, then stop."""
+    return commands.VZCTL_CHKPNT.argv([ctid])
+
+
+def restore(ctid):
+    """Restore from the dump file (deleted by vzctl on success)."""
+    return commands.VZCTL_RESTORE.argv([ctid])
 
 
 def snapshot(ctid, guid):

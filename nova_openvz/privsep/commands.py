@@ -185,7 +185,8 @@ VZCTL_SET = Shape('vzctl', ['set'], [CTID], _flags('--save') + [
     Option('--netif_add', NETIF_ADD, repeat=True),
     Option('--netif_del', IFNAME), Option('--ipadd', IP, repeat=True),
     Option('--nameserver', IP, repeat=True), Option('--searchdomain', DOMAIN),
-    Option('--devices', DEVICE, repeat=True, guard='granted_device')],
+    Option('--devices', DEVICE, repeat=True, guard='granted_device'),
+    Option('--description', DESCRIPTION)],
     guards=['nova_ctid'])
 VZCTL_START = Shape('vzctl', ['start'], [CTID], _flags('--wait'),
                     guards=['nova_ctid'])
@@ -199,8 +200,11 @@ VZCTL_UMOUNT = Shape('vzctl', ['umount'], [CTID], guards=['nova_ctid'])
 #: A script for the container's shell, on standard input (reference 1.8).
 VZCTL_EXEC2 = Shape('vzctl', ['exec2'], [CTID, '-'], guards=['nova_ctid'],
                     stdin=True)
+#: Without an option a full checkpoint to the dump file (reference 1.9).
 VZCTL_CHKPNT = Shape('vzctl', ['chkpnt'], [CTID],
                      _flags('--suspend', '--resume'), guards=['nova_ctid'])
+#: Restore from the dump file, which vzctl deletes on success.
+VZCTL_RESTORE = Shape('vzctl', ['restore'], [CTID], guards=['nova_ctid'])
 VZCTL_SNAPSHOT = Shape('vzctl', ['snapshot'], [CTID],
                        _ID + _flags('--skip-suspend', '--skip-config'),
                        guards=['nova_ctid'])
@@ -228,7 +232,7 @@ PLOOP_UMOUNT = Shape('ploop', ['umount', '-m'], [PATH],
 
 SHAPES = (VZCTL_VERSION, VZCTL_CREATE, VZCTL_SET, VZCTL_START, VZCTL_STOP,
           VZCTL_RESTART, VZCTL_DESTROY, VZCTL_UMOUNT, VZCTL_EXEC2,
-          VZCTL_CHKPNT,
+          VZCTL_CHKPNT, VZCTL_RESTORE,
           VZCTL_SNAPSHOT, VZCTL_SNAPSHOT_DELETE, VZCTL_SNAPSHOT_MOUNT,
           VZCTL_SNAPSHOT_UMOUNT, VZLIST_ALL, VZLIST_SOME,
           PLOOP_RESTORE_DESCRIPTOR, PLOOP_MOUNT, PLOOP_UMOUNT)

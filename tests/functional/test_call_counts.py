@@ -70,6 +70,9 @@ class TestCallCounts(test.NoDBTestCase):
         self.calls = []
         hosttools.add_listener(self.calls.append)
         self.addCleanup(hosttools.remove_listener, self.calls.append)
+        # Counted here: the calls of Nova's requests, not of the lifecycle
+        # event poller (tests/unit/test_events.py counts those).
+        self.flags(lifecycle_event_interval=0, group='openvz')
         self.driver = openvz_driver.OpenVZDriver(fake.FakeVirtAPI())
         self.driver.init_host(CONF.host)
         self.nodename = self.driver.get_available_nodes()[0]

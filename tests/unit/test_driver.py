@@ -18,6 +18,7 @@ The lifecycle is tested through Nova's API in tests/functional.
 import os
 import uuid
 
+import fixtures
 from nova.compute import power_state
 import nova.conf
 from nova import exception as nova_exception
@@ -44,6 +45,8 @@ class _DriverTest(testtools.TestCase):
         self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
         self.useFixture(sim_fixture.InProcessPrivsep())
         self.flags = self.useFixture(config_fixture.Config(CONF)).config
+        # No lifecycle event poller outliving a test (TestEvents starts one).
+        self.flags(lifecycle_event_interval=0, group='openvz')
 
     def new_driver(self):
         """A driver made after the options are set, as Nova makes it."""
@@ -62,6 +65,23 @@ class TestInitHost(_DriverTest):
         drv.init_host('compute1')
         self.assertEqual(4011001, drv.hypervisor_version)
         self.assertEqual([], drv.list_instances())
+
+    def test_init_host_starts_the_event_poller_and_cleanup_stops_it(self):
+        self.flags(lifecycle_event_interval=0.05, group='openvz')
+        drv = self.new_driver()
+        drv.init_host('compute1')
+        poller = drv.lifecycle_events
+        self.assertIsNotNone(poller)
+        self.assertTrue(poller._thread.is_alive())
+        thread = poller._thread
+        drv.cleanup_host('compute1')
+        self.assertIsNone(drv.lifecycle_events)
+        self.assertFalse(thread.is_alive())
+
+    def test_no_poller_when_events_are_off(self):
+        drv = self.new_driver()
+        drv.init_host('compute1')
+        self.assertIsNone(drv.lifecycle_events)
 
     def test_a_missing_vz_conf_is_named(self):
         missing = os.path.join(self.host.root, 'etc/vz/missing.conf')
@@ -171,6 +191,49 @@ class TestGetInfo(_DriverTest):
                           self.driver.get_info, instance)
         self.assertRaises(nova_exception.InstanceNotFound,
                           self.driver.get_info, instance, use_cache=False)
+
+
+class TestResumeStateOnHostBoot(_DriverTest):
+    """A server Nova holds running comes back running, however it was."""
+
+    def setUp(self):
+        super().setUp()
+        templates.write_minimal_template(os.path.join(
+            self.host.root, 'vz/template/cache/nova-test.tar.gz'))
+        self.flags(instances_path=self.useFixture(
+            fixtures.TempDir()).path)
+        self.driver = self.new_driver()
+        self.dump = os.path.join(self.host.root, 'vz/dump/Dump.101')
+
+    vzctl = TestGetInfo.vzctl
+
+    def container(self, ctid):
+        instance = TestGetInfo.container(self, ctid)
+        instance.id = ctid   # for its name in the log
+        return instance
+
+    def resume(self, instance):
+        self.driver.resume_state_on_host_boot(None, instance, [], None)
+        return self.driver.get_info(instance, use_cache=False).state
+
+    def test_a_suspended_container_is_restored_from_its_dump(self):
+        instance = self.container(101)
+        self.vzctl('start', 101, '--wait')
+        self.vzctl('suspend', 101)
+        self.assertTrue(os.path.exists(self.dump))
+        self.assertEqual(power_state.RUNNING, self.resume(instance))
+        self.assertFalse(os.path.exists(self.dump))
+
+    def test_a_paused_container_is_thawed(self):
+        instance = self.container(101)
+        self.vzctl('start', 101, '--wait')
+        self.driver.pause(instance)
+        self.assertEqual(power_state.PAUSED,
+                         self.driver.get_info(instance).state)
+        self.assertEqual(power_state.RUNNING, self.resume(instance))
+        # Thawed: vzctl finds nothing to resume.
+        code, _, _ = self.host.run('vzctl', 'chkpnt', 101, '--resume')
+        self.assertEqual(16, code)
 
 
 class TestHelpers(testtools.TestCase):

@@ -81,10 +81,13 @@ def every_argv():
         vz4.configure(CTID, [settings.AddedPort(nics[0])]),
         vz4.configure(CTID, [settings.RemovedPort('eth1')]),
         vz4.configure(CTID, [settings.DeviceAccess(259, 0, granted=False)]),
+        vz4.configure(CTID, [settings.Description(
+            'nova-instance=%s nova-paused=yes' % IMAGE)]),
         vz4.start(CTID), vz4.stop(CTID, False), vz4.stop(CTID, True),
         vz4.restart(CTID, False), vz4.restart(CTID, True),
         vz4.destroy(CTID), vz4.umount(CTID), vz4.run_script(CTID),
         vz4.freeze(CTID), vz4.thaw(CTID),
+        vz4.checkpoint(CTID), vz4.restore(CTID),
         vz4.snapshot(CTID, GUID), vz4.delete_snapshot(CTID, GUID),
         vz4.mount_snapshot(CTID, GUID,
                            priv_images.snapshot_mount_dir(CTID, GUID)),

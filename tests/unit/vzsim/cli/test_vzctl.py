@@ -715,6 +715,29 @@ class TestCheckpoint(VzctlTestCase):
         self.vzctl('start', CTID)
         self.vzctl('resume', CTID, expect=32)
 
+    def test_resume_restores_and_deletes_the_dump(self):
+        self.vzctl('start', CTID)
+        self.vzctl('suspend', CTID)
+        out = self.vzctl('resume', CTID)[0]
+        self.assertIn('Restoring completed successfully\n', out)
+        self.assertEqual('CTID 101 exist mounted running\n', self.status())
+        self.assertFalse(os.path.exists(self.path('vz/dump/Dump.101')))
+
+    def test_resume_without_a_dump_is_17(self):
+        self.vzctl('resume', CTID, expect=17)
+        self.assertEqual('CTID 101 exist unmounted down\n', self.status())
+
+    def test_suspend_of_a_stopped_container_is_31(self):
+        err = self.vzctl('suspend', CTID, expect=31)[1]
+        self.assertIn('container is not running', err)
+        self.assertFalse(os.path.exists(self.path('vz/dump/Dump.101')))
+
+    def test_destroy_removes_the_dump(self):
+        self.vzctl('start', CTID)
+        self.vzctl('suspend', CTID)
+        self.vzctl('destroy', CTID)
+        self.assertFalse(os.path.exists(self.path('vz/dump/Dump.101')))
+
 
 class TestSnapshots(VzctlTestCase):
     """Reference 1.10."""
