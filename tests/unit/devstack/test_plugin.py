@@ -369,9 +369,11 @@ class TestSimulatedStack(testtools.TestCase):
                 else 'False'
             self.assertEqual(expected, section[flag], (operation, flag))
         # What the driver lacks today, checked by name.
-        for flag in ('pause', 'suspend', 'resize', 'rescue',
+        for flag in ('pause', 'suspend', 'rescue', 'cold_migration',
                      'live_migration', 'vnc_console'):
             self.assertEqual('False', section[flag], flag)
+        # Resize on the same host, live.
+        self.assertEqual('True', section['resize'])
         self.assertEqual('True', section['serial_console'])
         self.assertEqual('False', tempest['validation']['run_validation'])
         self.assertEqual('11111111-2222-3333-4444-555555555555',
