@@ -25,6 +25,7 @@ from nova.compute import instance_actions
 
 from nova_openvz.privsep import vzconf
 from nova_openvz.testing import allinone
+from tests.functional import test_network
 
 #: Host PID of a container's init and its start time (clock ticks since
 #: boot), printed by a child process: Nova's test base forbids reading
@@ -280,3 +281,27 @@ class TestResize(allinone.OpenVZCloudTestCase):
         self._assert_unchanged(server, 512, 1, 1, init)
         self.assertFlavorMatchesAllocation(
             self._flavor('1'), server['id'], self.rp_uuid)
+
+
+class TestResizeKeepsThePorts(test_network.NetworkTestCase):
+
+    def test_the_port_stays_plugged_through_resize_revert_and_confirm(self):
+        port, peer_port = self.make_port(), self.make_port()
+        server = self.boot_on_ports('resized', [port])
+        peer = self.boot_on_ports('peer', [peer_port])
+        device = ('tap' + port['id'])[:14]
+        # The switch's row for the device: a new one if it were replugged.
+        row = self.switch.interface(device, '_uuid')
+        bigger = self._create_flavor(name='bigger', memory_mb=1024, vcpu=2,
+                                     disk=1, ephemeral=0)
+
+        server = self._resize_server(server, bigger)
+        self.ping(peer, self.ipv4(port))
+        server = self._revert_resize(server)
+        self.ping(peer, self.ipv4(port))
+        server = self._confirm_resize(self._resize_server(server, bigger))
+        self.ping(peer, self.ipv4(port))
+
+        self.assertEqual(row, self.switch.interface(device, '_uuid'))
+        self.assertEqual(self.ipv4(port) + '/24', self.inside(
+            server, 'ip -o -4 addr show dev eth0').split()[3])
