@@ -26,10 +26,12 @@ from nova.compute import task_states
 import nova.conf
 from nova import exception as nova_exception
 from nova import objects
+from nova.virt import fake
 from oslo_config import fixture as config_fixture
 import testtools
 
 from nova_openvz import container as vz_container
+from nova_openvz import driver
 from nova_openvz import inventory
 from nova_openvz.privsep import vzconf
 from nova_openvz import resize
@@ -102,7 +104,8 @@ class _HostTest(testtools.TestCase):
         templates.write_minimal_template(os.path.join(
             self.host.root, 'vz/template/cache/nova-test.tar.gz'))
         self.instance = objects.Instance(
-            uuid=str(uuid.uuid4()), flavor=flavor(), system_metadata={},
+            id=1, uuid=str(uuid.uuid4()), flavor=flavor(),
+            system_metadata={},
             image_ref='a5983393-bd48-46e7-8023-3b49cb4d6789')
         self.vzctl('create', CTID, '--ostemplate', 'nova-test', '--layout',
                    'ploop', '--diskspace', '1G:1G', '--name',
@@ -237,3 +240,68 @@ class TestRevert(_HostTest):
         self.assertEqual('0:%d' % (512 * 256), config['PHYSPAGES'])
         self.assertEqual('%d:%d' % (3 * GB_KB, 3 * GB_KB),
                          config['DISKSPACE'])
+
+
+class TestDriverBranches(_HostTest):
+    """The driver's resize methods: this host here, another host apart."""
+
+    def setUp(self):
+        super().setUp()
+        self.driver = driver.OpenVZDriver(fake.FakeVirtAPI())
+        self.instance.migration_context = objects.MigrationContext(
+            migration_id=7)
+
+    def _moving(self, found):
+        self.useFixture(fixtures.MockPatchObject(
+            objects.Migration, 'get_by_id', return_value=found))
+
+    def test_the_first_half_of_a_same_host_revert_keeps_the_container(self):
+        self._moving(migration())
+        self.instance.task_state = task_states.RESIZE_REVERTING
+        self.driver.destroy('ctxt', self.instance, [])
+        self.assertTrue(self.driver.instance_exists(self.instance))
+        self.assertEqual([], [c for c in self.host.calls()
+                              if c['argv'][0] in ('stop', 'destroy')])
+
+    def test_a_revert_from_another_host_removes_the_copy(self):
+        self._moving(migration(source='other'))
+        self.instance.task_state = task_states.RESIZE_REVERTING
+        self.driver.destroy('ctxt', self.instance, [])
+        self.assertFalse(self.driver.instance_exists(self.instance))
+
+    def test_a_move_to_another_host_is_not_done_here(self):
+        across = migration(dest='other')
+        self._moving(across)
+        before = len(self.host.calls())
+        self.assertRaises(NotImplementedError,
+                          self.driver.migrate_disk_and_power_off, 'ctxt',
+                          self.instance, '192.0.2.2', flavor(memory_mb=1024),
+                          [])
+        self.assertRaises(NotImplementedError, self.driver.finish_migration,
+                          'ctxt', across, self.instance, '[]', [], None,
+                          True, {})
+        self.assertRaises(NotImplementedError,
+                          self.driver.confirm_migration, 'ctxt', across,
+                          self.instance, [])
+        self.assertRaises(NotImplementedError,
+                          self.driver.finish_revert_migration, 'ctxt',
+                          self.instance, [], across)
+        self.assertEqual([], self.sets(before))
+
+    def test_the_same_host_path_through_the_driver(self):
+        here = migration()
+        self._moving(here)
+        before = len(self.host.calls())
+        self.assertEqual('[]', self.driver.migrate_disk_and_power_off(
+            'ctxt', self.instance, '192.0.2.1', flavor(memory_mb=1024), []))
+        self.assertEqual('0:%d' % (1024 * 256), self.config()['PHYSPAGES'])
+        # Nova now holds the new flavor; a revert brings the old one back.
+        self.driver.finish_migration('ctxt', here, self.instance, '[]', [],
+                                     None, True, {})
+        self.driver.finish_revert_migration('ctxt', self.instance, [], here)
+        self.assertEqual('0:%d' % (512 * 256), self.config()['PHYSPAGES'])
+        self.driver.confirm_migration('ctxt', here, self.instance, [])
+        self.assertTrue(self.driver.instance_exists(self.instance))
+        self.assertEqual([], [c for c in self.host.calls()[before:]
+                              if c['argv'][0] in ('stop', 'start',
+                                                  'restart', 'destroy')])
