@@ -397,7 +397,7 @@ class OpenVZDriver(driver.ComputeDriver):
         """Same host: apply the new flavor live; nothing is powered off.
 
         A refused or failed resize raises InstanceFaultRollback (the
-        server stays ACTIVE, or SHUTOFF, with the reason as its fault).
+        server stays ACTIVE, or SHUTOFF, with the reason in the action).
         """
         migration = resize.migration_of(context, instance)
         if resize.stays_on_host(migration):

@@ -20,7 +20,7 @@ the guest.  Nova's flow is kept (doc/source/admin/resize.rst):
 * ``migrate_disk_and_power_off`` (source): :func:`apply` checks the new
   flavor, then sets its limits and disk size live.  Anything refused or
   failed raises ``InstanceFaultRollback``, so Nova puts the server back to
-  ACTIVE with the reason as its fault; a failed set first puts the old
+  ACTIVE with the reason in its resize action; a failed set puts the old
   limits back.  Applying here rather than in ``finish_migration`` is what
   lets a failure roll back: Nova errors the server out on a failure there.
 * ``finish_migration`` (destination, the same host): nothing left to do
