@@ -236,6 +236,16 @@ class Container(object):
         return self.tools.interfaces(self.config())
 
     @property
+    def disk_size_kb(self):
+        """Its disk size (DISKSPACE's hard limit) in KB, None when unset."""
+        return self.tools.disk_size_kb(self.config())
+
+    def disk_usage_kb(self):
+        """KB its files use now, as vzlist reports it."""
+        call = hosttools.run('vzlist', *self.tools.disk_usage(self.ctid))
+        return self.tools.disk_usage_kb(call.stdout)
+
+    @property
     def stop_timeout(self):
         """Its graceful stop window in seconds, or None when unset."""
         return self.tools.stop_timeout(self.config())

@@ -29,6 +29,7 @@ from nova.virt import driver
 from nova.virt import hardware
 from oslo_concurrency import processutils
 from oslo_log import log as logging
+from oslo_serialization import jsonutils
 from oslo_utils import excutils
 
 from nova_openvz import conf as openvz_conf
@@ -45,6 +46,7 @@ from nova_openvz import network
 from nova_openvz import pausing
 from nova_openvz import power
 from nova_openvz import privsep
+from nova_openvz import resize
 from nova_openvz import resources
 from nova_openvz import settings
 from nova_openvz import snapshots
@@ -76,6 +78,11 @@ class OpenVZDriver(driver.ComputeDriver):
         # The container uses the host's block device: os-brick's view of
         # the new size is the container's (COMPUTE_VOLUME_EXTEND).
         'supports_extend_volume': True,
+        # A resize may stay on the host (allow_resize_to_same_host) and is
+        # then live (resize.py).  A cold migration with the same flavor
+        # must leave the host, or it would move nothing: this capability
+        # (COMPUTE_SAME_HOST_COLD_MIGRATE) would let it stay.
+        'supports_migrate_to_same_host': False,
     })
 
     def __init__(self, virtapi):
@@ -326,8 +333,14 @@ class OpenVZDriver(driver.ComputeDriver):
         """Remove the container; a container already gone is no error.
 
         With ``destroy_disks=False`` the container is only stopped, so its
-        disk and config stay for a later start on this host.
+        disk and config stay for a later start on this host.  The first
+        half of a revert of a resize on this host keeps the container
+        running (see :func:`nova_openvz.resize.keeps_container`).
         """
+        if resize.keeps_container(context, instance):
+            LOG.info('Resize reverted on this host: the container stays, '
+                     'its old flavor comes back live', instance=instance)
+            return
         self.cleanup(context, instance, network_info, block_device_info,
                      destroy_disks)
 
@@ -480,6 +493,64 @@ class OpenVZDriver(driver.ComputeDriver):
             console.attach_quietly(instance, container)
             network.plug(instance, network_info)
 
+    # Resize and migration ----------------------------------------------------
+    # A resize that stays on this host is live (resize.py): the container
+    # is never stopped.  Each method keeps the move to another host a
+    # separate branch.
+
+    def migrate_disk_and_power_off(self, context, instance, dest,
+                                   flavor, network_info,
+                                   block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        """Same host: apply the new flavor live; nothing is powered off.
+
+        A refused or failed resize raises InstanceFaultRollback (the
+        server stays ACTIVE, or SHUTOFF, with the reason in the action).
+        """
+        migration = resize.migration_of(context, instance)
+        if resize.stays_on_host(migration):
+            resize.apply(self.listing.handle(instance.uuid, fresh=True),
+                         instance, flavor, block_device_info)
+            # No disk moved: finish_migration has nothing to receive.
+            return jsonutils.dumps([])
+        raise NotImplementedError(_CROSS_HOST)
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        if resize.stays_on_host(migration):
+            # The new flavor is in place since migrate_disk_and_power_off.
+            self._power_on_if_stopped(context, instance, network_info,
+                                      block_device_info, power_on)
+            return
+        raise NotImplementedError(_CROSS_HOST)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        if resize.stays_on_host(migration):
+            # Nothing to remove: the container is the server.
+            return
+        raise NotImplementedError(_CROSS_HOST)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        """Same host: the old flavor's limits (and disk) back, live."""
+        if resize.stays_on_host(migration):
+            resize.revert(self.listing.handle(instance.uuid, fresh=True),
+                          instance, block_device_info)
+            self._power_on_if_stopped(context, instance, network_info,
+                                      block_device_info, power_on)
+            return
+        raise NotImplementedError(_CROSS_HOST)
+
+    def _power_on_if_stopped(self, context, instance, network_info,
+                             block_device_info, power_on):
+        """Start a container Nova wants running that is not (it stopped)."""
+        if power_on and not self.listing.handle(instance.uuid,
+                                                fresh=True).running:
+            self.power_on(context, instance, network_info, block_device_info)
+
     # Networking --------------------------------------------------------------
 
     def plug_vifs(self, instance, network_info):
@@ -591,6 +662,9 @@ class OpenVZDriver(driver.ComputeDriver):
     def extend_volume(self, context, connection_info, instance,
                       requested_size):
         self.volumes.extend(connection_info, requested_size)
+
+
+_CROSS_HOST = 'moving a container to another host is not supported yet'
 
 
 def _neutron_failed(event_name, instance):

@@ -47,3 +47,21 @@ def undone_by(undo, *args):
                 LOG.exception('Cleanup step %s%r failed', _name(undo), args)
     else:
         undo(*args)
+
+
+@contextlib.contextmanager
+def undone_on_failure(undo, *args):
+    """Run ``undo(*args)`` only when the block fails; the block's error wins.
+
+    For a change that stays when everything after it succeeds (a resize's
+    new limits), as :func:`undone_by` is for temporary things.
+    """
+    try:
+        yield
+    except BaseException:
+        with excutils.save_and_reraise_exception():
+            try:
+                undo(*args)
+            except Exception:
+                LOG.exception('Rollback step %s%r failed', undo.__name__,
+                              args)

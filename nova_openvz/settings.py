@@ -39,6 +39,15 @@ class Disk:
 
 
 @dataclasses.dataclass(frozen=True)
+class DiskSize:
+    """An existing container's new disk size (soft = hard), live if it runs.
+
+    ploop grows (or shrinks) its image online; simfs changes its quota.
+    """
+    size_gb: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Power:
     """Boot at host start (None: left as is) and the graceful stop window."""
     stop_timeout: int

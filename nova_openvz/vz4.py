@@ -103,6 +103,11 @@ def _removed_port(removed):
     return [('--netif_del', removed.ifname)]
 
 
+def _disk_size(disk):
+    # vzctl wants --save with --diskspace on ploop; configure always saves.
+    return [('--diskspace', '%dG:%dG' % (disk.size_gb, disk.size_gb))]
+
+
 def _device(access):
     return [('--devices', 'b:%d:%d:%s' % (
         access.major, access.minor, 'rw' if access.granted else 'none'))]
@@ -120,6 +125,7 @@ _SETTINGS = {
     settings.RemovedPort: _removed_port,
     settings.DeviceAccess: _device,
     settings.Description: _description,
+    settings.DiskSize: _disk_size,
 }
 
 
@@ -295,6 +301,22 @@ def listing_records(stdout):
         return records
 
 
+def disk_usage(ctid):
+    """One container's disk usage and limits (reference 3.3, 3.5)."""
+    return commands.VZLIST_DISK.argv([ctid])
+
+
+def disk_usage_kb(stdout):
+    """KB in use of :func:`disk_usage`'s answer; 0 when vzlist has none.
+
+    vzlist reports usage from ploop's statistics or a running simfs
+    container's quota, and 0 for a stopped simfs one (reference 3.4).
+    """
+    records = listing_records(stdout)
+    space = records[0].get('diskspace') if records else None
+    return int((space or {}).get('usage') or 0)
+
+
 # -- ploop -------------------------------------------------------------------
 
 
@@ -322,6 +344,12 @@ def layout(config, default):
 def interfaces(config):
     """The veth devices of NETIF, as dicts (``ifname``, ``host_ifname``)."""
     return vzconf.netif_devices(config.get('NETIF'))
+
+
+def disk_size_kb(config):
+    """DISKSPACE's hard limit in KB, or None when unset or unreadable."""
+    hard = config.get('DISKSPACE', '').rpartition(':')[2]
+    return int(hard) if hard.isdigit() else None
 
 
 def stop_timeout(config):

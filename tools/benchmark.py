@@ -29,7 +29,11 @@ simulated host's own log, ``DIR/sim/calls.log``.  It reports:
 
 1. **Calls per operation**: the vzctl and vzlist calls of spawn, soft and
    hard reboot, power_off (with Nova's default clean-shutdown timeout),
-   power_on and destroy.
+   power_on, a resize and destroy.  The resize (more RAM, vCPUs and disk)
+   is made twice, side by side: live, as the driver does it on the same
+   host (``nova_openvz.resize.apply``), and with the stop, set, start a
+   driver without live limits needs; the container is put back to its
+   old flavor between the two, unmeasured.
 2. **One periodic cycle at scale**: on a host with ``--small`` (100) and
    then ``--containers`` (1000) containers of Nova, the driver calls Nova's
    compute manager makes in one round of its periodic tasks --
@@ -74,7 +78,7 @@ warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
 
 IMAGE_ID = '7f3c6a52-2d1e-4b7e-9a0e-5b1f0c3d9e41'
 OPERATIONS = ('spawn', 'reboot (soft)', 'reboot (hard)', 'power_off',
-              'power_on', 'destroy')
+              'power_on', 'resize (live)', 'resize (restart)', 'destroy')
 CACHED_REPEATS = 3
 #: Every RUNNING_EVERY-th bulk container is started, for a mix of states.
 RUNNING_EVERY = 10
@@ -187,14 +191,14 @@ class Bench(object):
 
     # Nova objects --------------------------------------------------------
 
-    def flavor(self):
+    def flavor(self, name='m1.tiny', memory_mb=512, vcpus=1, root_gb=1):
         from nova import objects
 
         return objects.Flavor(
-            id=1, flavorid='1', name='m1.tiny', memory_mb=512, vcpus=1,
-            root_gb=1, ephemeral_gb=0, swap=0, rxtx_factor=1.0,
-            vcpu_weight=None, disabled=False, is_public=True,
-            extra_specs={}, description=None)
+            id=1, flavorid='1', name=name, memory_mb=memory_mb,
+            vcpus=vcpus, root_gb=root_gb, ephemeral_gb=0, swap=0,
+            rxtx_factor=1.0, vcpu_weight=None, disabled=False,
+            is_public=True, extra_specs={}, description=None)
 
     def instance(self, instance_uuid, hostname):
         from nova.tests.unit import fake_instance
@@ -265,16 +269,33 @@ def _count(calls, host_calls):
     }
 
 
+def _resize_with_restart(container, flavor):
+    """The same resize as a driver without live limits: stop, set, start."""
+    from nova_openvz import resources
+    from nova_openvz import settings
+
+    container.stop()
+    container.configure(resources.limits(flavor),
+                        settings.DiskSize(resources.root_gb(flavor)))
+    container.start()
+
+
 def measure_operations(bench):
     import nova.conf
     from nova.network import model as network_model
     from oslo_utils import uuidutils
+
+    from nova_openvz import resize
 
     conf = nova.conf.CONF
     drv = bench.driver
     inst = bench.instance(uuidutils.generate_uuid(), 'bench-ops')
     image_meta = bench.image_meta()
     network_info = network_model.NetworkInfo()
+    bigger = bench.flavor('m1.bigger', memory_mb=1024, vcpus=2, root_gb=2)
+
+    def handle():
+        return drv.listing.handle(inst.uuid, fresh=True)
     steps = [
         ('spawn', lambda: drv.spawn(bench.context, inst, image_meta, [],
                                     None, {}, network_info)),
@@ -288,12 +309,19 @@ def measure_operations(bench):
             conf.compute.shutdown_retry_interval)),
         ('power_on', lambda: drv.power_on(bench.context, inst,
                                           network_info)),
+        ('resize (live)', lambda: resize.apply(handle(), inst, bigger)),
+        # Unmeasured: back to the old flavor, for the same change again.
+        (None, lambda: resize.revert(handle(), inst)),
+        ('resize (restart)', lambda: _resize_with_restart(handle(), bigger)),
         ('destroy', lambda: drv.destroy(bench.context, inst, network_info)),
     ]
     results = collections.OrderedDict()
     with mock.patch('nova.image.glance.API.download', _fake_glance_download), \
             mock.patch('nova.image.glance.API.get', _fake_glance_get):
         for name, action in steps:
+            if name is None:
+                action()
+                continue
             seconds, calls, host_calls = bench.measure(action)
             results[name] = dict(_count(calls, host_calls),
                                  seconds=round(seconds, 3))
@@ -433,7 +461,12 @@ def print_tables(results):
     for name, op in results['operations'].items():
         out.write(row % (name, op['vzctl'], op['vzlist'], op['total'],
                          '%.2f' % op['seconds'], ', '.join(op['commands'])))
-    out.write('\n')
+    resize = results['resize']
+    out.write('\nresize, same change side by side: live %.2f s (the guest '
+              'keeps running), stop/set/start %.2f s (the guest is down '
+              'throughout): %sx\n\n' % (
+                  resize['live_seconds'], resize['restart_seconds'],
+                  resize['restart_over_live']))
 
     out.write('2. One periodic cycle (list_instances, get_num_instances, '
               'get_info x N,\n   get_available_resource, '
@@ -492,6 +525,14 @@ def run(options, root):
     }
     operations, template = measure_operations(bench)
     results['operations'] = operations
+    live = operations['resize (live)']['seconds']
+    restart = operations['resize (restart)']['seconds']
+    # Measured side by side in this run: compare the ratio, not seconds.
+    results['resize'] = {
+        'live_seconds': live, 'restart_seconds': restart,
+        'restart_over_live': round(restart / live, 2) if live else None,
+        # The guest is down for the whole stop/set/start; never when live.
+        'guest_down_seconds': {'live': 0.0, 'restart': restart}}
 
     sizes = sorted({min(options.small, options.containers),
                     options.containers})

@@ -182,6 +182,7 @@ VZCTL_SET = Shape('vzctl', ['set'], [CTID], _flags('--save') + [
     Option('--cpulimit', NUMBER), Option('--ioprio', '[0-7]'),
     Option('--iolimit', IOLIMIT), Option('--iopslimit', NUMBER),
     Option('--numproc', NUMBER), Option('--numfile', NUMBER),
+    Option('--diskspace', DISKSPACE),
     Option('--netif_add', NETIF_ADD, repeat=True),
     Option('--netif_del', IFNAME), Option('--ipadd', IP, repeat=True),
     Option('--nameserver', IP, repeat=True), Option('--searchdomain', DOMAIN),
@@ -220,6 +221,9 @@ VZCTL_SNAPSHOT_UMOUNT = Shape('vzctl', ['snapshot-umount'], [CTID], _ID,
 VZLIST_ALL = Shape('vzlist', ['-a', '-j', '-o'], [FIELDS])
 VZLIST_SOME = Shape('vzlist', ['-j', '-o'], [FIELDS], more=CTID,
                     guards=['ctids'])
+#: One container's disk usage, before a resize may shrink its disk.
+VZLIST_DISK = Shape('vzlist', ['-j', '-o', 'ctid,diskspace'], [CTID],
+                    guards=['ctid'])
 
 #: ploop (reference 6): the three calls that turn an image into a template.
 PLOOP_RESTORE_DESCRIPTOR = Shape(
@@ -235,6 +239,7 @@ SHAPES = (VZCTL_VERSION, VZCTL_CREATE, VZCTL_SET, VZCTL_START, VZCTL_STOP,
           VZCTL_CHKPNT, VZCTL_RESTORE,
           VZCTL_SNAPSHOT, VZCTL_SNAPSHOT_DELETE, VZCTL_SNAPSHOT_MOUNT,
           VZCTL_SNAPSHOT_UMOUNT, VZLIST_ALL, VZLIST_SOME,
+          VZLIST_DISK,
           PLOOP_RESTORE_DESCRIPTOR, PLOOP_MOUNT, PLOOP_UMOUNT)
 TOOLS = frozenset(shape.tool for shape in SHAPES)
 

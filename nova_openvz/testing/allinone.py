@@ -104,6 +104,8 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
         if self.NETWORKING:
             self._setup_networking()
         self.flags(compute_driver=self.compute_driver)
+        # One host: a resize stays on it, and is live (resize.py).
+        self.flags(allow_resize_to_same_host=True)
         self.flags(instances_path=self.useFixture(fixtures.TempDir()).path)
         # Nova's wheel installs its paste pipeline under the environment's
         # prefix, not next to the package the harness looks beside.

@@ -45,6 +45,14 @@ class BenchmarkTestCase(test.NoDBTestCase):
                          spawn['vzctl_commands'])
         self.assertEqual(1, spawn['vzlist'])
 
+        # Resize: live, limits then disk; the same change with a restart.
+        operations = report['operations']
+        self.assertEqual(['set', 'set'],
+                         operations['resize (live)']['vzctl_commands'])
+        self.assertEqual(['stop', 'set', 'start'],
+                         operations['resize (restart)']['vzctl_commands'])
+        self.assertIn('restart_over_live', report['resize'])
+
         self.assertEqual([3, 6], [c['containers'] for c in report['cycles']])
         for cycle in report['cycles']:
             self.assertEqual(1, cycle['listing']['vzlist_calls'])

@@ -83,6 +83,7 @@ def every_argv():
         vz4.configure(CTID, [settings.DeviceAccess(259, 0, granted=False)]),
         vz4.configure(CTID, [settings.Description(
             'nova-instance=%s nova-paused=yes' % IMAGE)]),
+        vz4.configure(CTID, [settings.DiskSize(30)]),
         vz4.start(CTID), vz4.stop(CTID, False), vz4.stop(CTID, True),
         vz4.restart(CTID, False), vz4.restart(CTID, True),
         vz4.destroy(CTID), vz4.umount(CTID), vz4.run_script(CTID),
@@ -95,7 +96,8 @@ def every_argv():
     ]
     return ([('vzctl', argv) for argv in vzctl] +
             [('vzlist', vz4.list_all()),
-             ('vzlist', vz4.list_some([101, 102]))] +
+             ('vzlist', vz4.list_some([101, 102])),
+             ('vzlist', vz4.disk_usage(CTID))] +
             [('ploop', vz4.restore_descriptor(work, work + '/root.hdd')),
              ('ploop', vz4.mount_image(mount_dir,
                                        work + '/DiskDescriptor.xml')),

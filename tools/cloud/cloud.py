@@ -497,6 +497,8 @@ class Cloud(object):
                     'state_path': self.path('data', 'nova'),
                     'instances_path': self.path('data', 'nova', 'instances'),
                     'rootwrap_config': os.path.join(xdir, 'rootwrap.conf'),
+                    # One compute host: a resize stays on it (live).
+                    'allow_resize_to_same_host': 'True',
                 }),
                 'api': {'auth_strategy': 'keystone'},
                 'wsgi': {'api_paste_config':

@@ -546,13 +546,21 @@ def _config_quota(config):
 
 
 def _ploop_quota(ct):
-    """Usage and size of a ploop CT's filesystem (ploop fs statistics)."""
+    """Usage and size of a ploop CT's filesystem (ploop fs statistics).
+
+    A filesystem mounted on VE_ROOT (the real kernel backend) is asked
+    directly, as ploop's statistics of a mounted image are live
+    (reference 3.4); otherwise ploop's cached statistics of the image.
+    """
     from vzsim.kernel import ploop
     stats = ploop.image_fs_stats(os.path.join(ct.private, 'root.hdd'))
     if stats is not None:
+        used_kb = stats.used_kb
+        if ct.root and os.path.ismount(ct.root):
+            st = os.statvfs(ct.root)
+            used_kb = (st.f_blocks - st.f_bfree) * st.f_frsize // 1024
         ct.quota = ct.quota or {}
-        ct.quota['diskspace'] = [stats.used_kb, stats.total_kb,
-                                 stats.total_kb]
+        ct.quota['diskspace'] = [used_kb, stats.total_kb, stats.total_kb]
         ct.quota['diskinodes'] = [stats.inodes_used, stats.inodes,
                                   stats.inodes]
 

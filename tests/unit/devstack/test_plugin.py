@@ -369,9 +369,11 @@ class TestSimulatedStack(testtools.TestCase):
                 else 'False'
             self.assertEqual(expected, section[flag], (operation, flag))
         # What the driver lacks today, checked by name.
-        for flag in ('resize', 'rescue', 'live_migration', 'vnc_console'):
+        for flag in ('rescue', 'cold_migration', 'live_migration',
+                     'vnc_console'):
             self.assertEqual('False', section[flag], flag)
-        for flag in ('serial_console', 'pause', 'suspend'):
+        # Resize on the same host, live.
+        for flag in ('resize', 'serial_console', 'pause', 'suspend'):
             self.assertEqual('True', section[flag], flag)
         self.assertEqual('False', tempest['validation']['run_validation'])
         self.assertEqual('11111111-2222-3333-4444-555555555555',
