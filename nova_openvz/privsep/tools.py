@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Run vzctl, vzlist and ploop with an argv from the table of commands."""
+"""Run vzctl, vzlist, ploop and vzmigrate with an argv from the table."""
 
 import os
 import subprocess
@@ -34,6 +34,11 @@ def _ctid(shape, operands, options):
 def _ctids(shape, operands, options):
     for word in operands[1:]:
         privsep.check_ctid(word)
+
+
+def _migrated_ctid(shape, operands, options):
+    # vzmigrate names the container after the peer.
+    privsep.check_ctid(operands[1])
 
 
 def _granted_device(shape, operands, options):
@@ -90,6 +95,7 @@ def _ploop_umount(shape, operands, options):
 GUARDS = {
     'ctid': _ctid,
     'ctids': _ctids,
+    'migrated_ctid': _migrated_ctid,
     'granted_device': _granted_device,
     'snapshot_target': _snapshot_target,
     'ploop_work': _ploop_work,
@@ -135,7 +141,7 @@ def _run(tool, args, timeout, stdin=None):
 
 @privsep.vz_pctxt.entrypoint
 def run_host_tool(tool, args, timeout, stdin=None):
-    """Run ``tool`` (vzctl, vzlist or ploop) with an argv of the table.
+    """Run ``tool`` (vzctl, vzlist, ploop, vzmigrate), an argv of the table.
 
     ``stdin`` (text) is the script of ``vzctl exec2 <CT> -``, the only
     command that reads one; it may carry secrets that must not be on any
