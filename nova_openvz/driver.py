@@ -27,6 +27,7 @@ from nova import exception as nova_exception
 from nova.objects import fields
 from nova.virt import driver
 from nova.virt import hardware
+from nova.virt import node as virt_node
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils import excutils
@@ -40,6 +41,7 @@ from nova_openvz import guestscripts
 from nova_openvz import hostinfo
 from nova_openvz import images
 from nova_openvz import inventory
+from nova_openvz import migration
 from nova_openvz import network
 from nova_openvz import power
 from nova_openvz import privsep
@@ -74,6 +76,8 @@ class OpenVZDriver(driver.ComputeDriver):
         # The container uses the host's block device: os-brick's view of
         # the new size is the container's (COMPUTE_VOLUME_EXTEND).
         'supports_extend_volume': True,
+        # A server of a dead host is built again from its image elsewhere.
+        'supports_evacuate': True,
     })
 
     def __init__(self, virtapi):
@@ -84,6 +88,7 @@ class OpenVZDriver(driver.ComputeDriver):
         self.templates = images.TemplateCache()
         self.volumes = volumes.ContainerVolumes()
         self.hypervisor_version = 0
+        self.moves = migration.CrossHost(self)
         network.initialize()
 
     # Host ------------------------------------------------------------------
@@ -139,6 +144,8 @@ class OpenVZDriver(driver.ComputeDriver):
             'supported_instances': [(facts['arch'], fields.HVType.OPENVZ,
                                      fields.VMMode.EXE)],
             'numa_topology': None,
+            # The host's stable node identity, as libvirt gives it.
+            'uuid': virt_node.get_local_node_uuid(),
         }
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
@@ -371,6 +378,102 @@ class OpenVZDriver(driver.ComputeDriver):
         else:
             console.attach_quietly(instance, container)
             network.plug(instance, network_info)
+
+    # Moving to another host (nova_openvz.migration) -----------------------
+
+    def migrate_disk_and_power_off(self, context, instance, dest,
+                                   flavor, network_info,
+                                   block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        if dest == self.get_host_ip_addr():
+            return super().migrate_disk_and_power_off(
+                context, instance, dest, flavor, network_info,
+                block_device_info, timeout, retry_interval)
+        else:
+            return self.moves.send(context, instance, dest, flavor,
+                                   network_info, block_device_info, timeout,
+                                   retry_interval)
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        if migration.source_compute == migration.dest_compute:
+            return super().finish_migration(
+                context, migration, instance, disk_info, network_info,
+                image_meta, resize_instance, allocations, block_device_info,
+                power_on, share_info)
+        else:
+            self.moves.receive(context, migration, instance, disk_info,
+                               network_info, resize_instance,
+                               block_device_info, power_on)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        if migration.source_compute == migration.dest_compute:
+            return super().confirm_migration(context, migration, instance,
+                                             network_info)
+        else:
+            self.moves.confirm(context, migration, instance, network_info)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        if migration.source_compute == migration.dest_compute:
+            return super().finish_revert_migration(
+                context, instance, network_info, migration,
+                block_device_info, power_on, share_info)
+        else:
+            self.moves.revert(context, instance, network_info, migration,
+                              block_device_info, power_on)
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info, dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        return self.moves.check_destination()
+
+    def cleanup_live_migration_destination_check(self, context,
+                                                 dest_check_data):
+        """Nothing to undo: the destination check made nothing."""
+
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data,
+                                      block_device_info=None):
+        return self.moves.check_source(instance, dest_check_data,
+                                       block_device_info)
+
+    def pre_live_migration(self, context, instance, block_device_info,
+                           network_info, disk_info, migrate_data):
+        return self.moves.prepare_destination(instance, network_info,
+                                              migrate_data)
+
+    def live_migration(self, context, instance, dest,
+                       post_method, recover_method, block_migration=False,
+                       migrate_data=None):
+        self.moves.live(context, instance, dest, post_method, recover_method,
+                        block_migration, migrate_data)
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None):
+        """vzmigrate removed the source container; nothing else is left."""
+
+    def post_live_migration_at_source(self, context, instance, network_info):
+        network.unplug(instance, network_info, quiet=True)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        self.moves.arrived_live(context, instance, network_info)
+
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info,
+                                               block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        """Remove what a failed move left here (vzmigrate undoes its own)."""
+        self.cleanup(context, instance, network_info, block_device_info,
+                     destroy_disks=destroy_disks)
 
     # Networking --------------------------------------------------------------
 
