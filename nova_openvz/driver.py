@@ -453,6 +453,9 @@ class OpenVZDriver(driver.ComputeDriver):
         self.moves.live(context, instance, dest, post_method, recover_method,
                         block_migration, migrate_data)
 
+    def live_migration_abort(self, instance):
+        self.moves.abort(instance)
+
     def post_live_migration(self, context, instance, block_device_info,
                             migrate_data=None):
         """vzmigrate removed the source container; nothing else is left."""

@@ -54,6 +54,7 @@ from nova_openvz import console
 from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import network
+from nova_openvz.privsep import containers as priv_containers
 from nova_openvz.privsep import migration as priv_migration
 from nova_openvz import resources
 from nova_openvz import settings
@@ -136,6 +137,8 @@ class CrossHost(object):
 
     def __init__(self, driver):
         self.driver = driver
+        #: Instances whose live migration an operator aborted.
+        self._aborted = set()
 
     @property
     def listing(self):
@@ -286,7 +289,6 @@ class CrossHost(object):
         network.plug(instance, network_info)
         if configdrive.required_by(instance):
             configdrive.build(instance, network_info, None, None)
-        migrate_data.wait_for_vif_plugged = False
         return migrate_data
 
     def live(self, context, instance, dest, post_method, recover_method,
@@ -304,19 +306,46 @@ class CrossHost(object):
             call = hosttools.run('vzmigrate', *vz4.migrate(
                 container.ctid, dest, online=True))
         except Exception as e:
-            LOG.error('Live migration of container %d to %s failed: %s',
-                      container.ctid, dest, e, instance=instance)
+            aborted = instance.uuid in self._aborted
+            self._aborted.discard(instance.uuid)
             with excutils.save_and_reraise_exception() as ctxt:
                 ctxt.reraise = False
-                compute_utils.add_instance_fault_from_exc(context, instance,
-                                                          e)
+                if aborted:
+                    LOG.info('Live migration of container %d to %s aborted',
+                             container.ctid, dest, instance=instance)
+                else:
+                    LOG.error('Live migration of container %d to %s '
+                              'failed: %s', container.ctid, dest, e,
+                              instance=instance)
+                    compute_utils.add_instance_fault_from_exc(context,
+                                                              instance, e)
                 self.listing.invalidate()
-                recover_method(context, instance, dest, migrate_data)
+                _resume_quietly(container)
+                recover_method(context, instance, dest, migrate_data,
+                               migration_status='cancelled' if aborted
+                               else 'failed')
             return
+        # vzmigrate destroyed the source with vzctl, which leaves
+        # <CTID>.*.destroyed files, as after any destroy.
+        priv_containers.remove_destroyed_configs(container.ctid)
         self.listing.forget(instance.uuid)
         LOG.info('Container %d moved to %s live in %.1fs', container.ctid,
                  dest, call.seconds, instance=instance)
         post_method(context, instance, dest, block_migration, migrate_data)
+
+    def abort(self, instance):
+        """Stop the running ``vzmigrate --online``; :meth:`live` recovers.
+
+        vzmigrate undoes what it can when a step fails, but a stopped run
+        may leave the container frozen: it is thawed here, and Nova's
+        rollback removes what reached the destination.
+        """
+        container = self.listing.handle(instance.uuid)
+        self._aborted.add(instance.uuid)
+        if not priv_migration.stop_migration(container.ctid):
+            self._aborted.discard(instance.uuid)
+            raise nova_exception.NoActiveMigrationForInstance(
+                instance_id=instance.uuid)
 
     def arrived_live(self, context, instance, network_info):
         """Destination side, after the switch: config drive and console."""
@@ -324,3 +353,13 @@ class CrossHost(object):
         if configdrive.required_by(instance):
             container.show_config_drive(configdrive.directory(instance))
         console.attach_quietly(instance, container)
+
+
+def _resume_quietly(container):
+    """Thaw a container a stopped vzmigrate may have left frozen."""
+    try:
+        container.thaw()
+    except exception.HostToolError as e:
+        # Not frozen (the usual case): vzctl says so.
+        LOG.debug('Container %d not thawed: %s', container.ctid,
+                  e.format_message())

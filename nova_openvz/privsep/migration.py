@@ -26,6 +26,7 @@ import re
 import stat
 
 from nova_openvz import privsep
+from nova_openvz.privsep import tools
 from nova_openvz.privsep import vzconf
 
 MIGRATED_SUFFIX = '.conf.migrated'
@@ -96,3 +97,16 @@ def restore_migrated_config(ctid):
         os.unlink(migrated, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@privsep.vz_pctxt.entrypoint
+def stop_migration(ctid):
+    """Stop the vzmigrate this helper runs for container ``ctid``.
+
+    Only a vzmigrate this helper started (through the table of commands)
+    is signalled, never a process found by its name.
+
+    :returns: whether one was running.
+    """
+    privsep.check_ctid(str(int(ctid)))
+    return tools.stop_vzmigrate(int(ctid))

@@ -14,6 +14,7 @@
 
 import os
 import subprocess
+import threading
 
 from oslo_concurrency import processutils
 
@@ -122,6 +123,31 @@ def validate(tool, args):
     return shape
 
 
+#: The vzmigrate processes running now, by CT ID (the last operand), so
+#: that an abort of a live migration can stop one (:func:`stop_vzmigrate`).
+_MIGRATING = {}
+_MIGRATING_LOCK = threading.Lock()
+
+
+def _started(tool, args, started):
+    def on_execute(proc):
+        started.setdefault('proc', proc)
+        if tool == 'vzmigrate':
+            with _MIGRATING_LOCK:
+                _MIGRATING[int(args[-1])] = proc
+    return on_execute
+
+
+def stop_vzmigrate(ctid):
+    """SIGTERM the vzmigrate of container ``ctid``; False if none runs."""
+    with _MIGRATING_LOCK:
+        proc = _MIGRATING.get(int(ctid))
+    if proc is None or proc.poll() is not None:
+        return False
+    proc.terminate()
+    return True
+
+
 def _run(tool, args, timeout, stdin=None):
     path = os.path.join(CONF.openvz.tools_dir, tool)
     started = {}
@@ -130,12 +156,17 @@ def _run(tool, args, timeout, stdin=None):
         stdout, stderr = processutils.execute(
             path, *args, check_exit_code=False, timeout=timeout,
             env_variables=env, process_input=stdin,
-            on_execute=lambda proc: started.setdefault('proc', proc))
+            on_execute=_started(tool, args, started))
     except subprocess.TimeoutExpired:
         proc = started['proc']
         proc.kill()
         proc.wait()
         return privsep.Result(None, '', '')
+    finally:
+        if tool == 'vzmigrate':
+            with _MIGRATING_LOCK:
+                if _MIGRATING.get(int(args[-1])) is started.get('proc'):
+                    del _MIGRATING[int(args[-1])]
     return privsep.Result(started['proc'].returncode, stdout, stderr)
 
 

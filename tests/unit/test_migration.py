@@ -23,10 +23,12 @@ import uuid
 import fixtures
 from nova import exception as nova_exception
 from nova import objects
+from nova.virt import fake
 from oslo_config import fixture as config_fixture
 import testtools
 
 from nova_openvz import conf as openvz_conf
+from nova_openvz import driver
 from nova_openvz import exception
 from nova_openvz import hosttools
 from nova_openvz import inventory
@@ -185,10 +187,8 @@ class TestLiveChecks(_TwoHosts):
 
     def setUp(self):
         super().setUp()
-        from nova_openvz import driver
-        from nova.virt import fake
-        self.moves = migration.CrossHost(driver.OpenVZDriver(
-            fake.FakeVirtAPI()))
+        self.moves = migration.CrossHost(
+            driver.OpenVZDriver(fake.FakeVirtAPI()))
 
     def test_a_stopped_container_cannot_move_live(self):
         instance = self.create(self.host, 101)
@@ -212,3 +212,12 @@ class TestLiveChecks(_TwoHosts):
     def test_the_destination_says_nothing_is_shared(self):
         data = self.moves.check_destination()
         self.assertFalse(data.is_shared_instance_path)
+
+
+class TestStop(_TwoHosts):
+
+    def test_only_a_vzmigrate_this_helper_runs_is_stopped(self):
+        # Nothing runs for CT 101: nothing is signalled.
+        self.assertFalse(priv_migration.stop_migration(101))
+        self.assertRaises(privsep.ArgumentRejected,
+                          priv_migration.stop_migration, 1)
