@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import threading
+import time
 from unittest import mock
 import uuid
 
@@ -190,6 +191,30 @@ class TwoHostCloudTestCase(allinone.OpenVZCloudTestCase):
                 compute, keep_hypervisor_state=keep_hypervisor_state)
         self.computes[compute.host] = new
         return new
+
+    # Waits: real containers on a shared test machine take longer than
+    # Nova's five seconds to boot, move or stop.
+
+    #: Polls (half a second each) before a wait gives up.
+    WAIT_RETRIES = 240
+
+    def _wait_for_server_parameter(self, server, expected_params,
+                                   max_retries=10, **kwargs):
+        return super()._wait_for_server_parameter(
+            server, expected_params,
+            max_retries=max(max_retries, self.WAIT_RETRIES), **kwargs)
+
+    def _wait_for_migration_status(self, server, expected_statuses):
+        statuses = [status.lower() for status in expected_statuses]
+        for _attempt in range(self.WAIT_RETRIES):
+            for migration in self.api.api_get(
+                    '/os-migrations').body['migrations']:
+                if migration['instance_uuid'] == server['id'] and \
+                        migration['status'].lower() in statuses:
+                    return migration
+            time.sleep(0.5)
+        self.fail('no migration of %s reached %s'
+                  % (server['id'], expected_statuses))
 
     # Helpers for checks on a host -----------------------------------------
 
