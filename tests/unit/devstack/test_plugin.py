@@ -369,8 +369,7 @@ class TestSimulatedStack(testtools.TestCase):
                 else 'False'
             self.assertEqual(expected, section[flag], (operation, flag))
         # What the driver lacks today, checked by name.
-        for flag in ('pause', 'suspend', 'resize', 'rescue',
-                     'live_migration', 'vnc_console'):
+        for flag in ('pause', 'suspend', 'rescue', 'vnc_console'):
             self.assertEqual('False', section[flag], flag)
         self.assertEqual('True', section['serial_console'])
         self.assertEqual('False', tempest['validation']['run_validation'])
