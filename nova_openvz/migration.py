@@ -72,9 +72,13 @@ def check(container, peer, online=False):
         (peer unreachable, CT ID taken there, addresses in use...).
     """
     try:
-        hosttools.run('vzmigrate', *vz4.migrate(container.ctid, peer,
-                                                online=online,
-                                                check_only=True))
+        argv = vz4.migrate(container.ctid, peer, online=online,
+                           check_only=True)
+    except ValueError:
+        raise nova_exception.MigrationPreCheckError(
+            reason='%r cannot name a peer host for vzmigrate' % peer)
+    try:
+        hosttools.run('vzmigrate', *argv)
     except exception.HostToolError as e:
         raise nova_exception.MigrationPreCheckError(
             reason=e.format_message())

@@ -214,8 +214,10 @@ PLOOP_UMOUNT = Shape('ploop', ['umount', '-m'], [PATH],
 #: options come before the operands, so each use the driver makes is a
 #: fixed prefix of its own: the checks alone, an offline move that keeps
 #: the source's area (as ``<CTID>.conf.migrated``) for a revert, and a
-#: live move.  The peer is a host name or address, never an option.
-PEER = r'(?!-)(%s|%s)' % (HOSTNAME, IP)
+#: live move.  The peer is a host name (Nova's host names may hold
+#: underscores) or address, never an option.
+PEER = r'(?!-)[A-Za-z0-9_.:-]{1,253}'
+
 VZMIGRATE_CHECK = Shape('vzmigrate', ['--check-only'], [PEER, CTID],
                         guards=['migrated_ctid'])
 VZMIGRATE_CHECK_ONLINE = Shape('vzmigrate', ['--check-only', '--online'],

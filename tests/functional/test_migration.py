@@ -19,11 +19,18 @@ written inside the server must survive each move, which needs the real
 kernel backend (a shell in the guest).
 """
 
+import shutil
+
+import fixtures
 from nova import context as nova_context
 from nova import objects
+from nova.tests.fixtures import os_brick as nova_os_brick
+from os_brick import privileged as brick_privileged
+from oslo_utils import uuidutils
 
 from nova_openvz.testing import allinone
 from nova_openvz.testing import multihost
+from tests.functional import test_volumes
 
 FILE = '/root/survivor'
 
@@ -154,6 +161,48 @@ class TestColdMigration(MigrationTestBase):
         server = self._wait_for_state_change(server, 'SHUTOFF')
         self._wait_for_migration_status(server, ['confirmed'])
         self.assert_only_on('host2', server, status='stopped')
+
+
+class TestColdMigrationWithVolume(MigrationTestBase):
+    """A volume's data is there after the move.
+
+    A loop partition backs it, connected through os-brick's local
+    connector on each host.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.needs_real_kernel()
+        missing = [t for t in test_volumes.HOST_TOOLS if not shutil.which(t)]
+        if missing:
+            self.skipTest('needs %s on this machine' % ', '.join(missing))
+        # As tests/functional/test_volumes.py: os-brick in this process.
+        self.useFixture(fixtures.MockPatchObject(
+            brick_privileged.default, 'client_mode', False))
+        self.useFixture(fixtures.MonkeyPatch(
+            'os_brick.initiator.connector.get_connector_properties',
+            nova_os_brick.get_connector_properties))
+        self.cinder.VOLUME_CONNECTION_INFO = dict(
+            self.cinder.VOLUME_CONNECTION_INFO)
+
+    def test_a_volume_follows_the_server(self):
+        server = self.boot_on('host1')
+        backing = self.useFixture(test_volumes.LoopVolume(
+            self.useFixture(fixtures.TempDir()).path, test_volumes.GiB))
+        volume_id = uuidutils.generate_uuid()
+        self.cinder.VOLUME_CONNECTION_INFO[volume_id] = {
+            'driver_volume_type': 'local',
+            'data': {'device_path': backing.path}}
+        self._attach_volume(server, volume_id)
+        self.exec2('host1', server,
+                   'mkdir -p /data && mount /dev/vdb /data && '
+                   'echo kept > /data/kept && umount /data')
+        server = self._migrate_server(server)
+        self._confirm_resize(server)
+        self.assert_only_on('host2', server)
+        self.assertEqual('kept\n', self.exec2(
+            'host2', server, 'mount -o ro /dev/vdb /data && cat /data/kept; '
+                             'code=$?; umount /data; exit $code'))
 
 
 class TestColdMigrationFailures(MigrationTestBase):

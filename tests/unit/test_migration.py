@@ -61,6 +61,10 @@ class TestRenderer(testtools.TestCase):
     def test_a_peer_is_never_an_option(self):
         self.assertRaises(ValueError, vz4.migrate, 101, '--ssh=x',
                           online=True)
+        self.assertRaises(ValueError, vz4.migrate, 101, 'a b', online=True)
+        # Nova's host names may hold underscores.
+        self.assertEqual(['--online', 'dest_host', '101'],
+                         vz4.migrate(101, 'dest_host', online=True))
 
 
 class _TwoHosts(testtools.TestCase):
