@@ -32,6 +32,7 @@ import collections
 import configparser
 import glob
 import importlib
+import json
 import os
 import re
 import shlex
@@ -389,6 +390,74 @@ def check_openvz_options():
                    % (root, CONF.openvz.layout, CONF.openvz.min_ctid))
 
 
+#: Seconds an ssh to a migration peer may take.
+PEER_TIMEOUT = 10
+#: Where a simulated host names its peers (vzsim.cli.vzmigrate).
+SIM_PEERS = 'sim/hosts.json'
+
+
+def _simulated_peers():
+    """The peers a simulated host's vzmigrate reaches, or None if real."""
+    path = os.path.join(CONF.openvz.host_root, SIM_PEERS)
+    if not os.path.isdir(os.path.join(CONF.openvz.host_root, 'sim')):
+        return None
+    try:
+        with open(path, encoding='utf-8') as f:
+            table = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def _ssh_reaches(peer):
+    """``(ok, why)``: root's key gets a shell on ``peer`` without a prompt.
+
+    vzmigrate runs every step as ``ssh root@<peer>`` in batch mode
+    (reference 5.4), so this is the same test.
+    """
+    if not shutil.which('ssh'):
+        return False, 'no ssh client on this host'
+    try:
+        proc = subprocess.run(
+            ['ssh', '-o', 'BatchMode=yes', '-o',
+             'ConnectTimeout=%d' % PEER_TIMEOUT, 'root@' + peer, 'true'],
+            capture_output=True, text=True, timeout=PEER_TIMEOUT * 2,
+            check=False)
+    except subprocess.TimeoutExpired:
+        return False, 'ssh timed out'
+    if proc.returncode != 0:
+        return False, (proc.stderr.strip().splitlines() or
+                       ['ssh exited %d' % proc.returncode])[-1]
+    return True, ''
+
+
+def check_migration_peers():
+    """Root reaches each configured migration peer as vzmigrate needs."""
+    peers = CONF.openvz.migration_peers
+    if not peers:
+        return _result(PASS, 'no [openvz] migration_peers configured: not '
+                             'checked')
+    simulated = _simulated_peers()
+    failed = []
+    for peer in peers:
+        if simulated is not None:
+            root = simulated.get(peer)
+            if not isinstance(root, str) or not os.path.isdir(
+                    os.path.join(CONF.openvz.host_root, root)):
+                failed.append('%s: not in %s' % (peer, SIM_PEERS))
+            continue
+        ok, why = _ssh_reaches(peer)
+        if not ok:
+            failed.append('%s: %s' % (peer, why))
+    if failed:
+        return _result(
+            FAILURE, 'cannot reach %s' % '; '.join(failed),
+            'give root a key every peer accepts without a password and '
+            'known host keys (ssh-copy-id root@<peer>); on a simulated host '
+            'name the peer in DIR/%s' % SIM_PEERS)
+    return _result(PASS, 'root reaches %s' % ', '.join(peers))
+
+
 CHECKS = (
     ('[openvz] options', check_openvz_options),
     ('compute_driver', check_compute_driver),
@@ -400,6 +469,7 @@ CHECKS = (
     ('Template cache', check_template_cache),
     ('Host facts', check_host_facts),
     ('Privsep helper', check_privsep),
+    ('Migration peers', check_migration_peers),
 )
 
 

@@ -102,6 +102,14 @@ tool_opts = [
                  min=0,
                  help='First wait in seconds before retrying a locked '
                       'container; doubled at each retry.'),
+    cfg.ListOpt('migration_peers',
+                default=[],
+                help='Host names or addresses of the other OpenVZ compute '
+                     'hosts servers may move to (cold and live migration '
+                     'with vzmigrate). Only read by "nova-openvz check", '
+                     'which checks that root reaches each one with ssh '
+                     'keys, as vzmigrate needs; Nova chooses the '
+                     'destinations.'),
     cfg.IntOpt('tool_timeout',
                default=900,
                min=1,

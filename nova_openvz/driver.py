@@ -27,6 +27,7 @@ from nova import exception as nova_exception
 from nova.objects import fields
 from nova.virt import driver
 from nova.virt import hardware
+from nova.virt import node as virt_node
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
@@ -42,6 +43,7 @@ from nova_openvz import guestscripts
 from nova_openvz import hostinfo
 from nova_openvz import images
 from nova_openvz import inventory
+from nova_openvz import migration
 from nova_openvz import network
 from nova_openvz import pausing
 from nova_openvz import power
@@ -83,6 +85,8 @@ class OpenVZDriver(driver.ComputeDriver):
         # must leave the host, or it would move nothing: this capability
         # (COMPUTE_SAME_HOST_COLD_MIGRATE) would let it stay.
         'supports_migrate_to_same_host': False,
+        # A server of a dead host is built again from its image elsewhere.
+        'supports_evacuate': True,
     })
 
     def __init__(self, virtapi):
@@ -94,6 +98,7 @@ class OpenVZDriver(driver.ComputeDriver):
         self.volumes = volumes.ContainerVolumes()
         self.hypervisor_version = 0
         self.lifecycle_events = None
+        self.moves = migration.CrossHost(self)
         network.initialize()
 
     # Host ------------------------------------------------------------------
@@ -161,6 +166,8 @@ class OpenVZDriver(driver.ComputeDriver):
             'supported_instances': [(facts['arch'], fields.HVType.OPENVZ,
                                      fields.VMMode.EXE)],
             'numa_topology': None,
+            # The host's stable node identity, as libvirt gives it.
+            'uuid': virt_node.get_local_node_uuid(),
         }
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
@@ -495,8 +502,8 @@ class OpenVZDriver(driver.ComputeDriver):
 
     # Resize and migration ----------------------------------------------------
     # A resize that stays on this host is live (resize.py): the container
-    # is never stopped.  Each method keeps the move to another host a
-    # separate branch.
+    # is never stopped.  A move to another host goes through vzmigrate
+    # (migration.py).
 
     def migrate_disk_and_power_off(self, context, instance, dest,
                                    flavor, network_info,
@@ -506,6 +513,7 @@ class OpenVZDriver(driver.ComputeDriver):
 
         A refused or failed resize raises InstanceFaultRollback (the
         server stays ACTIVE, or SHUTOFF, with the reason in the action).
+        Another host: vzmigrate copies the container there.
         """
         migration = resize.migration_of(context, instance)
         if resize.stays_on_host(migration):
@@ -513,7 +521,8 @@ class OpenVZDriver(driver.ComputeDriver):
                          instance, flavor, block_device_info)
             # No disk moved: finish_migration has nothing to receive.
             return jsonutils.dumps([])
-        raise NotImplementedError(_CROSS_HOST)
+        return self.moves.send(context, instance, dest, flavor, network_info,
+                               block_device_info, timeout, retry_interval)
 
     def finish_migration(self, context, migration, instance, disk_info,
                          network_info, image_meta, resize_instance,
@@ -524,13 +533,15 @@ class OpenVZDriver(driver.ComputeDriver):
             self._power_on_if_stopped(context, instance, network_info,
                                       block_device_info, power_on)
             return
-        raise NotImplementedError(_CROSS_HOST)
+        self.moves.receive(context, migration, instance, disk_info,
+                           network_info, resize_instance, block_device_info,
+                           power_on)
 
     def confirm_migration(self, context, migration, instance, network_info):
         if resize.stays_on_host(migration):
             # Nothing to remove: the container is the server.
             return
-        raise NotImplementedError(_CROSS_HOST)
+        self.moves.confirm(context, migration, instance, network_info)
 
     def finish_revert_migration(self, context, instance, network_info,
                                 migration, block_device_info=None,
@@ -542,7 +553,8 @@ class OpenVZDriver(driver.ComputeDriver):
             self._power_on_if_stopped(context, instance, network_info,
                                       block_device_info, power_on)
             return
-        raise NotImplementedError(_CROSS_HOST)
+        self.moves.revert(context, instance, network_info, migration,
+                          block_device_info, power_on)
 
     def _power_on_if_stopped(self, context, instance, network_info,
                              block_device_info, power_on):
@@ -550,6 +562,58 @@ class OpenVZDriver(driver.ComputeDriver):
         if power_on and not self.listing.handle(instance.uuid,
                                                 fresh=True).running:
             self.power_on(context, instance, network_info, block_device_info)
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info, dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        return self.moves.check_destination()
+
+    def cleanup_live_migration_destination_check(self, context,
+                                                 dest_check_data):
+        """Nothing to undo: the destination check made nothing."""
+
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data,
+                                      block_device_info=None):
+        return self.moves.check_source(instance, dest_check_data,
+                                       block_device_info)
+
+    def pre_live_migration(self, context, instance, block_device_info,
+                           network_info, disk_info, migrate_data):
+        return self.moves.prepare_destination(instance, network_info,
+                                              migrate_data)
+
+    def live_migration(self, context, instance, dest,
+                       post_method, recover_method, block_migration=False,
+                       migrate_data=None):
+        self.moves.live(context, instance, dest, post_method, recover_method,
+                        block_migration, migrate_data)
+
+    def live_migration_abort(self, instance):
+        self.moves.abort(instance)
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None):
+        """vzmigrate removed the source container; nothing else is left."""
+
+    def post_live_migration_at_source(self, context, instance, network_info):
+        network.unplug(instance, network_info, quiet=True)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        self.moves.arrived_live(context, instance, network_info)
+
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info,
+                                               block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        """Remove what a failed move left here (vzmigrate undoes its own)."""
+        self.cleanup(context, instance, network_info, block_device_info,
+                     destroy_disks=destroy_disks)
 
     # Networking --------------------------------------------------------------
 
@@ -663,8 +727,6 @@ class OpenVZDriver(driver.ComputeDriver):
                       requested_size):
         self.volumes.extend(connection_info, requested_size)
 
-
-_CROSS_HOST = 'moving a container to another host is not supported yet'
 
 
 def _neutron_failed(event_name, instance):

@@ -152,3 +152,39 @@ class VolumeExtendFailed(exception.NovaException):
 class VolumeNotABlockDevice(exception.NovaException):
     msg_fmt = _("The volume's host device %(path)s cannot be given to a "
                 "container: %(reason)s")
+
+
+class MigrationPeerUnreachable(HostToolError):
+    """vzmigrate exit 4: no passwordless root ssh to the peer host."""
+
+
+class ContainerExistsOnPeer(HostToolError):
+    """vzmigrate exit 9: the peer has a container with the same CT ID.
+
+    vzmigrate keeps the CT ID and cannot renumber; the move is refused.
+    """
+
+
+class MigrationIPInUse(HostToolError):
+    """vzmigrate exit 12: the container's addresses are in use there."""
+
+
+class MigrationPeerNotReady(HostToolError):
+    """vzmigrate exit 14, 16, 19: OpenVZ, ploop or vz.conf missing there."""
+
+
+class MigrationCopyFailed(HostToolError):
+    """vzmigrate exit 6: copying the private area or config failed."""
+
+
+class MigrationStartFailed(HostToolError):
+    """vzmigrate exit 7: the container did not start on the peer."""
+
+
+class MigrationSourceFailed(HostToolError):
+    """vzmigrate exit 8: stopping or checkpointing the source failed."""
+
+
+class MigratedContainerMissing(exception.NovaException):
+    msg_fmt = _("No container of instance %(instance_uuid)s was moved away "
+                "from this host (no <CTID>.conf.migrated names it)")

@@ -12,15 +12,16 @@
 
 """The one place that runs OpenVZ host tools.
 
-Every vzctl, vzlist and ploop call goes through :func:`run`: it hands the
-argv (built by :mod:`nova_openvz.vz4` from the table of commands) to the
-privileged helper, logs the call with its duration, retries a container
-locked by another vzctl (exit code 9) with a growing wait, and turns any
-other failure into a typed exception that carries the tool's own message
-and exit code.  The helper's other programs come back the same way, as one
-:data:`nova_openvz.privsep.Result` that :func:`_error_for` translates:
-``tar`` packing an image (:func:`pack`) and the console agent's ``vzctl
-console``, the one call that outlives its caller (:func:`attach_console`).
+Every vzctl, vzlist, ploop and vzmigrate call goes through :func:`run`: it
+hands the argv (built by :mod:`nova_openvz.vz4` from the table of
+commands) to the privileged helper, logs the call with its duration,
+retries a container locked by another vzctl (exit code 9) with a growing
+wait, and turns any other failure into a typed exception that carries the
+tool's own message and exit code.  The helper's other programs come back
+the same way, as one :data:`nova_openvz.privsep.Result` that
+:func:`_error_for` translates: ``tar`` packing an image (:func:`pack`) and
+the console agent's ``vzctl console``, the one call that outlives its
+caller (:func:`attach_console`).
 """
 
 import collections
@@ -72,8 +73,27 @@ PLOOP_ERRORS = {
     40: exception.PloopNotMounted,
 }
 
+#: vzmigrate exit codes (reference 5.4) and the exceptions they become.
+VZMIGRATE_ERRORS = {
+    4: exception.MigrationPeerUnreachable,
+    6: exception.MigrationCopyFailed,
+    7: exception.MigrationStartFailed,
+    8: exception.MigrationSourceFailed,
+    9: exception.ContainerExistsOnPeer,
+    10: exception.ContainerConfigMissing,
+    12: exception.MigrationIPInUse,
+    14: exception.MigrationPeerNotReady,
+    16: exception.MigrationPeerNotReady,
+    19: exception.MigrationPeerNotReady,
+    20: exception.ContainerLocked,
+}
+
 #: The exit-code tables of the tools that have one.
-TOOL_ERRORS = {'vzctl': VZCTL_ERRORS, 'ploop': PLOOP_ERRORS}
+TOOL_ERRORS = {'vzctl': VZCTL_ERRORS, 'ploop': PLOOP_ERRORS,
+               'vzmigrate': VZMIGRATE_ERRORS}
+#: Tools whose exit 9 is a container lock worth retrying (to ploop it is a
+#: sysfs error, to vzmigrate "exists on the destination").
+RETRY_LOCKED = ('vzctl', 'vzlist')
 
 ToolCall = collections.namedtuple(
     'ToolCall', 'tool argv exit_code stdout stderr seconds')
@@ -156,8 +176,8 @@ def run(tool, *argv, ok_codes=(0,), stdin=None):
     for attempt in range(CONF.openvz.lock_retries + 1):
         call = _invoke(tool, argv, stdin)
         last = attempt == CONF.openvz.lock_retries
-        # Exit 9 is vzctl's lock; to ploop it is a sysfs error.
-        if call.exit_code != EXIT_LOCKED or last or tool == 'ploop':
+        if call.exit_code != EXIT_LOCKED or last or \
+                tool not in RETRY_LOCKED:
             break
         LOG.info('Container locked by another vzctl (%s); retrying in '
                  '%.1fs', _tool_message(call.stdout, call.stderr), wait)

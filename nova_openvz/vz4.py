@@ -333,6 +333,32 @@ def umount_image(mount_dir):
     return commands.PLOOP_UMOUNT.argv([mount_dir])
 
 
+# -- vzmigrate ---------------------------------------------------------------
+
+#: vzmigrate's "already exists on the destination" (reference 5.4).
+EXIT_MIGRATE_EXISTS = 9
+
+
+def migrate(ctid, peer, online=False, keep_source=False, check_only=False):
+    """``vzmigrate`` of container ``ctid`` to host ``peer``.
+
+    ``check_only``: the preliminary checks alone (``--check-only``, with
+    ``--online`` when ``online``).  Otherwise a live move (``online``) or
+    an offline one that keeps the source's area for a way back
+    (``keep_source``: ``-r no``).
+    """
+    if check_only:
+        shape = (commands.VZMIGRATE_CHECK_ONLINE if online
+                 else commands.VZMIGRATE_CHECK)
+    elif online:
+        shape = commands.VZMIGRATE_ONLINE
+    elif keep_source:
+        shape = commands.VZMIGRATE_KEEP_SOURCE
+    else:
+        raise ValueError('an offline move always keeps the source area')
+    return shape.argv([peer, ctid])
+
+
 # -- a container's config ----------------------------------------------------
 
 

@@ -234,13 +234,32 @@ PLOOP_MOUNT = Shape('ploop', ['mount', '-r', '-m'], [PATH, PATH],
 PLOOP_UMOUNT = Shape('ploop', ['umount', '-m'], [PATH],
                      guards=['ploop_umount'])
 
+#: vzmigrate (reference 5.4): ``vzmigrate [options] <peer> <CTID>``.  Its
+#: options come before the operands, so each use the driver makes is a
+#: fixed prefix of its own: the checks alone, an offline move that keeps
+#: the source's area (as ``<CTID>.conf.migrated``) for a revert, and a
+#: live move.  The peer is a host name (Nova's host names may hold
+#: underscores) or address, never an option.
+PEER = r'(?!-)[A-Za-z0-9_.:-]{1,253}'
+
+VZMIGRATE_CHECK = Shape('vzmigrate', ['--check-only'], [PEER, CTID],
+                        guards=['migrated_ctid'])
+VZMIGRATE_CHECK_ONLINE = Shape('vzmigrate', ['--check-only', '--online'],
+                               [PEER, CTID], guards=['migrated_ctid'])
+VZMIGRATE_KEEP_SOURCE = Shape('vzmigrate', ['-r', 'no'], [PEER, CTID],
+                              guards=['migrated_ctid'])
+VZMIGRATE_ONLINE = Shape('vzmigrate', ['--online'], [PEER, CTID],
+                         guards=['migrated_ctid'])
+
 SHAPES = (VZCTL_VERSION, VZCTL_CREATE, VZCTL_SET, VZCTL_START, VZCTL_STOP,
           VZCTL_RESTART, VZCTL_DESTROY, VZCTL_UMOUNT, VZCTL_EXEC2,
           VZCTL_CHKPNT, VZCTL_RESTORE,
           VZCTL_SNAPSHOT, VZCTL_SNAPSHOT_DELETE, VZCTL_SNAPSHOT_MOUNT,
           VZCTL_SNAPSHOT_UMOUNT, VZLIST_ALL, VZLIST_SOME,
           VZLIST_DISK,
-          PLOOP_RESTORE_DESCRIPTOR, PLOOP_MOUNT, PLOOP_UMOUNT)
+          PLOOP_RESTORE_DESCRIPTOR, PLOOP_MOUNT, PLOOP_UMOUNT,
+          VZMIGRATE_CHECK, VZMIGRATE_CHECK_ONLINE, VZMIGRATE_KEEP_SOURCE,
+          VZMIGRATE_ONLINE)
 TOOLS = frozenset(shape.tool for shape in SHAPES)
 
 

@@ -10,10 +10,11 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Run vzctl, vzlist and ploop with an argv from the table of commands."""
+"""Run vzctl, vzlist, ploop and vzmigrate with an argv from the table."""
 
 import os
 import subprocess
+import threading
 
 from oslo_concurrency import processutils
 
@@ -39,6 +40,12 @@ def _nova_ctid(shape, operands, options):
 def _ctids(shape, operands, options):
     for word in operands[1:]:
         privsep.check_ctid(word)
+
+
+def _migrated_ctid(shape, operands, options):
+    # vzmigrate names the container after the peer.
+    privsep.check_ctid(operands[1])
+    containers.check_nova_container(int(operands[1]))
 
 
 def _granted_device(shape, operands, options):
@@ -96,6 +103,7 @@ GUARDS = {
     'ctid': _ctid,
     'nova_ctid': _nova_ctid,
     'ctids': _ctids,
+    'migrated_ctid': _migrated_ctid,
     'granted_device': _granted_device,
     'snapshot_target': _snapshot_target,
     'ploop_work': _ploop_work,
@@ -122,6 +130,31 @@ def validate(tool, args):
     return shape
 
 
+#: The vzmigrate processes running now, by CT ID (the last operand), so
+#: that an abort of a live migration can stop one (:func:`stop_vzmigrate`).
+_MIGRATING = {}
+_MIGRATING_LOCK = threading.Lock()
+
+
+def _started(tool, args, started):
+    def on_execute(proc):
+        started.setdefault('proc', proc)
+        if tool == 'vzmigrate':
+            with _MIGRATING_LOCK:
+                _MIGRATING[int(args[-1])] = proc
+    return on_execute
+
+
+def stop_vzmigrate(ctid):
+    """SIGTERM the vzmigrate of container ``ctid``; False if none runs."""
+    with _MIGRATING_LOCK:
+        proc = _MIGRATING.get(int(ctid))
+    if proc is None or proc.poll() is not None:
+        return False
+    proc.terminate()
+    return True
+
+
 def _run(tool, args, timeout, stdin=None):
     path = os.path.join(CONF.openvz.tools_dir, tool)
     started = {}
@@ -130,18 +163,23 @@ def _run(tool, args, timeout, stdin=None):
         stdout, stderr = processutils.execute(
             path, *args, check_exit_code=False, timeout=timeout,
             env_variables=env, process_input=stdin,
-            on_execute=lambda proc: started.setdefault('proc', proc))
+            on_execute=_started(tool, args, started))
     except subprocess.TimeoutExpired:
         proc = started['proc']
         proc.kill()
         proc.wait()
         return privsep.Result(None, '', '')
+    finally:
+        if tool == 'vzmigrate':
+            with _MIGRATING_LOCK:
+                if _MIGRATING.get(int(args[-1])) is started.get('proc'):
+                    del _MIGRATING[int(args[-1])]
     return privsep.Result(started['proc'].returncode, stdout, stderr)
 
 
 @privsep.vz_pctxt.entrypoint
 def run_host_tool(tool, args, timeout, stdin=None):
-    """Run ``tool`` (vzctl, vzlist or ploop) with an argv of the table.
+    """Run ``tool`` (vzctl, vzlist, ploop, vzmigrate), an argv of the table.
 
     ``stdin`` (text) is the script of ``vzctl exec2 <CT> -``, the only
     command that reads one; it may carry secrets that must not be on any

@@ -32,7 +32,7 @@ from nova_openvz import privsep
 
 class SimulatedHostFixture(fixtures.Fixture):
 
-    def __init__(self, conf=None, kernel='modelled'):
+    def __init__(self, conf=None, kernel='modelled', configure=True):
         """A host whose kernel backend is ``kernel``.
 
         ``modelled``, ``real`` or ``auto``, passed to ``simulate init
@@ -40,11 +40,14 @@ class SimulatedHostFixture(fixtures.Fixture):
         Test hosts are modelled unless asked otherwise: most tests boot the
         minimal template, which has no shell and so no init that really
         runs (the all-in-one cloud asks for ``auto`` and uploads a busybox
-        template when the host runs real containers).
+        template when the host runs real containers).  With ``configure``
+        False the options are left alone (:meth:`options` gives them):
+        two hosts in one process (:mod:`.multihost`) each set their own.
         """
         super().__init__()
         self.conf = conf or openvz_conf.CONF
         self.kernel = kernel
+        self.configure = configure
 
     def _setUp(self):
         self.root = self.useFixture(fixtures.TempDir()).path
@@ -57,15 +60,19 @@ class SimulatedHostFixture(fixtures.Fixture):
                        check=True, capture_output=True)
         self.addCleanup(self._clean_real_containers)
         self.tools_dir = os.path.join(self.root, 'usr', 'sbin')
-        options = self.useFixture(config_fixture.Config(self.conf))
-        options.config(group='openvz',
-                       tools_dir=self.tools_dir,
-                       vz_conf=os.path.join(self.root, 'etc/vz/vz.conf'),
-                       host_root=self.root,
-                       libvirt_uri='test:///' + os.path.join(
-                           self.root, 'libvirt-host.xml'),
-                       image_staging_dir=os.path.join(self.root, 'staging'),
-                       lock_retry_interval=0.05)
+        if self.configure:
+            options = self.useFixture(config_fixture.Config(self.conf))
+            options.config(group='openvz', **self.options())
+
+    def options(self):
+        """The ``[openvz]`` options that point the driver at this host."""
+        return dict(tools_dir=self.tools_dir,
+                    vz_conf=os.path.join(self.root, 'etc/vz/vz.conf'),
+                    host_root=self.root,
+                    libvirt_uri='test:///' + os.path.join(
+                        self.root, 'libvirt-host.xml'),
+                    image_staging_dir=os.path.join(self.root, 'staging'),
+                    lock_retry_interval=0.05)
 
     def _clean_real_containers(self):
         """Kill, unmount and detach what real containers still hold.

@@ -13,6 +13,7 @@
 """``nova-openvz check`` on a fresh simulated host, then broken ones."""
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -264,6 +265,31 @@ nova_openvz.privsep.vz_pctxt, --privsep_sock_path, /tmp/.*
                    helper_command='%s --config-file /x.conf' % helper)
         self.assertEqual(check.PASS,
                          self.results()['Privsep helper'].status)
+
+
+class TestMigrationPeers(_CheckTest):
+
+    def write_peers(self, peers):
+        with open(self.path('sim/hosts.json'), 'w') as f:
+            json.dump(peers, f)
+
+    def test_no_peer_configured_passes(self):
+        self.assertEqual(check.PASS,
+                         self.results()['Migration peers'].status)
+
+    def test_a_peer_the_simulated_host_knows_passes(self):
+        peer = self.useFixture(fixtures.TempDir()).path
+        self.write_peers({'node2': peer})
+        self.flags(group='openvz', migration_peers=['node2'])
+        result = self.results()['Migration peers']
+        self.assertEqual(check.PASS, result.status, result)
+        self.assertIn('node2', result.message)
+
+    def test_an_unknown_peer_fails_with_a_hint(self):
+        self.write_peers({})
+        self.flags(group='openvz', migration_peers=['node2', 'node3'])
+        result = self.assertFails('Migration peers', 'node2', 'ssh-copy-id')
+        self.assertIn('node3', result.message)
 
 
 class TestCommand(testtools.TestCase):

@@ -101,7 +101,13 @@ def every_argv():
             [('ploop', vz4.restore_descriptor(work, work + '/root.hdd')),
              ('ploop', vz4.mount_image(mount_dir,
                                        work + '/DiskDescriptor.xml')),
-             ('ploop', vz4.umount_image(mount_dir))])
+             ('ploop', vz4.umount_image(mount_dir))] +
+            [('vzmigrate', vz4.migrate(CTID, 'node2.example.org',
+                                       check_only=True)),
+             ('vzmigrate', vz4.migrate(CTID, '192.0.2.2', online=True,
+                                       check_only=True)),
+             ('vzmigrate', vz4.migrate(CTID, 'node2', keep_source=True)),
+             ('vzmigrate', vz4.migrate(CTID, 'node2', online=True))])
 
 
 class TestTable(testtools.TestCase):
@@ -166,7 +172,13 @@ class TestTable(testtools.TestCase):
             self.assertRaises(REJECTED, priv_tools.validate, 'vzctl', argv)
         for tool, argv in (('vzlist', ['-a']), ('vzlist', ['-a', '-j']),
                            ('ploop', ['list']), ('ploop', ['mount', '/x']),
-                           ('vzmigrate', ['host', ctid])):
+                           ('vzmigrate', ['host', ctid]),
+                           ('vzmigrate', ['--online', '-r', 'no', ctid]),
+                           ('vzmigrate', ['--online', '--ssh=-oProxyCommand'
+                                          '=x', 'host', ctid]),
+                           ('vzmigrate', ['-r', 'yes', 'host', ctid]),
+                           ('vzmigrate', ['--online', 'host', '1']),
+                           ('vzmigrate', ['--check-only', 'host', '0'])):
             self.assertRaises(REJECTED, priv_tools.validate, tool, argv)
 
     def test_stdin_goes_with_the_script_command_only(self):

@@ -105,4 +105,15 @@ def describe(host):
     else:
         lines.append(('checkpoint', 'dump files hold the modelled state '
                                     '(JSON); nothing runs'))
+    lines.append(('migration', MIGRATION_NOTE))
     return lines
+
+
+#: What the simulated vzmigrate does unlike the real one, for ``simulate
+#: info`` (doc/source/admin/migration.rst says the same).
+MIGRATION_NOTE = (
+    'vzmigrate reaches peers through DIR/sim/hosts.json (a simulated host '
+    'tree per peer name or address), not ssh; --online freezes the '
+    'container, copies it and restarts it on the peer from its disk '
+    '(files survive, processes do not), as no memory image can be taken '
+    'here; no CPU, CPT version or vzquota checks')

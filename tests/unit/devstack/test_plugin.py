@@ -369,8 +369,7 @@ class TestSimulatedStack(testtools.TestCase):
                 else 'False'
             self.assertEqual(expected, section[flag], (operation, flag))
         # What the driver lacks today, checked by name.
-        for flag in ('rescue', 'cold_migration', 'live_migration',
-                     'vnc_console'):
+        for flag in ('rescue', 'vnc_console'):
             self.assertEqual('False', section[flag], flag)
         # Resize on the same host, live.
         for flag in ('resize', 'serial_console', 'pause', 'suspend'):
