@@ -728,7 +728,6 @@ class OpenVZDriver(driver.ComputeDriver):
         self.volumes.extend(connection_info, requested_size)
 
 
-
 def _neutron_failed(event_name, instance):
     LOG.error('Neutron reported failure on event %(event)s',
               {'event': event_name}, instance=instance)
