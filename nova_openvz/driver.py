@@ -35,6 +35,7 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz import configdrive
 from nova_openvz import console
 from nova_openvz import container as vz_container
+from nova_openvz import diagnostics
 from nova_openvz import exception
 from nova_openvz import guestscripts
 from nova_openvz import hostinfo
@@ -439,6 +440,31 @@ class OpenVZDriver(driver.ComputeDriver):
         except ValueError as e:
             raise nova_exception.InvalidInput(reason=str(e))
         self.listing.handle(instance.uuid).run_script(script)
+
+    # Diagnostics -----------------------------------------------------------
+
+    def _diagnostics_sample(self, instance):
+        container = self.listing.handle(instance.uuid, fresh=True)
+        return container, diagnostics.Sample(
+            container, privsep.paths().root_dir(container.ctid))
+
+    def get_instance_diagnostics(self, instance):
+        """CPU, memory, disk and interface counters from the host's own.
+
+        See :mod:`nova_openvz.diagnostics` for where each figure comes from.
+        """
+        container, sample = self._diagnostics_sample(instance)
+        return diagnostics.instance_diagnostics(
+            instance, sample, power.from_vzlist(sample.status),
+            configdrive.required_by(instance))
+
+    def get_diagnostics(self, instance):
+        """The legacy form, with every beancounter's five columns."""
+        return diagnostics.legacy_diagnostics(
+            self._diagnostics_sample(instance)[1])
+
+    def get_host_cpu_stats(self):
+        return diagnostics.host_cpu_stats()
 
     # Images ---------------------------------------------------------------
 

@@ -226,6 +226,12 @@ def list_some(ctids):
                                      [str(ctid) for ctid in ctids])
 
 
+def list_counters(ctid):
+    """One container's beancounters, disk usage and uptime, as JSON."""
+    return commands.VZLIST_SOME.argv(
+        [','.join(commands.VZLIST_COUNTER_FIELDS), str(ctid)])
+
+
 #: vzlist -j's fixed layout (reference 3.5): each container an object
 #: between lines "  {" and "  }", each field on a line of its own that
 #: starts with four spaces and its quoted name.

@@ -54,7 +54,17 @@ PATH = r'/[A-Za-z0-9/._+-]{0,4095}'
 #: vzlist fields the driver reads; all are valid in JSON output.
 VZLIST_FIELDS = ('ctid', 'name', 'description', 'status', 'cpus',
                  'physpages')
-FIELDS = r'({f})(,({f}))*'.format(f='|'.join(VZLIST_FIELDS))
+#: The usage counters of one container (diagnostics): every beancounter
+#: (reference 3.3), disk usage and uptime.
+VZLIST_UBC = ('kmemsize', 'lockedpages', 'privvmpages', 'shmpages',
+              'numproc', 'physpages', 'vmguarpages', 'oomguarpages',
+              'numtcpsock', 'numflock', 'numpty', 'numsiginfo', 'tcpsndbuf',
+              'tcprcvbuf', 'othersockbuf', 'dgramrcvbuf', 'numothersock',
+              'dcachesize', 'numfile', 'numiptent', 'swappages')
+VZLIST_COUNTER_FIELDS = ('ctid', 'status') + VZLIST_UBC + (
+    'diskspace', 'diskinodes', 'uptime')
+FIELDS = r'({f})(,({f}))*'.format(f='|'.join(
+    sorted(set(VZLIST_FIELDS + VZLIST_COUNTER_FIELDS))))
 
 
 class Rejected(ValueError):
@@ -196,7 +206,8 @@ VZCTL_SNAPSHOT_MOUNT = Shape('vzctl', ['snapshot-mount'], [CTID],
 VZCTL_SNAPSHOT_UMOUNT = Shape('vzctl', ['snapshot-umount'], [CTID], _ID,
                               guards=['ctid'])
 
-#: vzlist (reference 2): every container, or some, as JSON.
+#: vzlist (reference 3): every container, or some, as JSON (the listing's
+#: fields, or one container's counters).
 VZLIST_ALL = Shape('vzlist', ['-a', '-j', '-o'], [FIELDS])
 VZLIST_SOME = Shape('vzlist', ['-j', '-o'], [FIELDS], more=CTID,
                     guards=['ctids'])

@@ -91,7 +91,8 @@ def every_argv():
     ]
     return ([('vzctl', argv) for argv in vzctl] +
             [('vzlist', vz4.list_all()),
-             ('vzlist', vz4.list_some([101, 102]))] +
+             ('vzlist', vz4.list_some([101, 102])),
+             ('vzlist', vz4.list_counters(101))] +
             [('ploop', vz4.restore_descriptor(work, work + '/root.hdd')),
              ('ploop', vz4.mount_image(mount_dir,
                                        work + '/DiskDescriptor.xml')),
