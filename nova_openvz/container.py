@@ -136,6 +136,19 @@ class Container(object):
             if self._listing is not None and self.instance_uuid:
                 self._listing.forget(self.instance_uuid)
 
+    def mount(self):
+        """Mount its disk at VE_ROOT while stopped (mounted is no error)."""
+        self._vzctl(self.tools.mount(self.ctid))
+
+    def umount(self):
+        """Unmount a stopped container.
+
+        Not mounted is no error, nor running (its disk is in use, not
+        mounted apart).
+        """
+        self._vzctl(self.tools.umount(self.ctid), ok_codes=(
+            0, self.tools.EXIT_NOT_MOUNTED, self.tools.EXIT_RUNNING))
+
     def run_script(self, script, stopped_ok=False):
         """Run a shell script inside the container as root.
 

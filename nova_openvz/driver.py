@@ -44,6 +44,7 @@ from nova_openvz import inventory
 from nova_openvz import network
 from nova_openvz import power
 from nova_openvz import privsep
+from nova_openvz import rescue as vz_rescue
 from nova_openvz import resources
 from nova_openvz import settings
 from nova_openvz import snapshots
@@ -171,6 +172,8 @@ class OpenVZDriver(driver.ComputeDriver):
         container = self.listing.find(instance.uuid, fresh=not use_cache)
         if container is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        # A rescued server is its rescue container, as Nova sees it.
+        container = self.listing.find_rescue(instance.uuid) or container
         return hardware.InstanceInfo(state=power.from_vzlist(container.status))
 
     # Lifecycle -------------------------------------------------------------
@@ -311,6 +314,7 @@ class OpenVZDriver(driver.ComputeDriver):
             container = None
         if destroy_disks:
             console.remove(instance)
+            vz_rescue.remove(self.listing, instance)
         if container is None:
             LOG.info('Container already gone', instance=instance)
         elif destroy_disks:
@@ -440,6 +444,21 @@ class OpenVZDriver(driver.ComputeDriver):
         except ValueError as e:
             raise nova_exception.InvalidInput(reason=str(e))
         self.listing.handle(instance.uuid).run_script(script)
+
+    # Rescue ----------------------------------------------------------------
+
+    def rescue(self, context, instance, network_info, image_meta,
+               rescue_password, block_device_info, share_info=None):
+        """A rescue container with the server's root at /mnt/rescue.
+
+        See :mod:`nova_openvz.rescue`; the server's container is stopped
+        until :meth:`unrescue`.
+        """
+        vz_rescue.rescue(self, context, instance, network_info, image_meta,
+                         rescue_password, block_device_info)
+
+    def unrescue(self, context, instance):
+        vz_rescue.unrescue(self, instance)
 
     # Diagnostics -----------------------------------------------------------
 

@@ -58,6 +58,8 @@ class ContainerRecord(object):
         self.physpages = record.get('physpages') or {}
         self.instance_uuid = owner_uuid(record)
         self.instance_name = _description_words(record).get('nova-name')
+        #: The instance a rescue container rescues (it has no NAME).
+        self.rescue_of = None if self.instance_uuid else rescued_uuid(record)
 
     @property
     def memory_limit_kb(self):
@@ -77,6 +79,21 @@ def describe(instance_uuid, instance_name=None):
         words.append('nova-name=%s' % _UNSAFE_RE.sub('-', instance_name))
     words.append('nova-host=%s' % _UNSAFE_RE.sub('-', CONF.host))
     return ' '.join(words)
+
+
+def describe_rescue(instance_uuid):
+    """The DESCRIPTION of an instance's rescue container (no NAME)."""
+    return 'nova-rescue=%s nova-host=%s' % (
+        instance_uuid, _UNSAFE_RE.sub('-', CONF.host))
+
+
+def rescued_uuid(record):
+    """The instance a vzlist record rescues, or None."""
+    words = _description_words(record)
+    rescued = words.get('nova-rescue')
+    if record.get('name') or not uuidutils.is_uuid_like(rescued or ''):
+        return None
+    return rescued
 
 
 def _description_words(record):
@@ -117,6 +134,7 @@ class ContainerListing(object):
     def __init__(self):
         self._lock = threading.Lock()
         self._by_uuid = None
+        self._rescues = {}
         self._ctids = set()
         self._stale = {}
         self._taken_at = 0.0
@@ -147,6 +165,7 @@ class ContainerListing(object):
         self._ctids = {c.ctid for c in containers}
         self._by_uuid = {c.instance_uuid: c for c in containers
                          if c.instance_uuid}
+        self._rescues = {c.rescue_of: c for c in containers if c.rescue_of}
         self._stale.clear()
         self._taken_at = time.monotonic()
 
@@ -198,6 +217,16 @@ class ContainerListing(object):
             if unknown:
                 return self._current(fresh=True)[0].get(instance_uuid)
         return self._current()[0].get(instance_uuid)
+
+    def find_rescue(self, instance_uuid, fresh=False):
+        """The rescue container of an instance (a record), or None.
+
+        Rescue and unrescue :meth:`invalidate` the view, so the next query
+        lists the host again.
+        """
+        self._current(fresh)
+        with self._lock:
+            return self._rescues.get(instance_uuid)
 
     def handle(self, instance_uuid, fresh=False):
         """The :class:`~nova_openvz.container.Container` of an instance.

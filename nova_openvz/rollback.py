@@ -43,3 +43,22 @@ def undone_by(undo, *args):
                               args)
     else:
         undo(*args)
+
+
+@contextlib.contextmanager
+def undone_on_failure(undo, *args):
+    """Run ``undo(*args)`` only if the block fails; the block's error wins.
+
+    For steps whose result must stay when everything after them succeeds
+    (a rescue container, a stopped server), as :mod:`nova_openvz.rescue`
+    uses them.
+    """
+    try:
+        yield
+    except BaseException:
+        with excutils.save_and_reraise_exception():
+            try:
+                undo(*args)
+            except Exception:
+                LOG.exception('Cleanup step %s%r failed', undo.__name__,
+                              args)

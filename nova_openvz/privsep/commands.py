@@ -188,8 +188,11 @@ VZCTL_STOP = Shape('vzctl', ['stop'], [CTID], _flags('--fast'),
 VZCTL_RESTART = Shape('vzctl', ['restart'], [CTID],
                       _flags('--wait', '--fast'), guards=['ctid'])
 VZCTL_DESTROY = Shape('vzctl', ['destroy'], [CTID], guards=['ctid'])
-#: Only to destroy a container left mounted (reference 1.6: exit 41).
+#: Only to destroy a container left mounted (reference 1.6: exit 41), and
+#: to take a rescued server's root out of a rescue container.
 VZCTL_UMOUNT = Shape('vzctl', ['umount'], [CTID], guards=['ctid'])
+#: A rescued server's root, shown inside its rescue container (1.5).
+VZCTL_MOUNT = Shape('vzctl', ['mount'], [CTID], guards=['ctid'])
 #: A script for the container's shell, on standard input (reference 1.8).
 VZCTL_EXEC2 = Shape('vzctl', ['exec2'], [CTID, '-'], guards=['ctid'],
                     stdin=True)
@@ -222,7 +225,8 @@ PLOOP_UMOUNT = Shape('ploop', ['umount', '-m'], [PATH],
                      guards=['ploop_umount'])
 
 SHAPES = (VZCTL_VERSION, VZCTL_CREATE, VZCTL_SET, VZCTL_START, VZCTL_STOP,
-          VZCTL_RESTART, VZCTL_DESTROY, VZCTL_UMOUNT, VZCTL_EXEC2,
+          VZCTL_RESTART, VZCTL_DESTROY, VZCTL_UMOUNT, VZCTL_MOUNT,
+          VZCTL_EXEC2,
           VZCTL_CHKPNT,
           VZCTL_SNAPSHOT, VZCTL_SNAPSHOT_DELETE, VZCTL_SNAPSHOT_MOUNT,
           VZCTL_SNAPSHOT_UMOUNT, VZLIST_ALL, VZLIST_SOME,

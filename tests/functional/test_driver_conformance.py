@@ -46,9 +46,6 @@ DOC = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, 'doc',
 
 #: test -> (driver method that raises NotImplementedError, Nova feature).
 NOT_IMPLEMENTED = {
-    'test_rescue': ('rescue', 'rescue'),
-    'test_unrescue_unrescued_instance': ('unrescue', 'rescue'),
-    'test_unrescue_rescued_instance': ('rescue', 'rescue'),
     'test_poll_rebooting_instances': ('poll_rebooting_instances',
                                       'reboot timeout polling'),
     'test_migrate_disk_and_power_off': ('migrate_disk_and_power_off',

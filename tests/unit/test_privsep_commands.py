@@ -83,7 +83,8 @@ def every_argv():
         vz4.configure(CTID, [settings.DeviceAccess(259, 0, granted=False)]),
         vz4.start(CTID), vz4.stop(CTID, False), vz4.stop(CTID, True),
         vz4.restart(CTID, False), vz4.restart(CTID, True),
-        vz4.destroy(CTID), vz4.umount(CTID), vz4.run_script(CTID),
+        vz4.destroy(CTID), vz4.umount(CTID), vz4.mount(CTID),
+        vz4.run_script(CTID),
         vz4.freeze(CTID), vz4.thaw(CTID),
         vz4.snapshot(CTID, GUID), vz4.delete_snapshot(CTID, GUID),
         vz4.mount_snapshot(CTID, GUID, priv_images.snapshot_mount_dir(GUID)),
@@ -131,7 +132,7 @@ class TestTable(testtools.TestCase):
     def test_what_the_driver_never_sends_is_refused(self):
         ctid = str(CTID)
         for argv in (
-                ['status', ctid], ['mount', ctid], ['umount', '0'],
+                ['status', ctid], ['mount', '0'], ['umount', '0'],
                 ['snapshot-switch', ctid, '--id', GUID],
                 ['snapshot-list', ctid], ['suspend', ctid],
                 ['exec', ctid, 'id'], ['exec2', ctid, 'id'],

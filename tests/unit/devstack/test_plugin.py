@@ -369,10 +369,11 @@ class TestSimulatedStack(testtools.TestCase):
                 else 'False'
             self.assertEqual(expected, section[flag], (operation, flag))
         # What the driver lacks today, checked by name.
-        for flag in ('pause', 'suspend', 'resize', 'rescue',
+        for flag in ('pause', 'suspend', 'resize', 'stable_rescue',
                      'live_migration', 'vnc_console'):
             self.assertEqual('False', section[flag], flag)
-        self.assertEqual('True', section['serial_console'])
+        for flag in ('serial_console', 'rescue', 'shelve', 'snapshot'):
+            self.assertEqual('True', section[flag], flag)
         self.assertEqual('False', tempest['validation']['run_validation'])
         self.assertEqual('11111111-2222-3333-4444-555555555555',
                          tempest['compute']['image_ref'])

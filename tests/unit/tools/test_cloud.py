@@ -57,8 +57,10 @@ class TestTempestFlags(testtools.TestCase):
             status = matrix['operation.' + operation]['driver.openvz']
             self.assertEqual(status in ('complete', 'partial'), flags[flag],
                              entry)
-        for flag in ('vnc_console', 'pause', 'rescue'):
+        for flag in ('vnc_console', 'pause', 'stable_rescue'):
             self.assertFalse(flags[flag], flag)
+        for flag in ('rescue', 'shelve'):
+            self.assertTrue(flags[flag], flag)
 
     def test_unknown_operation_is_an_error(self):
         tempest = _load('tempest')
