@@ -45,18 +45,24 @@ def required_by(instance):
     return nova_configdrive.required_by(instance)
 
 
-def directory(instance):
+def directory(instance, rescue=False):
+    """The config drive's files; a rescue container's are apart."""
     return os.path.join(privsep.paths().instance_dir(instance.uuid),
-                        'config-drive')
+                        'config-drive.rescue' if rescue else 'config-drive')
 
 
-def build(instance, network_info, admin_password, injected_files):
-    """Write the config drive's files; return their directory."""
+def build(instance, network_info, admin_password, injected_files,
+          rescue=False):
+    """Write the config drive's files; return their directory.
+
+    With ``rescue``, the rescue container's (as libvirt's
+    ``disk.config.rescue``), carrying the rescue password.
+    """
     extra_md = {'admin_pass': admin_password} if admin_password else {}
     metadata = instance_metadata.InstanceMetadata(
         instance, content=injected_files, extra_md=extra_md,
         network_info=network_info)
-    target = directory(instance)
+    target = directory(instance, rescue)
     partial = target + '.partial'
     shutil.rmtree(partial, ignore_errors=True)
     # Only the guest's root may read it (it can hold the admin password).
@@ -84,6 +90,11 @@ def _write(base, path, data):
         f.write(data)
 
 
+def remove_rescue(instance):
+    """Forget the rescue container's config drive."""
+    shutil.rmtree(directory(instance, rescue=True), ignore_errors=True)
+
+
 def remove(instance):
     """Forget the config drive's files.
 
@@ -91,6 +102,7 @@ def remove(instance):
     vzctl destroy renames the scripts and the driver deletes them.
     """
     shutil.rmtree(directory(instance), ignore_errors=True)
+    remove_rescue(instance)
     try:
         os.rmdir(os.path.dirname(directory(instance)))
     except OSError:

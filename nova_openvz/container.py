@@ -38,6 +38,7 @@ from nova_openvz import hosttools
 from nova_openvz import privsep
 from nova_openvz.privsep import containers as priv_containers
 from nova_openvz.privsep import images as priv_images
+from nova_openvz.privsep import stats as priv_stats
 from nova_openvz import vz4
 
 LOG = logging.getLogger(__name__)
@@ -164,6 +165,19 @@ class Container(object):
                 self.umount_snapshot(guid)
                 priv_images.remove_snapshot_mount_dir(self.ctid, guid)
 
+    def mount(self):
+        """Mount its disk at VE_ROOT while stopped (mounted is no error)."""
+        self._vzctl(self.tools.mount(self.ctid))
+
+    def umount(self):
+        """Unmount a stopped container.
+
+        Not mounted is no error, nor running (its disk is in use, not
+        mounted apart).
+        """
+        self._vzctl(self.tools.umount(self.ctid), ok_codes=(
+            0, self.tools.EXIT_NOT_MOUNTED, self.tools.EXIT_RUNNING))
+
     def run_script(self, script, stopped_ok=False):
         """Run a shell script inside the container as root.
 
@@ -202,6 +216,23 @@ class Container(object):
     def umount_snapshot(self, guid):
         self._vzctl(self.tools.umount_snapshot(self.ctid, guid),
                     changes=False)
+
+    # -- counters (diagnostics) -------------------------------------------
+
+    def counters(self):
+        """vzlist's record of its beancounters, disk usage and uptime.
+
+        On a simulated host this call also brings the host's /proc files
+        up to date, so read :meth:`vestat_line` after it.
+        """
+        call = hosttools.run('vzlist', *self.tools.list_counters(self.ctid),
+                             ok_codes=(0, 1))
+        records = self.tools.listing_records(call.stdout)
+        return records[0] if records else None
+
+    def vestat_line(self):
+        """Its line of ``/proc/vz/vestat`` (root only), or None."""
+        return priv_stats.vestat_line(self.ctid)
 
     def pack_private_area(self, filename):
         """tar the (simfs) private area into the staging dir."""

@@ -37,6 +37,7 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz import configdrive
 from nova_openvz import console
 from nova_openvz import container as vz_container
+from nova_openvz import diagnostics
 from nova_openvz import events
 from nova_openvz import exception
 from nova_openvz import guestscripts
@@ -48,6 +49,7 @@ from nova_openvz import network
 from nova_openvz import pausing
 from nova_openvz import power
 from nova_openvz import privsep
+from nova_openvz import rescue as vz_rescue
 from nova_openvz import resize
 from nova_openvz import resources
 from nova_openvz import settings
@@ -199,6 +201,8 @@ class OpenVZDriver(driver.ComputeDriver):
         container = self.listing.find(instance.uuid, fresh=not use_cache)
         if container is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        # A rescued server is its rescue container, as Nova sees it.
+        container = self.listing.find_rescue(instance.uuid) or container
         return hardware.InstanceInfo(state=power.of(container))
 
     def _container(self, instance, fresh=False):
@@ -360,6 +364,7 @@ class OpenVZDriver(driver.ComputeDriver):
             container = None
         if destroy_disks:
             console.remove(instance)
+            vz_rescue.remove(self.listing, instance)
         if container is None:
             LOG.info('Container already gone', instance=instance)
         elif destroy_disks:
@@ -682,6 +687,46 @@ class OpenVZDriver(driver.ComputeDriver):
         except ValueError as e:
             raise nova_exception.InvalidInput(reason=str(e))
         self.listing.handle(instance.uuid).run_script(script)
+
+    # Rescue ----------------------------------------------------------------
+
+    def rescue(self, context, instance, network_info, image_meta,
+               rescue_password, block_device_info, share_info=None):
+        """A rescue container with the server's root at /mnt/rescue.
+
+        See :mod:`nova_openvz.rescue`; the server's container is stopped
+        until :meth:`unrescue`.
+        """
+        vz_rescue.rescue(self, context, instance, network_info, image_meta,
+                         rescue_password, block_device_info)
+
+    def unrescue(self, context, instance):
+        vz_rescue.unrescue(self, instance)
+
+    # Diagnostics -----------------------------------------------------------
+
+    def _diagnostics_sample(self, instance):
+        container = self.listing.handle(instance.uuid, fresh=True)
+        return container, diagnostics.Sample(
+            container, privsep.paths().root_dir(container.ctid))
+
+    def get_instance_diagnostics(self, instance):
+        """CPU, memory, disk and interface counters from the host's own.
+
+        See :mod:`nova_openvz.diagnostics` for where each figure comes from.
+        """
+        container, sample = self._diagnostics_sample(instance)
+        return diagnostics.instance_diagnostics(
+            instance, sample, power.from_vzlist(sample.status),
+            configdrive.required_by(instance))
+
+    def get_diagnostics(self, instance):
+        """The legacy form, with every beancounter's five columns."""
+        return diagnostics.legacy_diagnostics(
+            self._diagnostics_sample(instance)[1])
+
+    def get_host_cpu_stats(self):
+        return diagnostics.host_cpu_stats()
 
     # Images ---------------------------------------------------------------
 

@@ -69,6 +69,8 @@ class ContainerRecord(object):
         # word until the driver next starts it.
         self.paused_mark = PAUSED_WORD in self.description.split()
         self.paused = self.paused_mark and self.status == 'running'
+        #: The instance a rescue container rescues (it has no NAME).
+        self.rescue_of = None if self.instance_uuid else rescued_uuid(record)
 
     @property
     def memory_limit_kb(self):
@@ -94,6 +96,18 @@ def mark_paused(description, paused):
     """``description`` with (``paused``) or without the pause word."""
     words = [w for w in description.split() if w != PAUSED_WORD]
     return ' '.join(words + [PAUSED_WORD] if paused else words)
+
+
+def describe_rescue(instance_uuid):
+    """The DESCRIPTION of an instance's rescue container (no NAME)."""
+    return 'nova-rescue=%s nova-host=%s' % (
+        instance_uuid, _UNSAFE_RE.sub('-', CONF.host))
+
+
+def rescued_uuid(record):
+    """The instance a vzlist record rescues, or None."""
+    return commands.rescued_instance(record.get('name'),
+                                     record.get('description'))
 
 
 def _description_words(record):
@@ -133,6 +147,7 @@ class ContainerListing(object):
         #: Instances being changed by the driver (no lifecycle events).
         self.inflight = events.InFlight()
         self._by_uuid = None
+        self._rescues = {}
         self._ctids = set()
         self._stale = {}
         self._taken_at = 0.0
@@ -163,6 +178,7 @@ class ContainerListing(object):
         self._ctids = {c.ctid for c in containers}
         self._by_uuid = {c.instance_uuid: c for c in containers
                          if c.instance_uuid}
+        self._rescues = {c.rescue_of: c for c in containers if c.rescue_of}
         self._stale.clear()
         self._taken_at = time.monotonic()
 
@@ -219,6 +235,16 @@ class ContainerListing(object):
             if unknown:
                 return self._current(fresh=True)[0].get(instance_uuid)
         return self._current()[0].get(instance_uuid)
+
+    def find_rescue(self, instance_uuid, fresh=False):
+        """The rescue container of an instance (a record), or None.
+
+        Rescue and unrescue :meth:`invalidate` the view, so the next query
+        lists the host again.
+        """
+        self._current(fresh)
+        with self._lock:
+            return self._rescues.get(instance_uuid)
 
     def handle(self, instance_uuid, fresh=False):
         """The :class:`~nova_openvz.container.Container` of an instance.

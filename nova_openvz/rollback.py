@@ -54,7 +54,8 @@ def undone_on_failure(undo, *args):
     """Run ``undo(*args)`` only when the block fails; the block's error wins.
 
     For a change that stays when everything after it succeeds (a resize's
-    new limits), as :func:`undone_by` is for temporary things.
+    new limits, a rescue container), as :func:`undone_by` is for temporary
+    things.
     """
     try:
         yield
@@ -63,5 +64,5 @@ def undone_on_failure(undo, *args):
             try:
                 undo(*args)
             except Exception:
-                LOG.exception('Rollback step %s%r failed', undo.__name__,
+                LOG.exception('Rollback step %s%r failed', _name(undo),
                               args)

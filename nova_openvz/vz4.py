@@ -155,9 +155,12 @@ def version_number(text):
 
 def create(ctid, template, disk, identity):
     options = [('--ostemplate', template), ('--layout', disk.layout),
-               ('--diskspace', '%dG:%dG' % (disk.size_gb, disk.size_gb)),
-               ('--name', identity.instance_uuid),
-               ('--description', identity.description)]
+               ('--diskspace', '%dG:%dG' % (disk.size_gb, disk.size_gb))]
+    # A rescue container has no NAME: the instance's name stays with the
+    # instance's own container.
+    if identity.instance_uuid:
+        options.append(('--name', identity.instance_uuid))
+    options.append(('--description', identity.description))
     if identity.hostname:
         options.append(('--hostname', identity.hostname))
     return commands.VZCTL_CREATE.argv([ctid], options)
@@ -189,6 +192,10 @@ def destroy(ctid):
 
 def umount(ctid):
     return commands.VZCTL_UMOUNT.argv([ctid])
+
+
+def mount(ctid):
+    return commands.VZCTL_MOUNT.argv([ctid])
 
 
 def run_script(ctid):
@@ -245,6 +252,12 @@ def list_all():
 def list_some(ctids):
     return commands.VZLIST_SOME.argv([','.join(LIST_FIELDS)] +
                                      [str(ctid) for ctid in ctids])
+
+
+def list_counters(ctid):
+    """One container's beancounters, disk usage and uptime, as JSON."""
+    return commands.VZLIST_SOME.argv(
+        [','.join(commands.VZLIST_COUNTER_FIELDS), str(ctid)])
 
 
 #: vzlist -j's fixed layout (reference 3.5): each container an object

@@ -23,9 +23,10 @@ they share:
   state of the simulated kernel (one JSON file per container under
   ``DIR/var/lib/vzsim``, see :data:`RUNTIME_DEFAULTS`; read it with
   :meth:`Host.runtime` / :meth:`Host.running_states`) from which
-  ``DIR/proc/vz/veinfo`` and ``DIR/proc/user_beancounters`` are
-  regenerated (:meth:`Host.refresh_proc`).  Only
-  the kernel back ends (:mod:`vzsim.kernel`) should change that state.
+  ``DIR/proc/vz/veinfo``, ``DIR/proc/vz/vestat`` and
+  ``DIR/proc/user_beancounters`` are regenerated
+  (:meth:`Host.refresh_proc`).  Only the kernel back ends
+  (:mod:`vzsim.kernel`) should change that state.
 * :class:`CTLock` -- vzctl's per-container lock ``$LOCKDIR/<CTID>.lck``.
 * :class:`Output` -- vzctl's message streams (info on stdout, errors on
   stderr, ``--quiet`` silences both, everything goes to LOGFILE).
@@ -352,13 +353,8 @@ class Host:
         return [ctid for ctid, _ in self.running_states()]
 
     def refresh_proc(self):
-        """Regenerate ``proc/vz/veinfo`` and ``proc/user_beancounters``."""
-        states = self.running_states()
-        os.makedirs(os.path.join(self.proc_dir, 'vz'), exist_ok=True)
-        write_atomic(os.path.join(self.proc_dir, 'vz', 'veinfo'),
-                     render_veinfo(states))
-        write_atomic(os.path.join(self.proc_dir, 'user_beancounters'),
-                     render_beancounters(states))
+        """Regenerate ``proc/vz/veinfo``, ``vestat``, ``user_beancounters``."""
+        write_proc(self.proc_dir, self.running_states())
 
 
 def _host_process_count():
@@ -409,10 +405,56 @@ def render_beancounters(states):
             barrier, limit = state['ubc'].get(
                 name, [conffile.LONG_MAX, conffile.LONG_MAX])
             held = usage.get(name, 0)
+            maxheld = max(held, (state.get('maxheld') or {}).get(name, 0))
             failcnt = state['failcnt'].get(name, 0)
             lines.append(row % ('%s:' % ctid if index == 0 else '', name,
-                                held, held, barrier, limit, failcnt))
+                                held, maxheld, barrier, limit, failcnt))
     return '\n'.join(lines) + '\n'
+
+
+#: /proc/vz/vestat's columns after VEID (reference 5.3, W ``Vestat``): CPU
+#: time in USER_HZ ticks (user, nice, system), uptime in ticks, then idle,
+#: strv, uptime and used in CPU cycles and the scheduling latencies.
+VESTAT_COLUMNS = ('VEID', 'user', 'nice', 'system', 'uptime', 'idle', 'strv',
+                  'uptime', 'used', 'maxlat', 'totlat', 'numsched')
+#: The simulated CPU counts cycles at a nominal 1 GHz: one per nanosecond.
+CYCLES_PER_NS = 1
+
+
+def render_vestat(states, now=None):
+    """/proc/vz/vestat for ``[(ctid, runtime), ...]`` (reference 5.3).
+
+    As a 64-bit OpenVZ kernel prints it: ``Version: 2.2`` padded to the
+    line width, a header, then one line of twelve right-aligned 20-column
+    numbers per running container; the host (CT 0) has no line.  CPU
+    times come from the runtime's ``cpustat`` (the real backend reads the
+    container's cgroup); a modelled container used no CPU.
+    """
+    hz = os.sysconf('SC_CLK_TCK')
+    now = time.time() if now is None else now
+    width = 12 * 21
+    lines = ['%-*s' % (width - 1, 'Version: 2.2'),
+             ' '.join('%20s' % name for name in VESTAT_COLUMNS)]
+    for ctid, state in states:
+        cpu = state.get('cpustat') or {}
+        uptime = max(now - (state.get('start_time') or now), 0.0)
+        lines.append(' '.join('%20d' % value for value in (
+            ctid, cpu.get('user', 0), cpu.get('nice', 0),
+            cpu.get('system', 0), int(uptime * hz), 0, 0,
+            int(uptime * 1e9) * CYCLES_PER_NS,
+            cpu.get('used_ns', 0) * CYCLES_PER_NS, 0, 0, 0)))
+    return '\n'.join(lines) + '\n'
+
+
+def write_proc(proc_dir, states):
+    """Write every /proc file the simulated kernel shows, from ``states``."""
+    os.makedirs(os.path.join(proc_dir, 'vz'), exist_ok=True)
+    write_atomic(os.path.join(proc_dir, 'vz', 'veinfo'),
+                 render_veinfo(states))
+    write_atomic(os.path.join(proc_dir, 'vz', 'vestat'),
+                 render_vestat(states))
+    write_atomic(os.path.join(proc_dir, 'user_beancounters'),
+                 render_beancounters(states))
 
 
 class CTLock:

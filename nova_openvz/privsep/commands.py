@@ -54,7 +54,17 @@ PATH = r'/[A-Za-z0-9/._+-]{0,4095}'
 #: vzlist fields the driver reads; all are valid in JSON output.
 VZLIST_FIELDS = ('ctid', 'name', 'description', 'status', 'cpus',
                  'physpages')
-FIELDS = r'({f})(,({f}))*'.format(f='|'.join(VZLIST_FIELDS))
+#: The usage counters of one container (diagnostics): every beancounter
+#: (reference 3.3), disk usage and uptime.
+VZLIST_UBC = ('kmemsize', 'lockedpages', 'privvmpages', 'shmpages',
+              'numproc', 'physpages', 'vmguarpages', 'oomguarpages',
+              'numtcpsock', 'numflock', 'numpty', 'numsiginfo', 'tcpsndbuf',
+              'tcprcvbuf', 'othersockbuf', 'dgramrcvbuf', 'numothersock',
+              'dcachesize', 'numfile', 'numiptent', 'swappages')
+VZLIST_COUNTER_FIELDS = ('ctid', 'status') + VZLIST_UBC + (
+    'diskspace', 'diskinodes', 'uptime')
+FIELDS = r'({f})(,({f}))*'.format(f='|'.join(
+    sorted(set(VZLIST_FIELDS + VZLIST_COUNTER_FIELDS))))
 
 
 class Rejected(ValueError):
@@ -156,6 +166,21 @@ def nova_instance(name, description):
     return name if 'nova-instance=' + name in words else None
 
 
+def rescued_instance(name, description):
+    """The instance a rescue container rescues, or None.
+
+    A rescue container has no NAME (its server's container holds the
+    instance's) and carries ``nova-rescue=<uuid>`` in its DESCRIPTION.
+    """
+    if name or not isinstance(description, str):
+        return None
+    for word in description.split():
+        key, _, value = word.partition('=')
+        if key == 'nova-rescue' and _UUID_RE.match(value):
+            return value
+    return None
+
+
 def _value(what, pattern, word):
     if not isinstance(word, str) or not pattern.match(word):
         raise Rejected('%s: %r is not an allowed value' % (what, word))
@@ -198,6 +223,8 @@ VZCTL_RESTART = Shape('vzctl', ['restart'], [CTID],
 VZCTL_DESTROY = Shape('vzctl', ['destroy'], [CTID], guards=['nova_ctid'])
 #: Only to destroy a container left mounted (reference 1.6: exit 41).
 VZCTL_UMOUNT = Shape('vzctl', ['umount'], [CTID], guards=['nova_ctid'])
+#: A rescued server's root, shown inside its rescue container (1.5).
+VZCTL_MOUNT = Shape('vzctl', ['mount'], [CTID], guards=['nova_ctid'])
 #: A script for the container's shell, on standard input (reference 1.8).
 VZCTL_EXEC2 = Shape('vzctl', ['exec2'], [CTID, '-'], guards=['nova_ctid'],
                     stdin=True)
@@ -217,7 +244,8 @@ VZCTL_SNAPSHOT_MOUNT = Shape('vzctl', ['snapshot-mount'], [CTID],
 VZCTL_SNAPSHOT_UMOUNT = Shape('vzctl', ['snapshot-umount'], [CTID], _ID,
                               guards=['nova_ctid'])
 
-#: vzlist (reference 2): every container, or some, as JSON.
+#: vzlist (reference 3): every container, or some, as JSON (the listing's
+#: fields, or one container's counters).
 VZLIST_ALL = Shape('vzlist', ['-a', '-j', '-o'], [FIELDS])
 VZLIST_SOME = Shape('vzlist', ['-j', '-o'], [FIELDS], more=CTID,
                     guards=['ctids'])
@@ -252,8 +280,8 @@ VZMIGRATE_ONLINE = Shape('vzmigrate', ['--online'], [PEER, CTID],
                          guards=['migrated_ctid'])
 
 SHAPES = (VZCTL_VERSION, VZCTL_CREATE, VZCTL_SET, VZCTL_START, VZCTL_STOP,
-          VZCTL_RESTART, VZCTL_DESTROY, VZCTL_UMOUNT, VZCTL_EXEC2,
-          VZCTL_CHKPNT, VZCTL_RESTORE,
+          VZCTL_RESTART, VZCTL_DESTROY, VZCTL_UMOUNT, VZCTL_MOUNT,
+          VZCTL_EXEC2, VZCTL_CHKPNT, VZCTL_RESTORE,
           VZCTL_SNAPSHOT, VZCTL_SNAPSHOT_DELETE, VZCTL_SNAPSHOT_MOUNT,
           VZCTL_SNAPSHOT_UMOUNT, VZLIST_ALL, VZLIST_SOME,
           VZLIST_DISK,

@@ -287,8 +287,9 @@ def check_nova_container(ctid):
     container with no config is nobody's, and vzctl says it is gone.
     """
     config = privsep.paths().container_config(ctid)
-    if config and commands.nova_instance(
-            config.get('NAME'), config.get('DESCRIPTION')) is None:
+    name, description = config.get('NAME'), config.get('DESCRIPTION')
+    if config and commands.nova_instance(name, description) is None and \
+            commands.rescued_instance(name, description) is None:
         raise privsep.ArgumentRejected(
             'CT %d is not a container of this driver' % ctid)
 

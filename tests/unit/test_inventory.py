@@ -151,7 +151,12 @@ class TestContainerListing(_OnHost):
                                   None, 60)
         self.assertEqual('running', self.host_status(103))
         self.assertEqual('stopped', self.host_status(104))
-        # Nova's own containers, and IDs no container has, are served.
+        # Nova's own containers (a rescue container too), and IDs no
+        # container has, are served.
+        self.create(106, None, 'nova-rescue=%s' % self.running)
+        self.vzctl('start', 106, '--wait')
+        priv_tools.run_host_tool('vzctl', vz4.stop(106, True), 60)
+        self.assertEqual('stopped', self.host_status(106))
         priv_tools.run_host_tool('vzctl', vz4.stop(101, True), 60)
         self.assertEqual('stopped', self.host_status(101))
         self.assertEqual(14, priv_tools.run_host_tool(

@@ -86,7 +86,8 @@ def every_argv():
         vz4.configure(CTID, [settings.DiskSize(30)]),
         vz4.start(CTID), vz4.stop(CTID, False), vz4.stop(CTID, True),
         vz4.restart(CTID, False), vz4.restart(CTID, True),
-        vz4.destroy(CTID), vz4.umount(CTID), vz4.run_script(CTID),
+        vz4.destroy(CTID), vz4.umount(CTID), vz4.mount(CTID),
+        vz4.run_script(CTID),
         vz4.freeze(CTID), vz4.thaw(CTID),
         vz4.checkpoint(CTID), vz4.restore(CTID),
         vz4.snapshot(CTID, GUID), vz4.delete_snapshot(CTID, GUID),
@@ -97,7 +98,8 @@ def every_argv():
     return ([('vzctl', argv) for argv in vzctl] +
             [('vzlist', vz4.list_all()),
              ('vzlist', vz4.list_some([101, 102])),
-             ('vzlist', vz4.disk_usage(CTID))] +
+             ('vzlist', vz4.disk_usage(CTID)),
+             ('vzlist', vz4.list_counters(101))] +
             [('ploop', vz4.restore_descriptor(work, work + '/root.hdd')),
              ('ploop', vz4.mount_image(mount_dir,
                                        work + '/DiskDescriptor.xml')),
@@ -142,7 +144,7 @@ class TestTable(testtools.TestCase):
     def test_what_the_driver_never_sends_is_refused(self):
         ctid = str(CTID)
         for argv in (
-                ['status', ctid], ['mount', ctid], ['umount', '0'],
+                ['status', ctid], ['mount', '0'], ['umount', '0'],
                 ['snapshot-switch', ctid, '--id', GUID],
                 ['snapshot-list', ctid], ['suspend', ctid],
                 ['exec', ctid, 'id'], ['exec2', ctid, 'id'],

@@ -275,11 +275,24 @@ class V1(_Group):
                     pids_failed = int(value)
         except (OSError, ValueError):
             pass
+        # cpuacct.stat counts user and system time in USER_HZ ticks.
+        ticks = {}
+        try:
+            for line in _read(self.path('cpuacct',
+                                        'cpuacct.stat')).splitlines():
+                key, _, value = line.partition(' ')
+                ticks[key] = int(value)
+        except (OSError, ValueError):
+            pass
         return {'memory': ram, 'swap': max(both - ram, 0),
+                'memory_peak': self._number(
+                    'memory', 'memory.max_usage_in_bytes', ram),
                 'kmem': self._number('memory', 'memory.kmem.usage_in_bytes'),
                 'memory_failcnt': self._number('memory', 'memory.failcnt'),
                 'pids_failcnt': pids_failed,
-                'cpu_ns': self._number('cpuacct', 'cpuacct.usage')}
+                'cpu_ns': self._number('cpuacct', 'cpuacct.usage'),
+                'cpu_user_ticks': ticks.get('user', 0),
+                'cpu_system_ticks': ticks.get('system', 0)}
 
 
 class V2(_Group):
@@ -420,11 +433,18 @@ class V2(_Group):
             except (OSError, ValueError):
                 pass
             return 0
+        # cpu.stat counts in microseconds; vestat wants USER_HZ ticks.
+        tick_usec = 1000000 // os.sysconf('SC_CLK_TCK')
         return {'memory': number('memory.current'),
                 'swap': number('memory.swap.current'), 'kmem': 0,
+                'memory_peak': number('memory.peak') or
+                number('memory.current'),
                 'memory_failcnt': event('memory.events', 'max'),
                 'pids_failcnt': event('pids.events', 'max'),
-                'cpu_ns': event('cpu.stat', 'usage_usec') * 1000}
+                'cpu_ns': event('cpu.stat', 'usage_usec') * 1000,
+                'cpu_user_ticks': event('cpu.stat', 'user_usec') // tick_usec,
+                'cpu_system_ticks': event('cpu.stat',
+                                          'system_usec') // tick_usec}
 
 
 def layout():

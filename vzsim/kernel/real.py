@@ -924,7 +924,11 @@ class RealKernel(base.Kernel):
                 'numfile': files, 'dcachesize': 0}
         return dict(state, numproc=len(pids), held=held, failcnt=dict(
             state.get('failcnt') or {}, physpages=usage['memory_failcnt'],
-            numproc=usage['pids_failcnt']))
+            numproc=usage['pids_failcnt']),
+            maxheld={'physpages': usage['memory_peak'] // PAGE_SIZE},
+            cpustat={'user': usage['cpu_user_ticks'], 'nice': 0,
+                     'system': usage['cpu_system_ticks'],
+                     'used_ns': usage['cpu_ns']})
 
     def running_states(self):
         """``[(ctid, state with real usage)]`` of running containers."""
@@ -936,13 +940,7 @@ class RealKernel(base.Kernel):
         return found
 
     def refresh_proc(self):
-        states = self.running_states()
-        proc = self.host.proc_dir
-        os.makedirs(os.path.join(proc, 'vz'), exist_ok=True)
-        hostfs.write_atomic(os.path.join(proc, 'vz', 'veinfo'),
-                            hostfs.render_veinfo(states))
-        hostfs.write_atomic(os.path.join(proc, 'user_beancounters'),
-                            hostfs.render_beancounters(states))
+        hostfs.write_proc(self.host.proc_dir, self.running_states())
 
 
 def _ip_batch(pid, commands, code=E_SYSTEM, check=True):

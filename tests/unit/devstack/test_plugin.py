@@ -369,10 +369,11 @@ class TestSimulatedStack(testtools.TestCase):
                 else 'False'
             self.assertEqual(expected, section[flag], (operation, flag))
         # What the driver lacks today, checked by name.
-        for flag in ('rescue', 'vnc_console'):
+        for flag in ('stable_rescue', 'vnc_console'):
             self.assertEqual('False', section[flag], flag)
-        # Resize on the same host, live.
-        for flag in ('resize', 'serial_console', 'pause', 'suspend'):
+        # Resize on the same host, live; rescue; shelve.
+        for flag in ('resize', 'serial_console', 'pause', 'suspend', 'rescue',
+                     'shelve', 'snapshot'):
             self.assertEqual('True', section[flag], flag)
         self.assertEqual('False', tempest['validation']['run_validation'])
         self.assertEqual('11111111-2222-3333-4444-555555555555',

@@ -57,9 +57,9 @@ class TestTempestFlags(testtools.TestCase):
             status = matrix['operation.' + operation]['driver.openvz']
             self.assertEqual(status in ('complete', 'partial'), flags[flag],
                              entry)
-        for flag in ('vnc_console', 'rescue'):
+        for flag in ('vnc_console', 'stable_rescue'):
             self.assertFalse(flags[flag], flag)
-        for flag in ('pause', 'suspend'):
+        for flag in ('pause', 'suspend', 'rescue', 'shelve'):
             self.assertTrue(flags[flag], flag)
 
     def test_unknown_operation_is_an_error(self):

@@ -141,6 +141,43 @@ class TestProcFiles(testtools.TestCase):
         self.assertEqual([0, 262144], rows['physpages'][2:4])
         self.assertEqual(3 * hostfs.PAGES_PER_PROCESS, rows['physpages'][0])
 
+    def test_vestat_is_printed_as_a_64_bit_kernel_does(self):
+        # Reference 5.3; the kernel's "%20u %20lu ..." and its header.
+        state = dict(hostfs.RUNTIME_DEFAULTS, running=True,
+                     start_time=1000.0, cpustat={
+                         'user': 78, 'nice': 0, 'system': 1330,
+                         'used_ns': 14080000000})
+        hz = os.sysconf('SC_CLK_TCK')
+        lines = hostfs.render_vestat([(101, state)], now=1010.0).split('\n')
+        self.assertEqual('Version: 2.2', lines[0].rstrip())
+        self.assertEqual(12 * 21 - 1, len(lines[0]))
+        self.assertEqual(
+            'VEID user nice system uptime idle strv uptime used maxlat '
+            'totlat numsched'.split(), lines[1].split())
+        self.assertEqual(12 * 21 - 1, len(lines[1]))
+        self.assertEqual('%20d %20d %20d %20d %20d' % (
+            101, 78, 0, 1330, 10 * hz), lines[2][:104])
+        self.assertEqual(12 * 21 - 1, len(lines[2]))
+        fields = [int(f) for f in lines[2].split()]
+        self.assertEqual(10 * 10 ** 9, fields[7])        # cycles at 1 GHz
+        self.assertEqual(14080000000, fields[8])
+        self.assertEqual('', lines[3])                   # CT 0 has no line
+
+    def test_libvirts_reading_of_vestat_finds_the_cpu_time(self):
+        # What LV openvzGetProcessInfo does: "%d %llu %llu %llu" per line,
+        # the header skipped because it does not scan.
+        state = dict(hostfs.RUNTIME_DEFAULTS, running=True,
+                     start_time=time.time(), cpustat={'user': 5, 'nice': 1,
+                                                      'system': 4})
+        found = None
+        for line in hostfs.render_vestat([(101, dict(
+                hostfs.RUNTIME_DEFAULTS)), (102, state)]).splitlines():
+            fields = line.split()
+            if len(fields) >= 4 and all(f.isdigit() for f in fields[:4]) \
+                    and fields[0] == '102':
+                found = sum(int(f) for f in fields[1:4])
+        self.assertEqual(10, found)
+
     def test_vswap_derived_beancounters(self):
         ubc = hostfs.effective_ubc({'PHYSPAGES': '0:256M',
                                     'SWAPPAGES': '0:512M'})
