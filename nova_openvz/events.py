@@ -140,6 +140,14 @@ class LifecyclePoller(object):
             self._thread.join(timeout)
             self._thread = None
 
+    def seen(self, instance_uuid):
+        """The power state last seen for an instance, or None.
+
+        A change is told only against a state seen before: a container
+        stopped before its first look is left to Nova's power-state sync.
+        """
+        return self._known.get(instance_uuid, (None, None))[0]
+
     def _run(self):
         while not self._stopping.wait(self._interval):
             try:

@@ -17,6 +17,8 @@ Nova's periodic power-state sync is off here (``sync_power_state_interval``
 from the driver's poller can explain what Nova does.
 """
 
+from nova.compute import power_state
+
 from tests.functional import test_pause_suspend
 
 #: Half-second looks, 60 at most: an event arrives within seconds, where
@@ -35,6 +37,13 @@ class TestLifecycleEvents(test_pause_suspend._Patient):
         return [a for a in self.api.get_instance_actions(server['id'])
                 if a['action'] == 'stop']
 
+    def _wait_for_first_look(self, server):
+        """The poller has seen the server running (its baseline)."""
+        poller = self.compute.driver.lifecycle_events
+        self._wait_for_assert(lambda: self.assertEqual(
+            power_state.RUNNING, poller.seen(server['id'])),
+            max_retries=WAIT)
+
     def _wait_for_stops(self, server, count):
         self._wait_for_assert(
             lambda: self.assertEqual(count, len(self._stops(server))),
@@ -43,6 +52,7 @@ class TestLifecycleEvents(test_pause_suspend._Patient):
     def test_an_operator_stop_and_start_reach_nova_as_events(self):
         server = self.boot(name='outside')
         ctid = self.container(server)['ctid']
+        self._wait_for_first_look(server)
         code, _, err = self.vzhost.run('vzctl', 'stop', ctid, '--fast')
         self.assertEqual(0, code, err)
         # Nova hears "stopped" and records it with its stop API.
@@ -66,6 +76,7 @@ class TestLifecycleEvents(test_pause_suspend._Patient):
                           % self.kernel_backend)
         server = self.boot(name='halting')
         ctid = self.container(server)['ctid']
+        self._wait_for_first_look(server)
         code, _, err = self.vzhost.run('vzctl', 'exec2', ctid, 'halt')
         self.assertEqual(0, code, err)
         server = self._wait_for_state_change(server, 'SHUTOFF',
