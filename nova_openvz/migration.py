@@ -200,18 +200,50 @@ class CrossHost(object):
 
     def receive(self, context, migration, instance, disk_info, network_info,
                 resize_instance, block_device_info, power_on):
-        """Destination side: the moved container joins this host."""
+        """Destination side: the moved container joins this host.
+
+        When a step here fails, Nova has already made this host the
+        server's (the source ran ``resize_instance``) and puts it in ERROR,
+        telling that a hard reboot may recover it here.  So the container
+        stays, stopped, with the server's files, its ports and volumes as
+        set up here, and its console logger stopped; a hard reboot starts
+        it.  The source keeps its copy, hidden from vzctl
+        (Nova calls the source no more for this move): the admin guide
+        says how an operator removes it.
+        """
         container = self.listing.handle(instance.uuid, fresh=True)
-        items = [settings.Power(max(1, CONF.shutdown_timeout), onboot=False)]
-        if resize_instance:
-            items.append(resources.limits(
-                instance.flavor,
-                volumes.swap_mb(instance, block_device_info)))
-        items += regrant_volumes(container, block_device_info)
-        container.configure(*items)
-        self._settle(context, instance, container, network_info, power_on)
+        try:
+            items = [settings.Power(max(1, CONF.shutdown_timeout),
+                                    onboot=False)]
+            if resize_instance:
+                items.append(resources.limits(
+                    instance.flavor,
+                    volumes.swap_mb(instance, block_device_info)))
+            items += regrant_volumes(container, block_device_info)
+            container.configure(*items)
+            self._settle(context, instance, container, network_info,
+                         power_on)
+        except Exception as e:
+            with excutils.save_and_reraise_exception():
+                LOG.error('Container %d from %s could not join this host: '
+                          '%s; kept here stopped, a hard reboot starts it',
+                          container.ctid, migration.source_compute, e,
+                          instance=instance)
+                self._hold(instance, container)
         LOG.info('Container %d arrived from %s', container.ctid,
                  migration.source_compute, instance=instance)
+
+    def _hold(self, instance, container):
+        """Keep an arrived container that failed to settle: stopped."""
+        # Ports and volume connections stay: they are the server's on
+        # this host now, and a hard reboot (Nova's recovery) expects them.
+        for step, args in ((_stop_if_running, (self.listing, instance)),
+                           (console.detach, (instance,))):
+            try:
+                step(*args)
+            except Exception:
+                LOG.exception('Could not undo a step for container %d',
+                              container.ctid, instance=instance)
 
     def _settle(self, context, instance, container, network_info, power_on):
         """Config drive, console and ports of a container on this host."""
@@ -238,7 +270,9 @@ class CrossHost(object):
             container.remove()
         console.remove(instance)
         configdrive.remove(instance)
-        network.unplug(instance, network_info, quiet=True)
+        # The ports were unplugged here when the container stopped to
+        # leave (send): unplugging now could take back what the
+        # destination plugged under the same names on a shared switch.
 
     def revert(self, context, instance, network_info, migration,
                block_device_info, power_on):
@@ -357,6 +391,13 @@ class CrossHost(object):
         if configdrive.required_by(instance):
             container.show_config_drive(configdrive.directory(instance))
         console.attach_quietly(instance, container)
+
+
+def _stop_if_running(listing, instance):
+    """Stop a container a failed step may have left running."""
+    container = listing.handle(instance.uuid, fresh=True)
+    if container.running:
+        container.stop(fast=True)
 
 
 def _resume_quietly(container):

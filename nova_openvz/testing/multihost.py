@@ -143,6 +143,10 @@ class TwoHostCloudTestCase(allinone.OpenVZCloudTestCase):
         self.vzhost = self.vzhosts[self.HOSTS[0][0]]
         self.kernel_backend = self.vzhost.backend()
         self.useFixture(sim_fixture.InProcessPrivsep())
+        if self.NETWORKING:
+            # One switch for both hosts: the integration bridge stands for
+            # the tunnel network joining real hosts.
+            self._setup_networking()
         self.flags(compute_driver=self.compute_driver)
         self.flags(api_paste_config=os.path.join(
             sys.prefix, 'etc', 'nova', 'api-paste.ini'), group='wsgi')

@@ -60,3 +60,26 @@ class BenchmarkTestCase(test.NoDBTestCase):
             self.assertGreaterEqual(cycle['naive']['vzlist_calls'],
                                     cycle['containers'])
         self.assertTrue(report['listing_calls_constant'])
+
+
+MIGRATION_BENCHMARK = os.path.join(os.path.dirname(BENCHMARK),
+                                   'benchmark_migration.py')
+
+
+class MigrationBenchmarkTestCase(test.NoDBTestCase):
+
+    def test_small_run(self):
+        # Its figures are in doc/source/admin/performance.rst too.
+        result = subprocess.run(
+            [sys.executable, MIGRATION_BENCHMARK, '--sizes', '2',
+             '--repeats', '1', '--json'],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            timeout=300)
+        self.assertEqual(0, result.returncode, result.stderr[-2000:])
+        report = json.loads(result.stdout)
+        self.assertEqual([2], [row['megabytes'] for row in report['sizes']])
+        row = report['sizes'][0]
+        self.assertIn('cp -a', row['plain_copy_seconds'])
+        for key in ('cold_seconds', 'cold_over_cp', 'live_seconds',
+                    'live_downtime_seconds', 'downtime_share_of_live'):
+            self.assertIsNotNone(row[key], key)

@@ -41,6 +41,7 @@ import sys
 from vzsim import conffile
 from vzsim import hostfs
 from vzsim.kernel import backends
+from vzsim.kernel import base
 
 # Exit codes of bin/vzmigrate.
 E_USAGE = 1
@@ -497,6 +498,7 @@ class Migration:
         self._source_step(E_STOP_SOURCE, 'Failed to dump container',
                           'chkpnt', ctid, '--dump', '--dumpfile', dumpfile)
         self.undo.append(lambda: _remove(dumpfile))
+        self._release_veth(dumpfile)
         self.debug('Copying dumpfile')
         self._copy_file(dumpfile, remote_dumpfile)
         self.debug('Undumping container')
@@ -514,6 +516,27 @@ class Migration:
         self.debug('Removing dumpfiles')
         _remove(dumpfile)
         _remove(remote_dumpfile)
+
+    def _release_veth(self, dumpfile):
+        """The frozen source gives up its veth host ends to the peer.
+
+        Not in real vzmigrate: two simulated hosts on one machine share its
+        network stack, so the peer's host ends, named as the source's,
+        could not be made while the source holds them (real hosts each
+        have their own).  On failure they are made again, without the
+        addresses the guest had set on its side.
+        """
+        ctid = self.ctid
+        kernel = backends.for_host(self.source.host)
+        names = base.read_dump(ctid, dumpfile).get('veth') or []
+        if not names:
+            return
+        devices = [d for d in conffile.netif_devices(
+            self.source.host.read_config(ctid).get('NETIF'))
+            if d.get('host_ifname') in names]
+        self.debug('Releasing veth devices %s' % ' '.join(names))
+        kernel.del_veth(ctid, names)
+        self.undo.append(lambda: kernel.add_veth(ctid, devices))
 
     def _finish(self):
         ctid = self.ctid
