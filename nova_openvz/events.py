@@ -120,6 +120,8 @@ class LifecyclePoller(object):
         self._emit = emit
         self._interval = interval
         self._known = {}    # uuid: (power state, change count then)
+        #: Polls done so far.
+        self.polls = 0
         self._polling = threading.Lock()
         self._stopping = threading.Event()
         self._thread = None
@@ -161,6 +163,7 @@ class LifecyclePoller(object):
         """One look at every container; returns the events sent."""
         with self._polling:
             events = self._compare()
+            self.polls += 1
         for event in events:
             LOG.info('Container of instance %s: %s outside Nova',
                      event.get_instance_uuid(), event.get_name())

@@ -37,12 +37,30 @@ class TestLifecycleEvents(test_pause_suspend._Patient):
         return [a for a in self.api.get_instance_actions(server['id'])
                 if a['action'] == 'stop']
 
-    def _wait_for_first_look(self, server):
-        """The poller has seen the server running (its baseline)."""
+    def _wait_for_first_look(self, server, state=power_state.RUNNING):
+        """The poller has seen the server in ``state`` (its baseline).
+
+        After a change the driver made, the poller looks afresh before it
+        reports anything: two polls after the change ended, it has.
+        """
         poller = self.compute.driver.lifecycle_events
-        self._wait_for_assert(lambda: self.assertEqual(
-            power_state.RUNNING, poller.seen(server['id'])),
+        after = poller.polls + 2
+        self._wait_for_assert(lambda: (
+            self.assertGreaterEqual(poller.polls, after),
+            self.assertEqual(state, poller.seen(server['id']))),
             max_retries=WAIT)
+
+    def _wait_for_action_done(self, server, name):
+        """Nova's action on the server (and the driver's part) ended."""
+        def done():
+            action = [a for a in self.api.get_instance_actions(server['id'])
+                      if a['action'] == name][0]
+            events = self.api.api_get('/servers/%s/os-instance-actions/%s' % (
+                server['id'], action['request_id'])).body[
+                    'instanceAction']['events']
+            self.assertTrue(events)
+            self.assertTrue(all(e['finish_time'] for e in events))
+        self._wait_for_assert(done, max_retries=WAIT)
 
     def _wait_for_stops(self, server, count):
         self._wait_for_assert(
@@ -59,6 +77,8 @@ class TestLifecycleEvents(test_pause_suspend._Patient):
         server = self._wait_for_state_change(server, 'SHUTOFF',
                                              max_retries=WAIT)
         self.assertEqual(1, len(self._stops(server)))
+        self._wait_for_action_done(server, 'stop')
+        self._wait_for_first_look(server, power_state.SHUTDOWN)
         # An operator starts it again: Nova hears "started" at once, and
         # keeps a server it holds SHUTOFF stopped (its rule for every
         # driver: the database is right about STOPPED servers).
