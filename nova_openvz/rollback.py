@@ -37,16 +37,9 @@ def undone_by(undo, *args):
     When the block failed, a failing undo is logged and the block's own
     error is what the caller (and the server's fault) sees.
     """
-    try:
+    with undone_on_failure(undo, *args):
         yield
-    except BaseException:
-        with excutils.save_and_reraise_exception():
-            try:
-                undo(*args)
-            except Exception:
-                LOG.exception('Cleanup step %s%r failed', _name(undo), args)
-    else:
-        undo(*args)
+    undo(*args)
 
 
 @contextlib.contextmanager
@@ -64,5 +57,4 @@ def undone_on_failure(undo, *args):
             try:
                 undo(*args)
             except Exception:
-                LOG.exception('Rollback step %s%r failed', _name(undo),
-                              args)
+                LOG.exception('Undoing step %s%r failed', _name(undo), args)

@@ -78,6 +78,27 @@ def busybox_template():
     return _BUSYBOX_TEMPLATE[0]
 
 
+class KeepsImageData(object):
+    """Glance keeps what a snapshot uploads, so the image boots again.
+
+    Nova's Glance fixture drops uploaded data; a mixin for test cases.
+    """
+
+    def setUp(self):
+        super().setUp()
+        glance = self.glance
+        original_update = glance.update
+
+        def update(context, image_id, metadata, data=None,
+                   purge_props=False):
+            if data is not None:
+                glance._imagedata[image_id] = data.read()
+            return original_update(context, image_id, metadata,
+                                   purge_props=purge_props)
+        self.stub_out('nova.tests.fixtures.GlanceFixture.update',
+                      lambda _self, *a, **kw: update(*a, **kw))
+
+
 class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
     """Nova's integrated test base with the OpenVZ driver as compute.
 

@@ -21,27 +21,7 @@ from nova_openvz.testing import allinone
 from tests.functional import test_network
 
 
-class _KeepImageData(object):
-    """Glance keeps what a snapshot uploads (Nova's fixture drops it)."""
-
-    def setUp(self):
-        super().setUp()
-        # Nova's Glance fixture keeps no uploaded data; keep it, as Glance
-        # would, so the shelved image can be booted again.
-        glance = self.glance
-        original_update = glance.update
-
-        def update(context, image_id, metadata, data=None,
-                   purge_props=False):
-            if data is not None:
-                glance._imagedata[image_id] = data.read()
-            return original_update(context, image_id, metadata,
-                                   purge_props=purge_props)
-        self.stub_out('nova.tests.fixtures.GlanceFixture.update',
-                      lambda _self, *a, **kw: update(*a, **kw))
-
-
-class TestShelve(_KeepImageData, allinone.OpenVZCloudTestCase):
+class TestShelve(allinone.KeepsImageData, allinone.OpenVZCloudTestCase):
 
     def exec2(self, server, command):
         ctid = self.container(server)['ctid']
@@ -84,7 +64,7 @@ class TestShelve(_KeepImageData, allinone.OpenVZCloudTestCase):
         self.assertEqual('running', self.container(server)['status'])
 
 
-class TestShelveOnPorts(_KeepImageData, test_network.NetworkTestCase):
+class TestShelveOnPorts(allinone.KeepsImageData, test_network.NetworkTestCase):
 
     def test_unshelved_server_is_on_its_port_again(self):
         a, b = self.make_port(), self.make_port()

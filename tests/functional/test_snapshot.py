@@ -31,23 +31,10 @@ from nova_openvz import snapshots
 from nova_openvz.testing import allinone
 
 
-class TestSnapshot(allinone.OpenVZCloudTestCase):
+class TestSnapshot(allinone.KeepsImageData, allinone.OpenVZCloudTestCase):
 
     def setUp(self):
         super().setUp()
-        # Nova's Glance fixture keeps no uploaded data; keep it, as Glance
-        # would, so the snapshot image can be booted.
-        glance = self.glance
-        original_update = glance.update
-
-        def update(context, image_id, metadata, data=None,
-                   purge_props=False):
-            if data is not None:
-                glance._imagedata[image_id] = data.read()
-            return original_update(context, image_id, metadata,
-                                   purge_props=purge_props)
-        self.stub_out('nova.tests.fixtures.GlanceFixture.update',
-                      lambda _self, *a, **kw: update(*a, **kw))
         self.task_states = []
         real_snapshot = snapshots.snapshot
 
