@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import fixtures
 from oslo_config import fixture as config_fixture
@@ -170,6 +171,40 @@ class SimulatedHostFixture(fixtures.Fixture):
                     'vz/lock/*', 'vz/dump/*', 'etc/vz/names/*', 'staging/*')
         return sorted(path for pattern in patterns
                       for path in glob.glob(os.path.join(self.root, pattern)))
+
+
+class HostWithNovaContainer(fixtures.Fixture):
+    """A simulated host, privsep in-process, and one running Nova container.
+
+    ``instance`` is its instance UUID, ``ctid`` its CT ID, ``host`` the
+    :class:`SimulatedHostFixture`.
+    """
+
+    TEMPLATE = 'nova-test'
+
+    def __init__(self, ctid=101, instance_name=None):
+        super().__init__()
+        self.ctid = ctid
+        self.instance_name = instance_name
+
+    def _setUp(self):
+        from nova_openvz import inventory   # imports Nova: only when used
+        from vzsim import templates
+        self.host = self.useFixture(SimulatedHostFixture())
+        self.useFixture(InProcessPrivsep())
+        self.useFixture(config_fixture.Config(openvz_conf.CONF)).config(
+            group='openvz', state_cache_seconds=60)
+        templates.write_minimal_template(os.path.join(
+            self.host.root, 'vz/template/cache', self.TEMPLATE + '.tar.gz'))
+        self.instance = str(uuid.uuid4())
+        for argv in (('create', self.ctid, '--ostemplate', self.TEMPLATE,
+                      '--layout', 'simfs', '--diskspace', '1G:1G',
+                      '--name', self.instance, '--description',
+                      inventory.describe(self.instance, self.instance_name)),
+                     ('start', self.ctid, '--wait')):
+            code, _, err = self.host.run('vzctl', *argv)
+            if code != 0:
+                raise RuntimeError('vzctl %s failed: %s' % (argv[0], err))
 
 
 class InProcessPrivsep(fixtures.Fixture):

@@ -13,7 +13,6 @@
 """Lifecycle events from one listing of the host, none for the driver's own
 changes."""
 
-import os
 import threading
 import time
 import uuid
@@ -21,7 +20,6 @@ import uuid
 from nova.compute import power_state
 import nova.conf
 from nova.virt import event as virtevent
-from oslo_config import fixture as config_fixture
 import testtools
 
 from nova_openvz import events
@@ -29,7 +27,6 @@ from nova_openvz import hosttools
 from nova_openvz import inventory
 from nova_openvz import pausing
 from nova_openvz.testing import fixtures as sim_fixture
-from vzsim import templates
 
 CONF = nova.conf.CONF
 TEMPLATE = 'nova-test'
@@ -79,17 +76,8 @@ class TestLifecyclePoller(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
-        self.useFixture(sim_fixture.InProcessPrivsep())
-        self.useFixture(config_fixture.Config(CONF)).config(
-            group='openvz', state_cache_seconds=60)
-        templates.write_minimal_template(os.path.join(
-            self.host.root, 'vz/template/cache', TEMPLATE + '.tar.gz'))
-        self.instance = str(uuid.uuid4())
-        self.vzctl('create', 101, '--ostemplate', TEMPLATE, '--layout',
-                   'simfs', '--diskspace', '1G:1G', '--name', self.instance,
-                   '--description', inventory.describe(self.instance))
-        self.vzctl('start', 101, '--wait')
+        setup = self.useFixture(sim_fixture.HostWithNovaContainer())
+        self.host, self.instance = setup.host, setup.instance
         self.listing = inventory.ContainerListing()
         self.sent = []
         self.poller = events.LifecyclePoller(

@@ -12,12 +12,9 @@
 
 """Pause: the DESCRIPTION mark and the freeze, on a simulated host."""
 
-import os
-import uuid
 
 from nova.compute import power_state
 import nova.conf
-from oslo_config import fixture as config_fixture
 import testtools
 
 from nova_openvz import exception
@@ -25,10 +22,8 @@ from nova_openvz import inventory
 from nova_openvz import pausing
 from nova_openvz import power
 from nova_openvz.testing import fixtures as sim_fixture
-from vzsim import templates
 
 CONF = nova.conf.CONF
-TEMPLATE = 'nova-test'
 
 
 class TestMark(testtools.TestCase):
@@ -47,17 +42,9 @@ class TestPause(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.host = self.useFixture(sim_fixture.SimulatedHostFixture())
-        self.useFixture(sim_fixture.InProcessPrivsep())
-        self.useFixture(config_fixture.Config(CONF)).config(
-            group='openvz', state_cache_seconds=60)
-        templates.write_minimal_template(os.path.join(
-            self.host.root, 'vz/template/cache', TEMPLATE + '.tar.gz'))
-        self.instance = str(uuid.uuid4())
-        self.vzctl('create', 101, '--ostemplate', TEMPLATE, '--layout',
-                   'simfs', '--diskspace', '1G:1G', '--name', self.instance,
-                   '--description', inventory.describe(self.instance, 'x'))
-        self.vzctl('start', 101, '--wait')
+        setup = self.useFixture(
+            sim_fixture.HostWithNovaContainer(instance_name='x'))
+        self.host, self.instance = setup.host, setup.instance
         self.listing = inventory.ContainerListing()
 
     def vzctl(self, *argv):
