@@ -237,8 +237,15 @@ stage() {
 
 mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
 
+# The init.d scripts the template starts at boot after cloud-init, in
+# this order, and stops at halt in the reverse one (databases flush there).
+services() { grep -v '^#' /etc/nova-openvz/services 2>/dev/null; }
+
 halt_now() {
     say "halting"
+    for service in $(services | tac); do
+        stage "/etc/init.d/$service" stop
+    done
     ifdown -a --force >>"$LOG" 2>&1
     kill -TERM -1 2>/dev/null
     sleep 1
@@ -254,6 +261,11 @@ mkdir -p /run/lock /run/network
 mounted /dev/pts || {
     mkdir -p /dev/pts
     mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+}
+# POSIX shared memory (PostgreSQL's dynamic shared memory lives here).
+mounted /dev/shm || {
+    mkdir -p /dev/shm
+    mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
 }
 mount -a 2>>"$LOG"
 [ -s /etc/hostname ] && hostname "$(cat /etc/hostname)"
@@ -273,6 +285,9 @@ else
     say "ds-identify found no datasource: cloud-init stays disabled"
     stage ifup -a
 fi
+for service in $(services); do
+    stage "/etc/init.d/$service" start
+done
 say "$(hostname) is up"
 
 while :; do
@@ -342,12 +357,15 @@ def prepare_debian_root(root):
 
 
 def build_debian_template(output, suite=DEBIAN_SUITE, mirror=DEBIAN_MIRROR,
-                          workdir=None, log=None):
+                          workdir=None, log=None, packages=DEBIAN_PACKAGES,
+                          prepare=prepare_debian_root):
     """Build the Debian template tarball ``output`` (see the docstring).
 
     Needs root and ``debootstrap``; ``workdir`` holds the temporary root
     filesystem (default: the system's temporary directory), ``log`` is a
     file object for debootstrap's output (default: inherited).
+    ``packages`` go on top of minbase and ``prepare`` turns the tree into
+    the template's root (templates built on this one pass their own).
     """
     import shutil
     if os.geteuid() != 0:
@@ -362,11 +380,11 @@ def build_debian_template(output, suite=DEBIAN_SUITE, mirror=DEBIAN_MIRROR,
         root = os.path.join(tmp, 'root')
         try:
             subprocess.run([debootstrap, '--variant=minbase',
-                            '--include=' + ','.join(DEBIAN_PACKAGES),
+                            '--include=' + ','.join(packages),
                             suite, root, mirror], check=True,
                            stdout=log, stderr=subprocess.STDOUT if log
                            else None)
-            prepare_debian_root(root)
+            prepare(root)
             partial = output + '.part'
             subprocess.run(['tar', '--numeric-owner', '-czf', partial,
                             '-C', root, '.'], check=True)
@@ -379,12 +397,54 @@ def build_debian_template(output, suite=DEBIAN_SUITE, mirror=DEBIAN_MIRROR,
     return output
 
 
+# -- the PostgreSQL template (the Debian one with a database server) --------
+
+#: Debian's PostgreSQL server (pg_ctlcluster, pg_test_fsync, pgbench),
+#: its contrib modules, and what a guest needs to make and grow the data
+#: volume's file system.
+POSTGRESQL_PACKAGES = DEBIAN_PACKAGES + ('postgresql', 'postgresql-contrib',
+                                         'e2fsprogs', 'procps')
+
+
+def prepare_postgresql_root(root):
+    """The Debian template's root, with PostgreSQL started by init.
+
+    The package made a cluster ``main`` on the root disk and a snakeoil
+    TLS key: each server makes its own cluster (on its data volume, from
+    its user data), and no two servers may share a private key.
+    """
+    import glob
+    import shutil
+    prepare_debian_root(root)
+    for pattern in ('etc/postgresql/*/main', 'var/lib/postgresql/*/main'):
+        for path in glob.glob(os.path.join(root, pattern)):
+            shutil.rmtree(path)
+    for name in ('etc/ssl/private/ssl-cert-snakeoil.key',
+                 'etc/ssl/certs/ssl-cert-snakeoil.pem'):
+        if os.path.lexists(os.path.join(root, name)):
+            os.unlink(os.path.join(root, name))
+    _write(root, 'etc/nova-openvz/services',
+           b'# started after cloud-init, stopped first at halt\n'
+           b'postgresql\n', 0o644)
+
+
+def build_postgresql_template(output, **kwargs):
+    """Build the PostgreSQL template tarball (arguments as for Debian's)."""
+    return build_debian_template(output, packages=POSTGRESQL_PACKAGES,
+                                 prepare=prepare_postgresql_root, **kwargs)
+
+
+BUILDERS = {'debian': build_debian_template,
+            'postgresql': build_postgresql_template}
+
+
 def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(
         prog='python -m vzsim.templates',
         description='Build an OS template tarball for the simulated host.')
-    parser.add_argument('kind', choices=('busybox', 'minimal', 'debian'))
+    parser.add_argument('kind', choices=('busybox', 'minimal', 'debian',
+                                         'postgresql'))
     parser.add_argument('output', metavar='OUT.tar.gz')
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--busybox', default=BUSYBOX,
@@ -395,13 +455,15 @@ def main(argv=None):
     parser.add_argument('--mirror', default=DEBIAN_MIRROR,
                         help='debian: the archive (default %(default)s)')
     args = parser.parse_args(argv)
-    if args.kind == 'debian':
+    if args.kind in BUILDERS:
         try:
-            build_debian_template(args.output, args.suite, args.mirror)
+            BUILDERS[args.kind](args.output, suite=args.suite,
+                                mirror=args.mirror)
         except (RuntimeError, subprocess.CalledProcessError) as exc:
-            print('Debian template not built: %s' % exc, file=sys.stderr)
+            print('%s template not built: %s' % (args.kind, exc),
+                  file=sys.stderr)
             return 1
-        print('debian template written to %s' % args.output)
+        print('%s template written to %s' % (args.kind, args.output))
         return 0
     if args.kind == 'minimal':
         data = minimal_template_bytes()

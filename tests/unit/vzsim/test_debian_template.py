@@ -202,3 +202,44 @@ class TestPrepareDebianRoot(testtools.TestCase):
             proc = subprocess.run(['shellcheck', '-s', 'sh'] + scripts,
                                   capture_output=True, text=True)
             self.assertEqual(0, proc.returncode, proc.stdout)
+
+
+class TestPreparePostgresqlRoot(TestPrepareDebianRoot):
+    """The PostgreSQL template: the Debian one, minus per-server state."""
+
+    def setUp(self):
+        super().setUp()
+        for name in ('etc/postgresql/15/main/postgresql.conf',
+                     'var/lib/postgresql/15/main/PG_VERSION',
+                     'etc/ssl/private/ssl-cert-snakeoil.key',
+                     'etc/ssl/certs/ssl-cert-snakeoil.pem'):
+            path = os.path.join(self.root, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'w') as f:
+                f.write('made by the package\n')
+
+    def test_no_cluster_no_shared_key_and_init_runs_postgresql(self):
+        templates.prepare_postgresql_root(self.root)
+        # Each server makes its own cluster on its volume, and its own key.
+        self.assertEqual([], os.listdir(os.path.join(
+            self.root, 'etc/postgresql/15')))
+        self.assertEqual([], os.listdir(os.path.join(
+            self.root, 'var/lib/postgresql/15')))
+        self.assertEqual([], os.listdir(os.path.join(
+            self.root, 'etc/ssl/private')))
+        self.assertIn('\npostgresql\n',
+                      self.read('etc/nova-openvz/services'))
+        # The Debian template's preparation ran too.
+        self.assertIn('cloud-init modules --mode=final',
+                      self.read('sbin/init'))
+
+    def test_init_starts_services_after_cloud_init_and_stops_them_first(self):
+        templates.prepare_postgresql_root(self.root)
+        init = self.read('sbin/init')
+        boot = init.index('cloud-init modules --mode=final')
+        self.assertLess(boot, init.index('"/etc/init.d/$service" start'))
+        halt = init.index('halt_now() {')
+        self.assertLess(halt, init.index('"/etc/init.d/$service" stop'))
+        self.assertLess(init.index('"/etc/init.d/$service" stop'),
+                        init.index('kill -TERM -1'))
+        self.assertIn('services | tac', init)
