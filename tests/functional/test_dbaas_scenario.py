@@ -58,6 +58,10 @@ REPORT_ENV = 'NOVA_OPENVZ_DBAAS_REPORT'
                       'PostgreSQL template and run the DBaaS scenario')
 class TestDatabaseServer(test_volumes._VolumeTestCase):
 
+    # tox's OS_TEST_TIMEOUT (300 s) is for ordinary tests; this one takes
+    # about ten minutes on two shared cores, plus the template build once.
+    TIMEOUT_SCALING_FACTOR = 10
+
     def setUp(self):
         super().setUp()
         self.steps = []
