@@ -110,6 +110,11 @@ def pg_bin():
 
 # PostgreSQL, the same commands on the host and in the container ------------
 
+def _quoted(text):
+    """``text`` to go inside the single quotes of ``su -c '...'``."""
+    return text.replace("'", "'\"'\"'")
+
+
 def postgres_script(directory, bindir, action, scale=1, clients=1,
                     seconds=1):
     """A shell command that does ``action`` with a cluster in ``directory``.
@@ -129,6 +134,12 @@ def postgres_script(directory, bindir, action, scale=1, clients=1,
             '2>/dev/null')),
         'pgbench': as_pg % ('{b}/pgbench -h {d} -p {port} -n -c {clients} '
                             '-j 1 -T {seconds} postgres'),
+        # Fill shared_buffers with the accounts table: memory the kernel
+        # cannot reclaim without swap, the database's real working set.
+        'prewarm': as_pg % ('{b}/psql -h {d} -p {port} -Atq -d postgres -c '
+                            '"CREATE EXTENSION IF NOT EXISTS pg_prewarm" -c '
+                            '"SELECT pg_prewarm(%s)"' % _quoted(
+                                "'pgbench_accounts'")),
         'fsync': as_pg % '{b}/pg_test_fsync -s 2 -f {d}/fsync.test',
         'restart': as_pg % ('{b}/pg_ctl -D {data} -l {d}/log -w -m fast '
                             '-o "-k {d} -p {port} -c listen_addresses=" '
@@ -303,6 +314,8 @@ def memory_limits(options, host, ct_side, bindir):
             host.vzctl('set', ct_side.ctid, '--save', '--ram',
                        '%dM' % ram_mb, '--swap', '0')
         ct_side.sh(postgres_script(ct_side.directory, bindir, 'restart'),
+                   check=False)
+        ct_side.sh(postgres_script(ct_side.directory, bindir, 'prewarm'),
                    check=False)
         before = ct_side.ubc()
         log_before = len(ct_side.sh(postgres_script(ct_side.directory,
