@@ -311,8 +311,14 @@ def memory_limits(options, host, ct_side, bindir):
 
     def one(label, ram_mb):
         if ram_mb:
-            host.vzctl('set', ct_side.ctid, '--save', '--ram',
-                       '%dM' % ram_mb, '--swap', '0')
+            try:
+                host.vzctl('set', ct_side.ctid, '--save', '--ram',
+                           '%dM' % ram_mb, '--swap', '0')
+            except RuntimeError as exc:
+                # cgroup v1 refuses a limit under what cannot be reclaimed.
+                rows.append({'limit': label, 'ram_mb': ram_mb,
+                             'refused': str(exc).splitlines()[0]})
+                return None
         ct_side.sh(postgres_script(ct_side.directory, bindir, 'restart'),
                    check=False)
         ct_side.sh(postgres_script(ct_side.directory, bindir, 'prewarm'),
@@ -448,6 +454,10 @@ def print_table(results, out=sys.stdout):
             'limit', 'RAM MB', 'TPS', 'held MB', 'failcnt', 'failed',
             'OOM'))
         for row in memory['runs']:
+            if 'refused' in row:
+                out.write('   %-22s %7s  refused: %s\n' % (
+                    row['limit'], row['ram_mb'], row['refused'][-60:]))
+                continue
             out.write('   %-22s %7s %7.0f %9d %9d %8s %4d\n' % (
                 row['limit'], row['ram_mb'] or '2048', row['tps'],
                 row['physpages_held_mb'], row['physpages_failcnt'],
