@@ -251,13 +251,19 @@ class OpenVZDriver(driver.ComputeDriver):
             if power_on:
                 self._start(instance, container, network_info, nics,
                             wait_for_ports=True)
-        except Exception:
-            with excutils.save_and_reraise_exception():
+        except Exception as error:
+            with excutils.save_and_reraise_exception() as ctxt:
                 console.remove(instance)
-                self._remove_quietly(container, instance)
+                left = self._remove_quietly(container, instance)
                 network.unplug(instance, network_info, quiet=True)
                 configdrive.remove(instance)
                 self._disconnect_quietly(block_device_info, instance)
+                ctxt.reraise = left is None
+            # The fault must say a container stayed, and why: Nova's
+            # destroy (or a later delete) removes it once the cause is gone.
+            raise exception.ContainerLeftBehind(
+                ctid=container.ctid, error=_said(error),
+                cleanup=_said(left)) from error
         LOG.info('Container %d created%s', container.ctid,
                  ' and running' if power_on else '', instance=instance)
 
@@ -325,12 +331,17 @@ class OpenVZDriver(driver.ComputeDriver):
                                                              prune=every))
 
     def _remove_quietly(self, container, instance):
-        """Clean up after a failed spawn without hiding its error."""
+        """Clean up after a failed spawn without hiding its error.
+
+        :returns: the removal's own error, None when the container is gone.
+        """
         try:
             container.remove()
-        except Exception:
+        except Exception as e:
             LOG.exception('Could not remove container %d after a failed '
                           'spawn', container.ctid, instance=instance)
+            return e
+        return None
 
     def _disconnect_quietly(self, block_device_info, instance):
         try:
@@ -782,3 +793,10 @@ def _neutron_failed(event_name, instance):
 
 def _is_executable(path):
     return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _said(error):
+    """An error's message as a server fault shows it."""
+    if isinstance(error, nova_exception.NovaException):
+        return error.format_message()
+    return str(error) or type(error).__name__
