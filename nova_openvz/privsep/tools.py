@@ -35,7 +35,7 @@ def _ctid(shape, operands, options):
 
 def _nova_ctid(shape, operands, options):
     privsep.check_ctid(operands[0])
-    containers.check_nova_container(int(operands[0]))
+    containers.check_nova_ctid(operands[0])
 
 
 def _ctids(shape, operands, options):
@@ -46,7 +46,7 @@ def _ctids(shape, operands, options):
 def _migrated_ctid(shape, operands, options):
     # vzmigrate names the container after the peer.
     privsep.check_ctid(operands[1])
-    containers.check_nova_container(int(operands[1]))
+    containers.check_nova_ctid(operands[1])
 
 
 def _granted_device(shape, operands, options):
