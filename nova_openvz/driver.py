@@ -52,6 +52,7 @@ from nova_openvz import privsep
 from nova_openvz import rescue as vz_rescue
 from nova_openvz import resize
 from nova_openvz import resources
+from nova_openvz import rollback
 from nova_openvz import settings
 from nova_openvz import snapshots
 from nova_openvz import volumes
@@ -647,14 +648,16 @@ class OpenVZDriver(driver.ComputeDriver):
                 instance_uuid=instance.uuid)
         nic = network.nics([vif], container.interfaces)[0]
         network.plug(instance, [vif])
-        try:
+        with rollback.undone_on_failure(network.unplug, instance, [vif],
+                                        True):
             # Live on a running container; saved for the next start anyway.
             container.configure(settings.AddedPort(nic))
-            if container.running:
-                self._configure_interfaces(container, [nic])
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                network.unplug(instance, [vif], quiet=True)
+            # A guest that cannot take it must not keep the NETIF entry
+            # and its veth: the port is Neutron's again after a failure.
+            with rollback.undone_on_failure(container.configure,
+                                            settings.RemovedPort(nic.ifname)):
+                if container.running:
+                    self._configure_interfaces(container, [nic])
 
     def detach_interface(self, context, instance, vif):
         container = self.listing.handle(instance.uuid)
