@@ -52,6 +52,7 @@ from nova_openvz import privsep
 from nova_openvz import rescue as vz_rescue
 from nova_openvz import resize
 from nova_openvz import resources
+from nova_openvz import rollback
 from nova_openvz import settings
 from nova_openvz import snapshots
 from nova_openvz import volumes
@@ -251,13 +252,19 @@ class OpenVZDriver(driver.ComputeDriver):
             if power_on:
                 self._start(instance, container, network_info, nics,
                             wait_for_ports=True)
-        except Exception:
-            with excutils.save_and_reraise_exception():
+        except Exception as error:
+            with excutils.save_and_reraise_exception() as ctxt:
                 console.remove(instance)
-                self._remove_quietly(container, instance)
+                left = self._remove_quietly(container, instance)
                 network.unplug(instance, network_info, quiet=True)
                 configdrive.remove(instance)
                 self._disconnect_quietly(block_device_info, instance)
+                ctxt.reraise = left is None
+            # The fault must say a container stayed, and why: Nova's
+            # destroy (or a later delete) removes it once the cause is gone.
+            raise exception.ContainerLeftBehind(
+                ctid=container.ctid, error=_said(error),
+                cleanup=_said(left)) from error
         LOG.info('Container %d created%s', container.ctid,
                  ' and running' if power_on else '', instance=instance)
 
@@ -325,12 +332,17 @@ class OpenVZDriver(driver.ComputeDriver):
                                                              prune=every))
 
     def _remove_quietly(self, container, instance):
-        """Clean up after a failed spawn without hiding its error."""
+        """Clean up after a failed spawn without hiding its error.
+
+        :returns: the removal's own error, None when the container is gone.
+        """
         try:
             container.remove()
-        except Exception:
+        except Exception as e:
             LOG.exception('Could not remove container %d after a failed '
                           'spawn', container.ctid, instance=instance)
+            return e
+        return None
 
     def _disconnect_quietly(self, block_device_info, instance):
         try:
@@ -636,14 +648,16 @@ class OpenVZDriver(driver.ComputeDriver):
                 instance_uuid=instance.uuid)
         nic = network.nics([vif], container.interfaces)[0]
         network.plug(instance, [vif])
-        try:
+        with rollback.undone_on_failure(network.unplug, instance, [vif],
+                                        True):
             # Live on a running container; saved for the next start anyway.
             container.configure(settings.AddedPort(nic))
-            if container.running:
-                self._configure_interfaces(container, [nic])
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                network.unplug(instance, [vif], quiet=True)
+            # A guest that cannot take it must not keep the NETIF entry
+            # and its veth: the port is Neutron's again after a failure.
+            with rollback.undone_on_failure(container.configure,
+                                            settings.RemovedPort(nic.ifname)):
+                if container.running:
+                    self._configure_interfaces(container, [nic])
 
     def detach_interface(self, context, instance, vif):
         container = self.listing.handle(instance.uuid)
@@ -782,3 +796,10 @@ def _neutron_failed(event_name, instance):
 
 def _is_executable(path):
     return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _said(error):
+    """An error's message as a server fault shows it."""
+    if isinstance(error, nova_exception.NovaException):
+        return error.format_message()
+    return str(error) or type(error).__name__

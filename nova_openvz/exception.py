@@ -115,6 +115,14 @@ class ToolTimeout(HostToolError):
                 "seconds and was killed")
 
 
+class ContainerLeftBehind(exception.NovaException):
+    """A failed spawn's container could not be removed; a delete will.
+
+    Short: a server fault keeps 255 characters, and both errors matter.
+    """
+    msg_fmt = _("%(error)s; removing CT %(ctid)s failed: %(cleanup)s")
+
+
 class HostNotReady(exception.NovaException):
     msg_fmt = _("OpenVZ host is not usable: %(reason)s")
 

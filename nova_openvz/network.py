@@ -244,7 +244,9 @@ def _plug_object(vif):
         raise nova_exception.VirtualInterfacePlugException(
             'port %s has VIF type %s, which os-vif cannot plug'
             % (vif['id'], vif['type']))
-    profile = getattr(osvif, 'port_profile', None)
+    # An unset field raises NotImplementedError, not AttributeError.
+    profile = osvif.port_profile if osvif.obj_attr_is_set('port_profile') \
+        else None
     if isinstance(osvif, os_vif.objects.vif.VIFOpenVSwitch) and \
             profile is not None and 'create_port' in profile.fields:
         # No hypervisor adds the device to the switch, as libvirt does

@@ -40,6 +40,7 @@ import time
 
 from nova_openvz import privsep
 from nova_openvz.privsep import consoleagent
+from nova_openvz.privsep import containers
 
 CONF = privsep.CONF
 
@@ -311,7 +312,7 @@ def attach_console(ctid, directory, max_bytes, timeout):
         when it did not attach in time, 0 when it holds it, with stdout
         :data:`HELD` when it held it already (for this very directory).
     """
-    privsep.check_ctid(str(int(ctid)))
+    containers.check_nova_ctid(ctid)
     timeout = int(timeout)
     with _instance_dir(directory) as dir_fd:
         _stop_legacy_logger(directory, dir_fd)

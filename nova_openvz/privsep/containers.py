@@ -84,7 +84,7 @@ def install_config_drive(ctid, source):
     through descriptors, links refused, so a swap changes nothing read.
     The ``<CTID>.mount``/``.umount`` scripts show the copy read-only.
     """
-    privsep.check_ctid(str(int(ctid)))
+    check_nova_ctid(ctid)
     privsep.checked_path(source)
     if os.path.basename(source) != 'config-drive':
         raise privsep.ArgumentRejected(
@@ -294,6 +294,17 @@ def check_nova_container(ctid):
             'CT %d is not a container of this driver' % ctid)
 
 
+def check_nova_ctid(ctid):
+    """A CT ID in the driver's range, of a container Nova made; as int.
+
+    Every entrypoint that acts on or next to one container checks this
+    first: a compromised nova-compute must not reach other containers.
+    """
+    privsep.check_ctid(str(int(ctid)))
+    check_nova_container(int(ctid))
+    return int(ctid)
+
+
 def granted_devices(ctid):
     """``{(major, minor)}`` of the volumes recorded for a container."""
     return set(_read_nodes(_script_path(ctid, 'start')).values())
@@ -318,7 +329,7 @@ def grant_volume(ctid, name, path):
     :returns: ``((major, minor), previous)``: the device, and what the
         name had before (None if nothing).
     """
-    privsep.check_ctid(str(int(ctid)))
+    check_nova_ctid(ctid)
     check_device_node(name, 1, 0)
     device = _check_volume_device(ctid, path)
     nodes = _read_nodes(_script_path(ctid, 'start'))
@@ -331,6 +342,7 @@ def grant_volume(ctid, name, path):
 @privsep.vz_pctxt.entrypoint
 def revoke_volume(ctid, name):
     """Forget the volume node ``name``; its ``(major, minor)`` or None."""
+    check_nova_ctid(ctid)
     check_device_node(name, 1, 0)
     nodes = _read_nodes(_script_path(ctid, 'start'))
     previous = nodes.pop(name, None)
@@ -474,7 +486,7 @@ def make_ephemeral_disk(ctid, size_gb, fs_type, mountpoint):
     The image is sparse, in the private area (so vzctl destroy removes it);
     mkfs labels it ``ephemeral0`` as Nova's libvirt driver does.
     """
-    privsep.check_ctid(str(int(ctid)))
+    check_nova_ctid(ctid)
     if type(size_gb) is not int or not 1 <= size_gb <= 65536:
         raise privsep.ArgumentRejected('bad ephemeral size %r GB' % (size_gb,))
     if fs_type not in EPHEMERAL_FORMATS:

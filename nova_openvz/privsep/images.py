@@ -26,6 +26,7 @@ import stat
 import subprocess
 
 from nova_openvz import privsep
+from nova_openvz.privsep import containers
 
 CONF = privsep.CONF
 
@@ -278,7 +279,7 @@ def pack_snapshot(ctid, guid, filename):
 @privsep.vz_pctxt.entrypoint
 def pack_private_area(ctid, filename):
     """Pack a simfs container's private area (the caller froze it)."""
-    privsep.check_ctid(str(int(ctid)))
+    containers.check_nova_ctid(ctid)
     private = privsep.paths().private_dir(int(ctid))
     if os.path.isdir(os.path.join(private, 'root.hdd')):
         raise privsep.ArgumentRejected(

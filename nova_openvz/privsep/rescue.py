@@ -36,7 +36,7 @@ def write_rescue_scripts(rescue_ctid, rescued_ctid):
     the paths come from their configs, never from the caller.
     """
     for ctid in (rescue_ctid, rescued_ctid):
-        privsep.check_ctid(str(int(ctid)))
+        containers.check_nova_ctid(ctid)
     if int(rescue_ctid) == int(rescued_ctid):
         raise privsep.ArgumentRejected('a container cannot rescue itself')
     root = containers._container_paths(int(rescue_ctid))[1]

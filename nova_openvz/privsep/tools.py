@@ -14,6 +14,7 @@
 
 import os
 import subprocess
+import sys
 import threading
 
 from oslo_concurrency import processutils
@@ -34,7 +35,7 @@ def _ctid(shape, operands, options):
 
 def _nova_ctid(shape, operands, options):
     privsep.check_ctid(operands[0])
-    containers.check_nova_container(int(operands[0]))
+    containers.check_nova_ctid(operands[0])
 
 
 def _ctids(shape, operands, options):
@@ -45,7 +46,7 @@ def _ctids(shape, operands, options):
 def _migrated_ctid(shape, operands, options):
     # vzmigrate names the container after the peer.
     privsep.check_ctid(operands[1])
-    containers.check_nova_container(int(operands[1]))
+    containers.check_nova_ctid(operands[1])
 
 
 def _granted_device(shape, operands, options):
@@ -155,6 +156,21 @@ def stop_vzmigrate(ctid):
     return True
 
 
+def _timeout_errors():
+    """What processutils raises when a tool outlives its timeout.
+
+    In an eventlet-patched process it runs eventlet's green Popen, whose
+    ``communicate`` raises the ``TimeoutExpired`` of eventlet's own copy of
+    the subprocess module: another class, which ``except
+    subprocess.TimeoutExpired`` lets through with the tool still running.
+    """
+    if 'eventlet' not in sys.modules:
+        return (subprocess.TimeoutExpired,)
+    from eventlet import patcher
+    return (subprocess.TimeoutExpired,
+            patcher.original('subprocess').TimeoutExpired)
+
+
 def _run(tool, args, timeout, stdin=None):
     path = os.path.join(CONF.openvz.tools_dir, tool)
     started = {}
@@ -164,7 +180,7 @@ def _run(tool, args, timeout, stdin=None):
             path, *args, check_exit_code=False, timeout=timeout,
             env_variables=env, process_input=stdin,
             on_execute=_started(tool, args, started))
-    except subprocess.TimeoutExpired:
+    except _timeout_errors():
         proc = started['proc']
         proc.kill()
         proc.wait()

@@ -222,6 +222,13 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
             name=name, image_uuid=TEMPLATE_IMAGE_ID, flavor_id=flavor_id,
             networks='none', expected_state=expected_state)
 
+    def require_real_kernel(self):
+        """Skip unless the simulated host runs real containers."""
+        if self.kernel_backend != 'real':
+            self.skipTest('needs the real kernel backend (root and the '
+                          'kernel features realkernel.probe checks); this '
+                          'host runs the %s one' % self.kernel_backend)
+
     def vzlist(self):
         """Every container on the host as the real vzlist reports it."""
         code, out, err = self.vzhost.run('vzlist', '-a', '-j')

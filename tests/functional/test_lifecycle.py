@@ -19,6 +19,8 @@ one (see :mod:`nova_openvz.testing.allinone`).
 
 import os
 
+from nova import context as nova_context
+
 from nova_openvz.privsep import vzconf
 from nova_openvz.testing import allinone
 
@@ -124,6 +126,36 @@ class TestLifecycle(allinone.OpenVZCloudTestCase):
     def test_failed_start_removes_the_created_container(self):
         self._assert_failed_boot_is_clean(
             'start', 133, 'Container start failed: init did not start')
+
+    def test_a_container_whose_cleanup_failed_is_in_the_fault_and_deleted(
+            self):
+        # The start fails, and so does every destroy after it: the server
+        # must say both, and a delete once destroy works must remove the
+        # stopped container left behind.
+        self.flags(max_attempts=1, group='scheduler')
+        self.vzhost.inject_fault('vzctl', command='start', exit_code=133,
+                                 stderr='Container start failed: no init')
+        self.vzhost.inject_fault('vzctl', command='destroy', exit_code=1,
+                                 stderr='Unable to remove the private area')
+        # Two failed destroys (the driver's, then Nova's) take a while.
+        server = self._wait_for_state_change(self.api.post_server(
+            {'server': self._build_server(
+                image_uuid=allinone.TEMPLATE_IMAGE_ID, flavor_id='1',
+                networks='none')}), 'ERROR', max_retries=120)
+        fault = self.api.get_server(server['id'])['fault']['message']
+        self.assertIn('Container start failed: no init', fault)
+        self.assertIn('Unable to remove the private area', fault)
+        self.assertEqual('stopped', self.container(server)['status'])
+        os.unlink(self.vzhost.sim_path('faults.json'))
+        # Nova took the aborted build off the host, so the delete is the
+        # API's alone; the container still names the deleted server, and
+        # Nova's reaper of deleted instances (run at start and every
+        # running_deleted_instance_poll_interval) destroys it.
+        self._delete_server(server)
+        self.compute.manager._cleanup_running_deleted_instances(
+            nova_context.get_admin_context())
+        self.assertEqual([], self.vzlist())
+        self.assertEqual([], self.vzhost.all_leftovers())
 
     def test_compute_restart_keeps_every_server_state(self):
         running = self.boot(name='running')

@@ -54,9 +54,12 @@ class _OnSimulatedHost(testtools.TestCase):
                                     % CTID)
         # The container's own VE_ROOT, as vzctl create writes it, differs
         # from vz.conf's default (vz/root/$VEID).
+        # Named as the driver names its own: the helper serves no other.
+        self.uuid = str(uuid.uuid4())
         with open(os.path.join(self.conf_dir, '%d.conf' % CTID), 'w') as f:
             f.write('VE_ROOT="%s/vz/custom-root/$VEID"\n' % self.host.root)
-        self.uuid = str(uuid.uuid4())
+            f.write('NAME="%s"\nDESCRIPTION="nova-instance=%s"\n'
+                    % (self.uuid, self.uuid))
         self.source = os.path.join(self.instances, self.uuid, 'config-drive')
         os.makedirs(self.source)
 

@@ -75,10 +75,14 @@ class ConsoleTestCase(testtools.TestCase):
         self.addCleanup(self.stop_agent)
 
     def make_container(self, ctid):
-        rc, _, err = self.host.vzctl('create', ctid, '--ostemplate',
-                                     sim_fixtures.DEFAULT_TEMPLATE)
+        # Named as the driver names its own: the helper serves no other.
+        instance = objects.Instance(uuid=str(uuid.uuid4()))
+        rc, _, err = self.host.vzctl(
+            'create', ctid, '--ostemplate', sim_fixtures.DEFAULT_TEMPLATE,
+            '--name', instance.uuid,
+            '--description', 'nova-instance=' + instance.uuid)
         self.assertEqual(0, rc, err)
-        return objects.Instance(uuid=str(uuid.uuid4()))
+        return instance
 
     def dir_of(self, instance):
         return os.path.join(self.instances, instance.uuid)

@@ -15,6 +15,7 @@
 The lifecycle is tested through Nova's API in tests/functional.
 """
 
+import json
 import os
 import uuid
 
@@ -22,6 +23,7 @@ import fixtures
 from nova.compute import power_state
 import nova.conf
 from nova import exception as nova_exception
+from nova.network import model as network_model
 from nova import objects
 from nova.virt import fake
 from oslo_config import fixture as config_fixture
@@ -246,3 +248,56 @@ class TestHelpers(testtools.TestCase):
                          vz4.version_number('vzctl version 7.0.12'))
         for text in ('', 'vzctl 4.11', 'version 4'):
             self.assertRaises(ValueError, vz4.version_number, text)
+
+
+class TestAttachInterface(testtools.TestCase):
+    """attach_interface on a simulated host's running Nova container."""
+
+    def setUp(self):
+        super().setUp()
+        objects.register_all()
+        vz = self.useFixture(sim_fixture.HostWithNovaContainer())
+        self.host, self.ctid = vz.host, vz.ctid
+        self.useFixture(config_fixture.Config(CONF)).config(
+            lifecycle_event_interval=0, group='openvz')
+        self.driver = driver.OpenVZDriver(fake.FakeVirtAPI())
+        self.instance = objects.Instance(
+            uuid=vz.instance, id=1, project_id='p')
+
+    def vif(self):
+        # A port os-vif plugs with its no-op plugin: no switch is needed
+        # to see what the container keeps.
+        port_id = str(uuid.uuid4())
+        subnet = network_model.Subnet(
+            cidr='10.0.0.0/24', ips=[network_model.FixedIP(
+                address='10.0.0.5')])
+        return network_model.VIF(
+            id=port_id, address='fa:16:3e:00:00:05',
+            network=network_model.Network(
+                id=str(uuid.uuid4()), bridge=None, label='private',
+                subnets=[subnet]),
+            type=network_model.VIF_TYPE_VHOSTUSER,
+            details={network_model.VIF_DETAILS_VHOSTUSER_SOCKET: '/x.sock',
+                     network_model.VIF_DETAILS_VHOSTUSER_MODE: 'client'},
+            devname='tap' + port_id[:11])
+
+    def netif(self):
+        path = os.path.join(self.host.root, 'etc/vz/conf/%d.conf' % self.ctid)
+        with open(path) as f:
+            return [line for line in f if line.startswith('NETIF=')]
+
+    def veths(self):
+        with open(os.path.join(self.host.root, 'var/lib/vzsim/%d.json'
+                               % self.ctid)) as f:
+            return json.load(f)['veth']
+
+    def test_a_guest_that_cannot_take_the_port_keeps_no_netif_or_veth(self):
+        self.host.inject_fault('vzctl', command='exec2', ctid=self.ctid,
+                               exit_code=2, stderr='ifup: eth0 failed')
+        error = self.assertRaises(exception.HostToolError,
+                                  self.driver.attach_interface, None,
+                                  self.instance, None, self.vif())
+        self.assertIn('ifup: eth0 failed', error.format_message())
+        self.assertEqual([], [n for n in self.netif()
+                              if n.strip() != 'NETIF=""'])
+        self.assertEqual([], self.veths())

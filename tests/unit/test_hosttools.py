@@ -16,7 +16,10 @@ Failures come from the simulated host's real executables, either by fault
 injection (DIR/sim/faults.json) or by the host's own state.
 """
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -229,6 +232,39 @@ class TestListeners(_HostToolsTest):
         self.assertEqual(1, len(self.seen))
 
 
+#: Runs a hung vzlist in an eventlet-patched process, as nova-compute is,
+#: with the privileged side in process; prints what was raised and which
+#: vzlist processes were left running.
+EVENTLET_TIMEOUT = """
+import eventlet
+eventlet.monkey_patch()
+import json, os, sys
+from nova_openvz import conf, exception, hosttools, vz4
+from nova_openvz.testing import fixtures as sim
+options = json.loads(sys.argv[1])
+for name, value in options.items():
+    conf.CONF.set_override(name, value, group='openvz')
+with sim.InProcessPrivsep():
+    try:
+        hosttools.run('vzlist', *vz4.list_all())
+        raised = None
+    except exception.ToolTimeout as e:
+        raised = 'ToolTimeout: ' + e.format_message()
+    except BaseException as e:
+        raised = '%s.%s' % (type(e).__module__, type(e).__name__)
+tool = os.path.join(options['tools_dir'], 'vzlist').encode()
+left = []
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        with open('/proc/%s/cmdline' % pid, 'rb') as f:
+            if tool in f.read().split(b'\\0'):
+                left.append(pid)
+    except OSError:
+        pass
+print(json.dumps([raised, left]))
+"""
+
+
 class TestTimeout(_HostToolsTest):
 
     def test_a_call_over_the_timeout_is_killed(self):
@@ -253,3 +289,17 @@ class TestTimeout(_HostToolsTest):
         self.assertIn('vzlist', error.format_message())
         self.assertIn('1 seconds', error.format_message())
         self.assertIsNone(self.seen[-1].exit_code)
+
+    def test_a_hung_tool_under_eventlet_is_killed_and_a_tool_timeout(self):
+        # nova-compute runs eventlet-patched; there processutils raises
+        # eventlet's own TimeoutExpired, which must not escape raw with the
+        # tool left running.
+        self.host.set_latency('vzlist', 60)
+        options = dict(self.host.options(), query_timeout=1)
+        proc = subprocess.run(
+            [sys.executable, '-c', EVENTLET_TIMEOUT, json.dumps(options)],
+            capture_output=True, text=True, check=True, timeout=50)
+        raised, left = json.loads(proc.stdout.splitlines()[-1])
+        self.assertEqual('ToolTimeout: vzlist -a did not finish within 1 '
+                         'seconds and was killed', raised)
+        self.assertEqual([], left)
