@@ -168,10 +168,9 @@ the driver or of Nova's compute manager is one call (no listing cache).
 whole life, and a failure to attach it is logged and ignored by design.
 
 A second test, ``tests/functional/test_crash_at_every_step.py``, kills
-nova-compute after each of these steps of a boot and of a delete and starts
-it again: the restarted compute puts an unfinished boot in ERROR and
-finishes an unfinished delete, and once the servers are deleted the host
-holds nothing of them.
+nova-compute after each of these steps of a boot and starts it again: the
+restarted compute puts the unfinished boot in ERROR, and once the server is
+deleted the host holds nothing of it.
 
 Not in the matrix yet: unpause (its number of vzlist calls depends on
 what the failed case before it left, so its positions are not yet stable),
