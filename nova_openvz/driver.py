@@ -199,12 +199,20 @@ class OpenVZDriver(driver.ComputeDriver):
         return len(self.listing.all())
 
     def get_info(self, instance, use_cache=True):
-        container = self.listing.find(instance.uuid, fresh=not use_cache)
+        try:
+            container = self.listing.find(instance.uuid, fresh=not use_cache)
+            # A rescued server is its rescue container, as Nova sees it.
+            rescue = container and self.listing.find_rescue(instance.uuid)
+        except exception.HostToolError as e:
+            # Nova asks right after a boot or a change succeeded, and a
+            # failure there orphans the container (a boot's is not cleaned
+            # up): the state is unknown until the next power sync.
+            LOG.warning('Power state unknown: %s', e.format_message(),
+                        instance=instance)
+            return hardware.InstanceInfo(state=power_state.NOSTATE)
         if container is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
-        # A rescued server is its rescue container, as Nova sees it.
-        container = self.listing.find_rescue(instance.uuid) or container
-        return hardware.InstanceInfo(state=power.of(container))
+        return hardware.InstanceInfo(state=power.of(rescue or container))
 
     def _container(self, instance, fresh=False):
         """The instance's listing record and its container handle.

@@ -187,6 +187,14 @@ class TestGetInfo(_DriverTest):
         self.assertEqual(power_state.RUNNING,
                          self.driver.get_info(instance, use_cache=False).state)
 
+    def test_a_failing_listing_is_no_state_not_an_error(self):
+        # Nova reads the state right after a boot and does not clean up
+        # when that fails: the container would be orphaned.
+        instance = self.container(101)
+        self.host.inject_fault('vzlist', exit_code=3, stderr='bad listing')
+        self.assertEqual(power_state.NOSTATE,
+                         self.driver.get_info(instance, use_cache=False).state)
+
     def test_an_instance_without_container_is_not_found(self):
         instance = objects.Instance(uuid=str(uuid.uuid4()))
         self.assertRaises(nova_exception.InstanceNotFound,

@@ -1,0 +1,107 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""nova-compute dies after each step of a boot.
+
+A step is one host-tool call, read from the simulated host's call log as
+the fault matrix reads them (:mod:`nova_openvz.testing.faults`).  For each,
+nova-compute "dies" just before the next call, then a new nova-compute
+starts, and the test checks that nothing is orphaned -- every container on
+the host belongs to a server Nova lists, and once the servers are deleted
+the host holds no container, file or console logger of theirs -- and that
+every server is where Nova thinks it is.
+
+How nova-compute is killed: Nova's functional harness runs every service
+in this one process, so a SIGKILL would take the test with it.  Instead
+the next tool call hangs (a fault rule that waits on a file), so the old
+compute's thread does nothing more -- no next step, no cleanup, exactly
+what a killed process does -- and Nova's ``restart_compute_service``
+starts a new ComputeManager with a new driver (``keep_hypervisor_state=
+False``: its view of the host comes from the host alone, through
+``init_host``).  A dead process's in-memory locks die with it: the new
+compute gets fresh ones, or it would wait forever for the instance lock the
+hung thread holds.  At the end the hung calls fail (exit 137, "Killed")
+while the host still exists, so the old threads end too.
+"""
+
+import time
+
+import fixtures
+from oslo_concurrency import lockutils
+
+from nova_openvz.testing import allinone
+from nova_openvz.testing import faultmatrix
+from nova_openvz.testing import faults
+from tests.functional import test_fault_matrix
+
+
+class TestCrashAtEveryStep(test_fault_matrix.FaultMatrixTestCase):
+
+    def _setup_compute_service(self):
+        # A hung vzlist must not time out while the test goes on: a dead
+        # compute does nothing more, not even give up on a call.
+        self.flags(query_timeout=3600, group='openvz')
+        return super()._setup_compute_service()
+
+    def kill_compute_before(self, position, start):
+        """Run ``start()``; kill nova-compute before ``position``."""
+        if not self.hung:
+            self.addCleanup(faults.release, self.vzhost)
+        faults.hang_at(self.vzhost, position)
+        result = start()
+        for _ in range(240):
+            if faults.held(self.vzhost, position):
+                break
+            time.sleep(0.25)
+        else:
+            self.fail('nova-compute never reached %s' % position)
+        self.hung.append(position)
+        faults.clear(self.vzhost)   # the new compute's calls run
+        self.useFixture(fixtures.MockPatch(
+            'oslo_concurrency.lockutils._semaphores',
+            lockutils.Semaphores()))
+        self.compute = self.restart_compute_service(
+            self.compute, keep_hypervisor_state=False)
+        return result
+
+    def assert_nothing_orphaned(self, where):
+        """Every container on the host is a server Nova lists."""
+        servers = {s['id']: s for s in self.api.get_servers()}
+        for record in self.vzlist():
+            self.assertIn(record.get('name'), servers, where)
+
+    def discover(self, action):
+        start = faults.mark(self.vzhost)
+        result = action()
+        return result, faults.positions(
+            faults.calls_since(self.vzhost, start), skip=faultmatrix.SKIPPED)
+
+    def setUp(self):
+        super().setUp()
+        self.hung = []
+        self.delete(self.boot(name='warm-up'))
+        self.empty_host = self.host_state()
+
+    def test_crash_at_every_step_of_a_boot(self):
+        server, steps = self.discover(lambda: self.boot(name='fm'))
+        self.delete(server)
+        for position in steps:
+            where = 'killed before %s of a boot' % (position,)
+            server = self.kill_compute_before(
+                position, lambda: self._create_server(
+                    name='fm', image_uuid=allinone.TEMPLATE_IMAGE_ID,
+                    flavor_id='1', networks='none', expected_state='BUILD'))
+            self.assert_nothing_orphaned(where)
+            # The restarted compute puts a boot it did not finish in ERROR.
+            server = self.wait_idle(server)
+            self.assertEqual('ERROR', server['status'], where)
+            self.delete_cleanly(server, where)

@@ -1,0 +1,308 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Every host-tool call of every operation fails in turn, through Nova's API.
+
+Each test runs one operation of :mod:`nova_openvz.testing.faultmatrix`
+once and reads the calls it made from the simulated host's call log; they
+must be the positions the matrix lists (the documented table stays true).
+Then each call fails in turn, with a message and exit code of its own, and
+the test checks what a user relies on: the server is where Nova says
+(its status as before, or ERROR), the tool's message and exit code reach
+the user (the server's fault, or the failed action's event), and the host
+keeps nothing the failed operation made -- an ERROR server is deleted and
+must leave nothing at all.
+
+The host runs the simulator's ``modelled`` kernel: the same tools, exit
+codes, files, locks, ploop snapshots and console loggers as the real
+backend, about three times faster (the whole matrix must fit in CI), and
+faithful for what is checked here -- what the driver asks of the tools and
+what it leaves in the host's tree.  Operations that run a shell inside the
+guest (rescue) need the ``real`` backend and its busybox guest.
+
+The listing cache and the lifecycle poller are off, so every query is a
+vzlist call of its own, made in the same order each time: positions do not
+depend on timing.
+"""
+
+import os
+import time
+
+import fixtures
+from nova import context as nova_context
+from nova import objects
+from nova.tests.functional.api import client as api_client
+
+from nova_openvz.privsep import console as priv_console
+from nova_openvz.testing import allinone
+from nova_openvz.testing import faultmatrix
+from nova_openvz.testing import faults
+
+#: What vzlist shows for a server in each status Nova shows.
+CONTAINER_STATUS = {'ACTIVE': 'running', 'SHUTOFF': 'stopped',
+                    'PAUSED': 'running', 'SUSPENDED': 'suspended'}
+#: Host directories whose files an operation may make.
+HOST_TREES = ('etc/vz/conf', 'etc/vz/names', 'vz', 'staging')
+#: The API action of each operation but a boot.
+ACTIONS = {
+    'reboot-soft': {'reboot': {'type': 'SOFT'}},
+    'reboot-hard': {'reboot': {'type': 'HARD'}},
+    'stop': {'os-stop': None}, 'start': {'os-start': None},
+    'pause': {'pause': None}, 'unpause': {'unpause': None},
+    'suspend': {'suspend': None}, 'resume': {'resume': None},
+    'snapshot': {'createImage': {'name': 'fm'}},
+    'rebuild': {'rebuild': {'imageRef': allinone.TEMPLATE_IMAGE_ID}},
+    'rescue': {'rescue': {}}, 'unrescue': {'unrescue': None},
+}
+#: The action that brings an ACTIVE server to a status, and back.
+FORTH = {'SHUTOFF': 'stop', 'PAUSED': 'pause', 'SUSPENDED': 'suspend',
+         'RESCUE': 'rescue'}
+BACK = {'SHUTOFF': 'start', 'PAUSED': 'unpause', 'SUSPENDED': 'resume',
+        'RESCUE': 'unrescue'}
+
+
+class FaultMatrixTestCase(allinone.OpenVZCloudTestCase):
+
+    KERNEL = 'modelled'
+    # Casts stay casts, as in a real cloud: the API answers at once and the
+    # compute's error reaches the user through the server or its actions.
+    CAST_AS_CALL = False
+
+    def _setup_compute_service(self):
+        self.useFixture(fixtures.EnvironmentVariable(
+            allinone.KERNEL_ENV, self.KERNEL))
+        self.flags(lifecycle_event_interval=0, state_cache_seconds=0,
+                   group='openvz')
+        self.flags(max_attempts=1, group='scheduler')
+        # The template download takes an external (file) lock.
+        self.flags(lock_path=self.useFixture(fixtures.TempDir()).path,
+                   group='oslo_concurrency')
+        return super()._setup_compute_service()
+
+    # What the host holds ---------------------------------------------------
+
+    def host_files(self, *roots):
+        """Files and directories under ``roots`` (default: all we check)."""
+        found = set()
+        if not roots:
+            roots = [os.path.join(self.vzhost.root, t) for t in HOST_TREES]
+            roots.append(self.flags_instances_path())
+        for top in roots:
+            for path, dirs, files in os.walk(top):
+                found.update(os.path.join(path, n) for n in dirs + files)
+        return found
+
+    def flags_instances_path(self):
+        from nova import conf as nova_conf
+        return nova_conf.CONF.instances_path
+
+    def loggers(self):
+        status = priv_console.console_agent_status() or {}
+        return sorted(str(s) for s in status.get('sessions', []))
+
+    def host_state(self):
+        return {'containers': sorted((c['ctid'], c['status'])
+                                     for c in self.vzlist()),
+                'files': self.host_files(), 'loggers': self.loggers()}
+
+    # Running an operation ----------------------------------------------------
+
+    def wait_idle(self, server):
+        """The server once Nova's task on it ended (a boot: built)."""
+        for _ in range(240):
+            server = self.api.get_server(server['id'])
+            if server['OS-EXT-STS:task_state'] is None and \
+                    server['status'] != 'BUILD':
+                return server
+            time.sleep(0.25)
+        self.fail('server %s still busy: %s' % (server['id'], server))
+
+    def boot(self, name='fm', expected_state='ACTIVE'):
+        """A server, waited for as long as a loaded CI machine needs."""
+        body = self._build_server(
+            name=name, image_uuid=allinone.TEMPLATE_IMAGE_ID,
+            flavor_id='1', networks='none')
+        server = self.wait_idle(self.api.post_server({'server': body}))
+        if expected_state:
+            self.assertEqual(expected_state, server['status'])
+        return server
+
+    def wait_gone(self, server):
+        for _ in range(240):
+            try:
+                server = self.api.get_server(server['id'])
+            except api_client.OpenStackApiNotFoundException:
+                return
+            time.sleep(0.25)
+        self.fail('server %s never went: %s' % (server['id'], server))
+
+    def delete(self, server):
+        self.api.delete_server(server['id'])
+        self.wait_gone(server)
+
+    def action(self, server, body):
+        self.api.post_server_action(server['id'], body)
+        return self.wait_idle(server)
+
+    def run_operation(self, op, server):
+        """Run ``op`` on ``server``; the server once Nova is done."""
+        if op.key == 'spawn':
+            return self.boot(expected_state=None)
+        return self.action(server, ACTIONS[op.key])
+
+    def instance_faults(self, server):
+        """Nova's fault records of the server, shown or not.
+
+        The API shows a server's fault only in ERROR: a reboot that failed
+        on a server still running records one that stays behind it.
+        """
+        ctxt = nova_context.get_admin_context()
+        mapping = objects.InstanceMapping.get_by_instance_uuid(
+            ctxt, server['id'])
+        with nova_context.target_cell(ctxt, mapping.cell_mapping) as cctxt:
+            return [f.message for f in
+                    objects.InstanceFaultList.get_by_instance_uuids(
+                        cctxt, [server['id']])]
+
+    def fault_text(self, server):
+        """The messages a user reads about the server's last operation.
+
+        Waits for the last action's events to end: Nova records them after
+        it has put the server's task state back.
+        """
+        for _ in range(240):
+            server = self.api.get_server(server['id'])
+            texts = [server.get('fault', {}).get('message', '')]
+            last = self.api.get_instance_actions(server['id'])[0]
+            events = self.api.get_instance_action_details(
+                server['id'], last['request_id'])['events']
+            if all(e.get('finish_time') for e in events):
+                texts.extend(e.get('details') or '' for e in events)
+                texts.extend(self.instance_faults(server))
+                return '\n'.join(texts)
+            time.sleep(0.25)
+        self.fail('the last action of %s never ended' % server['id'])
+
+    def ready(self, op, server):
+        """``server`` (a new one if None) in ``op.before``; None for a boot."""
+        if op.before is None:
+            return None
+        if server is None:
+            server = self.boot(name='fm')
+        if server['status'] not in ('ACTIVE', op.before):
+            server = self.action(server, ACTIONS[BACK[server['status']]])
+        if server['status'] != op.before:
+            server = self.action(server, ACTIONS[FORTH[op.before]])
+        self.assertEqual(op.before, server['status'])
+        return server
+
+    def assert_host(self, expected, where):
+        """The host holds what ``expected`` (a :meth:`host_state`) held."""
+        now = self.host_state()
+        self.assertEqual(
+            (expected['containers'], [], [], expected['loggers']),
+            (now['containers'], sorted(now['files'] - expected['files']),
+             sorted(expected['files'] - now['files']), now['loggers']),
+            '%s: (containers, files made, files gone, loggers)' % where)
+
+    def delete_cleanly(self, server, where):
+        self.delete(server)
+        self.assert_host(self.empty_host, where)
+
+    # The matrix --------------------------------------------------------------
+
+    def check_matrix(self, key):
+        op = faultmatrix.BY_KEY[key]
+        self.empty_host = self.host_state()
+        if op.before is None:
+            # Not the first boot: it also fills the driver's view.
+            self.delete(self.boot(name='warm-up'))
+        # Once for real: the calls it makes are the positions to fail.
+        server = self.ready(op, None)
+        # A host without servers keeps the template cache.
+        self.empty_host['files'] |= self.host_files(
+            os.path.join(self.vzhost.root, 'vz/template/cache'))
+        start = faults.mark(self.vzhost)
+        server = self.run_operation(op, server)
+        self.assertEqual(op.after, server['status'])
+        found = faults.positions(faults.calls_since(self.vzhost, start),
+                                 skip=faultmatrix.SKIPPED)
+        if op.before is None:
+            self.delete(server)
+            server = None
+        outcomes = []
+        for position in found:
+            server = self.ready(op, server)
+            before = self.host_state()
+            message = faults.fail_at(self.vzhost, position)
+            server = self.run_operation(op, server)
+            where = '%s at %s' % (op.key, position)
+            # The rule fired: the operation made that call again.
+            self.assertTrue(faults.held(self.vzhost, position), where)
+            faults.clear(self.vzhost)
+            outcome = self.outcome(op, before, server, message, where)
+            outcomes.append((str(position), outcome))
+            if outcome == faultmatrix.ERROR or op.before is None:
+                self.delete_cleanly(server, where)
+                server = None
+        if server is not None:
+            self.delete_cleanly(server, op.key)
+        self.assertEqual(list(op.calls), outcomes,
+                         'the fault matrix of %s changed: update '
+                         'nova_openvz/testing/faultmatrix.py and run '
+                         'tools/fault_matrix.py' % key)
+
+    def outcome(self, op, before, after, message, where):
+        """Check what the failure left; its :mod:`.faultmatrix` outcome."""
+        text = self.fault_text(after)
+        if message not in text:
+            # Only Nova's state query failed: the operation went on.
+            self.assertEqual(op.after, after['status'], where)
+            self.assertEqual([CONTAINER_STATUS[op.after]],
+                             [c['status'] for c in self.vzlist()], where)
+            return faultmatrix.QUERY
+        self.assertIn('exit code %d' % faults.EXIT_CODE, text, where)
+        if after['status'] == 'ERROR':
+            return faultmatrix.ERROR
+        self.assertEqual(op.before, after['status'], where)
+        self.assert_host(before, where)
+        return faultmatrix.KEPT
+
+
+class TestFaultMatrix(FaultMatrixTestCase):
+
+    def test_spawn(self):
+        self.check_matrix('spawn')
+
+    def test_reboot(self):
+        self.check_matrix('reboot-soft')
+
+    def test_hard_reboot(self):
+        self.check_matrix('reboot-hard')
+
+    def test_power_off(self):
+        self.check_matrix('stop')
+
+    def test_power_on(self):
+        self.check_matrix('start')
+
+    def test_pause(self):
+        self.check_matrix('pause')
+
+    def test_suspend(self):
+        self.check_matrix('suspend')
+
+    def test_resume(self):
+        self.check_matrix('resume')
+
+    def test_rebuild(self):
+        self.check_matrix('rebuild')
