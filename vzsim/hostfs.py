@@ -648,6 +648,18 @@ def _pick_fault(host, tool, command, ctid):
     return fired
 
 
+def _hold(host, fault):
+    """Wait while the rule's ``hold`` file (under ``sim/``) exists.
+
+    A tool that hangs until a test lets it go: the caller stays blocked in
+    the call as a nova-compute killed there would do nothing more.
+    """
+    if fault.get('hold'):
+        path = os.path.join(host.sim_dir, os.path.basename(fault['hold']))
+        while os.path.exists(path):
+            time.sleep(0.05)
+
+
 def _emit(stream, text):
     if text:
         stream.write(text if text.endswith('\n') else text + '\n')
@@ -696,6 +708,7 @@ def run_tool(host, tool, argv, func, command=None, ctid=None):
             time.sleep(delay)
         fault = _pick_fault(host, tool, command, ctid)
         if fault is not None:
+            _hold(host, fault)
             _emit(sys.stdout, fault.get('stdout', ''))
             _emit(sys.stderr, fault.get('stderr', ''))
             code = int(fault.get('exit_code', 1))
