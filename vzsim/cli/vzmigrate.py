@@ -417,8 +417,12 @@ class Migration:
         self.debug('Copying config file')
         self._copy_file(self.source.host.conf_path(ctid),
                         dest.host.conf_path(ctid))
-        dest.vzctl('set', ctid, '--private', remote_private, '--root',
-                   remote_root, '--save')
+        # Checked, unlike the script's other remote settings: a copy left
+        # with the source's paths would run from the source's area.
+        if dest.vzctl('set', ctid, '--private', remote_private, '--root',
+                      remote_root, '--save'):
+            raise Failed(E_APPLY_CONFIG, 'Failed to apply config on '
+                                         'destination node')
         code = dest.vzctl('set', ctid, '--applyconfig_map', 'name', '--save')
         self.undo.append(lambda: dest.host.remove_name_links(ctid))
         # vzctl versions without --applyconfig_map answer 20 or 21.
