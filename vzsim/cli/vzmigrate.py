@@ -417,8 +417,9 @@ class Migration:
         self.debug('Copying config file')
         self._copy_file(self.source.host.conf_path(ctid),
                         dest.host.conf_path(ctid))
-        # Checked, unlike the script's other remote settings: a copy left
-        # with the source's paths would run from the source's area.
+        # Failing it as one to apply the config (exit 15): a copy left
+        # with the source's paths would run from the source's area here,
+        # where the hosts' trees differ.
         if dest.vzctl('set', ctid, '--private', remote_private, '--root',
                       remote_root, '--save'):
             raise Failed(E_APPLY_CONFIG, 'Failed to apply config on '
