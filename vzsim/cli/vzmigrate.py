@@ -513,6 +513,8 @@ class Migration:
         self.debug('Resuming container')
         if self.dest.vzctl('restore', ctid, '--resume'):
             self.dest.vzctl('restore', ctid, '--kill')
+            # The undump mounted it: unmounted, its root dir can go.
+            self.dest.vzctl('umount', ctid)
             raise Failed(E_START, 'Failed to resume container')
         self.say('Cleaning up')
         self.debug('Killing container')
