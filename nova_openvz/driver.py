@@ -23,6 +23,7 @@ import os
 import re
 
 from nova.compute import power_state
+from nova import context as nova_context
 from nova import exception as nova_exception
 from nova.objects import fields
 from nova.virt import driver
@@ -150,6 +151,10 @@ class OpenVZDriver(driver.ComputeDriver):
         return processutils.execute('env', 'LANG=C', 'uptime')[0]
 
     def get_available_resource(self, nodename):
+        # Nova's periodic resource update is the driver's only regular
+        # call: copies kept for moves that ended elsewhere go then.
+        self.moves.remove_abandoned_copies(
+            nova_context.get_admin_context())
         facts = self.facts.get()
         total_gb, free_gb = resources.disk_gb(
             privsep.paths().private_parent())

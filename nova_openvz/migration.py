@@ -26,7 +26,9 @@ undoes its own steps on failure.  Its contract shapes the flows:
   the stopped container: the source keeps its area, its config renamed
   ``<CTID>.conf.migrated`` (invisible to vzctl and vzlist), until Nova
   confirms (then it is destroyed) or reverts (then it is renamed back and
-  started: the server is back exactly as it was, files included);
+  started: the server is back exactly as it was, files included), or the
+  server settles on another host without either (a failure there, or of
+  the confirm: then the source's resource update destroys it);
 * live migration runs ``vzmigrate --online``: the source is removed by
   vzmigrate once the container runs on the peer.
 
@@ -42,6 +44,7 @@ Driver methods stay thin: :class:`CrossHost` holds each flow.
 import json
 
 from nova.compute import utils as compute_utils
+from nova.compute import vm_states
 from nova import exception as nova_exception
 from nova import objects
 from nova.virt import driver as virt_driver
@@ -56,7 +59,9 @@ from nova_openvz import hosttools
 from nova_openvz import network
 from nova_openvz.privsep import containers as priv_containers
 from nova_openvz.privsep import migration as priv_migration
+from nova_openvz import resize
 from nova_openvz import resources
+from nova_openvz import rollback
 from nova_openvz import settings
 from nova_openvz import volumes
 from nova_openvz import vz4
@@ -170,8 +175,8 @@ class CrossHost(object):
         except nova_exception.MigrationPreCheckError as e:
             raise nova_exception.InstanceFaultRollback(inner_exception=e)
         running = container.running
-        self.driver.power_off(instance, timeout, retry_interval)
         try:
+            self.driver.power_off(instance, timeout, retry_interval)
             move(container, peer)
         except Exception as e:
             LOG.error('Moving container %d to %s failed: %s', container.ctid,
@@ -192,8 +197,10 @@ class CrossHost(object):
     def _restart_quietly(self, context, instance, network_info,
                          block_device_info):
         try:
-            self.driver.power_on(context, instance, network_info,
-                                 block_device_info)
+            # A failed stop may have left it running.
+            if not self.listing.handle(instance.uuid, fresh=True).running:
+                self.driver.power_on(context, instance, network_info,
+                                     block_device_info)
         except Exception:
             LOG.exception('Could not start the container again after a '
                           'failed move', instance=instance)
@@ -207,9 +214,9 @@ class CrossHost(object):
         telling that a hard reboot may recover it here.  So the container
         stays, stopped, with the server's files, its ports and volumes as
         set up here, and its console logger stopped; a hard reboot starts
-        it.  The source keeps its copy, hidden from vzctl
-        (Nova calls the source no more for this move): the admin guide
-        says how an operator removes it.
+        it.  The source keeps its copy, hidden from vzctl, until its next
+        resource update (:meth:`remove_abandoned_copies`): Nova calls the
+        source no more for this move.
         """
         container = self.listing.handle(instance.uuid, fresh=True)
         try:
@@ -221,6 +228,9 @@ class CrossHost(object):
                     volumes.swap_mb(instance, block_device_info)))
             items += regrant_volumes(container, block_device_info)
             container.configure(*items)
+            if resize_instance:
+                # Grown here, stopped (the source refused a shrink).
+                resize.set_disk(container, instance.flavor)
             self._settle(context, instance, container, network_info,
                          power_on)
         except Exception as e:
@@ -261,18 +271,65 @@ class CrossHost(object):
 
     def confirm(self, context, migration, instance, network_info):
         """Source side: destroy the area kept for a revert."""
+        self.remove_kept_copy(instance)
+
+    def remove_kept_copy(self, instance):
+        """Destroy what a move kept of the instance on this host.
+
+        A failed removal hides the copy again (``<CTID>.conf.migrated``),
+        so neither vzctl nor this host's nova-compute takes it for a
+        server; :meth:`remove_abandoned_copies` tries again later.
+        """
         try:
             container = migrated_container(self.listing, instance)
         except exception.MigratedContainerMissing:
-            LOG.warning('Nothing of the instance was left on this host',
-                        instance=instance)
+            LOG.info('Nothing of the instance was kept on this host',
+                     instance=instance)
         else:
-            container.remove()
+            with rollback.undone_on_failure(priv_migration.hide_config,
+                                            container.ctid):
+                container.remove()
         console.remove(instance)
         configdrive.remove(instance)
         # The ports were unplugged here when the container stopped to
         # leave (send): unplugging now could take back what the
         # destination plugged under the same names on a shared switch.
+
+    def remove_abandoned_copies(self, context):
+        """Remove kept copies whose server now lives elsewhere for good.
+
+        A cold move that failed after the source handed the server over
+        (on the destination, or in the source's confirm) leaves the
+        source's copy hidden, and Nova calls the source no more for that
+        move.  Once the server is deleted, or settled on another host
+        (no move of it awaiting a confirm or revert, none in progress),
+        the copy can never be wanted again.  Run with the resource update,
+        each minute.
+        """
+        try:
+            copies = priv_migration.kept_copies()
+        except Exception:
+            # Never in the way of the resource update it runs with.
+            LOG.exception('Could not list the copies kept for moves')
+            return
+        context = context.elevated(read_deleted='yes')
+        for uuid in copies:
+            try:
+                instance = objects.Instance.get_by_uuid(context, uuid)
+            except nova_exception.InstanceNotFound:
+                continue    # not known to this cloud: an operator's
+            if instance.deleted or (
+                    instance.host != CONF.host and
+                    instance.vm_state != vm_states.RESIZED and
+                    instance.task_state is None):
+                LOG.info('Removing the copy of container %d kept for a '
+                         'move that ended on %s', copies[uuid],
+                         instance.host, instance=instance)
+                try:
+                    self.remove_kept_copy(instance)
+                except Exception:
+                    LOG.exception('Could not remove the kept copy',
+                                  instance=instance)
 
     def revert(self, context, instance, network_info, migration,
                block_device_info, power_on):
@@ -366,10 +423,34 @@ class CrossHost(object):
         # vzmigrate destroyed the source with vzctl, which leaves
         # <CTID>.*.destroyed files, as after any destroy.
         priv_containers.remove_destroyed_configs(container.ctid)
-        self.listing.forget(instance.uuid)
+        self._remove_source_copy(context, instance)
         LOG.info('Container %d moved to %s live in %.1fs', container.ctid,
                  dest, call.seconds, instance=instance)
         post_method(context, instance, dest, block_migration, migrate_data)
+
+    def _remove_source_copy(self, context, instance):
+        """Remove the container vzmigrate failed to remove from here.
+
+        Once the container runs on the peer, vzmigrate does not check its
+        last steps here (kill, unmount, destroy): a failed one leaves a
+        second copy of the server on this host, running or not.  The
+        server is the peer's now, so this copy goes; if it cannot, the
+        server gets a fault saying so, for an operator.
+        """
+        try:
+            leftover = self.listing.handle(instance.uuid, fresh=True)
+        except nova_exception.InstanceNotFound:
+            return
+        LOG.warning('vzmigrate left container %d here after moving it; '
+                    'removing it', leftover.ctid, instance=instance)
+        try:
+            leftover.remove()
+        except exception.HostToolError as e:
+            LOG.error('Could not remove container %d left by vzmigrate: %s',
+                      leftover.ctid, e, instance=instance)
+            compute_utils.add_instance_fault_from_exc(context, instance, e)
+        finally:
+            self.listing.forget(instance.uuid)
 
     def abort(self, instance):
         """Stop the running ``vzmigrate --online``; :meth:`live` recovers.

@@ -147,17 +147,25 @@ def apply(container, instance, flavor, block_device_info=None):
                            volumes.swap_mb(instance, block_device_info))
     # Nova resizes a swap mapping to the new flavor's swap on finish.
     new = resources.limits(flavor)
-    new_kb = resources.root_gb(flavor) * KB_PER_GB
     try:
         with rollback.undone_on_failure(container.configure, old):
             container.configure(new)
-            if container.disk_size_kb != new_kb:
-                container.configure(
-                    settings.DiskSize(resources.root_gb(flavor)))
+            set_disk(container, flavor)
     except exception.HostToolError as e:
         raise nova_exception.InstanceFaultRollback(inner_exception=e)
     LOG.info('Container %d resized live to flavor %s', container.ctid,
              flavor.name, instance=instance)
+
+
+def set_disk(container, flavor):
+    """Give the container ``flavor``'s disk size, if it has another.
+
+    Live on a running container, or on a stopped one (a container that
+    arrived from another host grows there before it starts).
+    """
+    new_gb = resources.root_gb(flavor)
+    if container.disk_size_kb != new_gb * KB_PER_GB:
+        container.configure(settings.DiskSize(new_gb))
 
 
 def revert(container, instance, block_device_info=None):

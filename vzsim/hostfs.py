@@ -674,9 +674,12 @@ def _latency(host, tool, command):
 
 def log_call(host, tool, argv, exit_code, seconds):
     """Append one JSON line for this invocation to ``sim/calls.log``."""
+    # The end time (wall clock, shared by the hosts of one machine) tells
+    # which calls ran inside another, as vzmigrate's vzctl calls do.
     line = json.dumps({'tool': tool, 'argv': list(argv),
                        'exit_code': exit_code,
-                       'seconds': round(seconds, 3)}) + '\n'
+                       'seconds': round(seconds, 3),
+                       'ended': round(time.time(), 3)}) + '\n'
     if not os.path.isdir(host.root):
         # A long call (vzctl console) outlived its host: write nothing,
         # rather than make a stray tree where the host was.

@@ -26,6 +26,7 @@ import re
 import stat
 
 from nova_openvz import privsep
+from nova_openvz.privsep import containers
 from nova_openvz.privsep import tools
 from nova_openvz.privsep import vzconf
 
@@ -47,13 +48,9 @@ def _read_config(dir_fd, name):
         return vzconf.parse(f.read())
 
 
-@privsep.vz_pctxt.entrypoint
-def migrated_ctid(instance_uuid):
-    """The CT ID whose ``<CTID>.conf.migrated`` is the instance's, or None."""
-    if not isinstance(instance_uuid, str) or \
-            not privsep.UUID_RE.match(instance_uuid):
-        raise privsep.ArgumentRejected('%r is not an instance UUID'
-                                       % (instance_uuid,))
+def _kept_copies():
+    """``{instance UUID: CT ID}`` of Nova's ``<CTID>.conf.migrated`` files."""
+    found = {}
     dir_fd = _open_conf_dir()
     try:
         for name in sorted(os.listdir(dir_fd)):
@@ -65,9 +62,48 @@ def migrated_ctid(instance_uuid):
                 config = _read_config(dir_fd, name)
             except (privsep.ArgumentRejected, OSError):
                 continue    # not Nova's, or a link: never ours
-            if config.get('NAME') == instance_uuid:
-                return int(match.group(1))
-        return None
+            uuid = config.get('NAME') or ''
+            if privsep.UUID_RE.match(uuid):
+                found.setdefault(uuid, int(match.group(1)))
+        return found
+    finally:
+        os.close(dir_fd)
+
+
+@privsep.vz_pctxt.entrypoint
+def migrated_ctid(instance_uuid):
+    """The CT ID whose ``<CTID>.conf.migrated`` is the instance's, or None."""
+    if not isinstance(instance_uuid, str) or \
+            not privsep.UUID_RE.match(instance_uuid):
+        raise privsep.ArgumentRejected('%r is not an instance UUID'
+                                       % (instance_uuid,))
+    return _kept_copies().get(instance_uuid)
+
+
+@privsep.vz_pctxt.entrypoint
+def kept_copies():
+    """``{instance UUID: CT ID}`` of every copy a move kept on this host."""
+    return _kept_copies()
+
+
+def _rename_config(source, target, ctid):
+    """``source`` becomes ``target`` in vzctl's config directory.
+
+    Refused when ``target`` exists: nothing is overwritten.
+    """
+    dir_fd = _open_conf_dir()
+    try:
+        info = os.stat(source, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode):
+            raise privsep.ArgumentRejected('%s is not a file' % source)
+        try:
+            # A link, not a rename: it never replaces an existing file.
+            os.link(source, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd,
+                    follow_symlinks=False)
+        except FileExistsError:
+            raise privsep.ArgumentRejected(
+                'container %d has a %s already' % (ctid, target))
+        os.unlink(source, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
 
@@ -77,26 +113,26 @@ def restore_migrated_config(ctid):
     """Rename ``<CTID>.conf.migrated`` back to ``<CTID>.conf``.
 
     Refused when the container has a config already (it came back, or
-    the ID was taken since): nothing is overwritten.
+    the ID was taken since).
     """
     privsep.check_ctid(str(int(ctid)))
-    migrated = '%d%s' % (int(ctid), MIGRATED_SUFFIX)
-    current = '%d.conf' % int(ctid)
-    dir_fd = _open_conf_dir()
-    try:
-        info = os.stat(migrated, dir_fd=dir_fd, follow_symlinks=False)
-        if not stat.S_ISREG(info.st_mode):
-            raise privsep.ArgumentRejected('%s is not a file' % migrated)
-        try:
-            # A link, not a rename: it never replaces an existing config.
-            os.link(migrated, current, src_dir_fd=dir_fd, dst_dir_fd=dir_fd,
-                    follow_symlinks=False)
-        except FileExistsError:
-            raise privsep.ArgumentRejected(
-                'container %d has a config already' % int(ctid))
-        os.unlink(migrated, dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
+    _rename_config('%d%s' % (int(ctid), MIGRATED_SUFFIX),
+                   '%d.conf' % int(ctid), int(ctid))
+
+
+@privsep.vz_pctxt.entrypoint
+def hide_config(ctid):
+    """Rename ``<CTID>.conf`` to ``<CTID>.conf.migrated`` again.
+
+    Undoes :func:`restore_migrated_config` when the step after it (the
+    removal of a confirmed move's source) fails: the copy stays out of
+    vzctl's and Nova's sight, for a later clean-up.  Only a container
+    whose config says it is Nova's is hidden.
+    """
+    privsep.check_ctid(str(int(ctid)))
+    containers.check_nova_container(int(ctid))
+    _rename_config('%d.conf' % int(ctid),
+                   '%d%s' % (int(ctid), MIGRATED_SUFFIX), int(ctid))
 
 
 @privsep.vz_pctxt.entrypoint

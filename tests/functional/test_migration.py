@@ -30,6 +30,7 @@ from nova.tests.fixtures import os_brick as nova_os_brick
 from os_brick import privileged as brick_privileged
 from oslo_utils import uuidutils
 
+from nova_openvz.privsep import vzconf
 from nova_openvz.testing import allinone
 from nova_openvz.testing import multihost
 from tests.functional import test_volumes
@@ -145,13 +146,25 @@ class TestColdMigration(MigrationTestBase):
         self.assert_file('host1', server)
 
     def test_resize_to_the_other_host_applies_the_new_flavor(self):
-        server = self.boot_on('host1')
-        server = self._resize_server(server, '2')   # m1.small: 2048 MB
+        server = self.boot_on('host1')   # m1.tiny: 512 MB, 1 GB disk
+        bigger = self._create_flavor(name='bigger', memory_mb=2048, vcpu=1,
+                                     disk=2, ephemeral=0)
+        server = self._resize_server(server, bigger)
         self.assertEqual('host2', self.host_of(server))
         self._confirm_resize(server)
         record = self.container_on('host2', server)
         self.assertEqual('running', record['status'])
         self.assertEqual(2048 * 256, record['physpages']['limit'])
+        config = vzconf.read(os.path.join(
+            self.vzhosts['host2'].root,
+            'etc/vz/conf/%d.conf' % record['ctid']))
+        self.assertEqual('%d:%d' % (2 * 1024 ** 2, 2 * 1024 ** 2),
+                         config['DISKSPACE'])
+        if self.kernel_backend == 'real':
+            # The guest sees the grown disk.
+            size_kb = int(self.exec2('host2', server,
+                                     'df -k / | tail -n 1').split()[1])
+            self.assertGreater(size_kb, 1.5 * 1024 ** 2)
         self.assert_only_on('host2', server)
 
     def test_a_stopped_server_moves_stopped(self):
@@ -288,14 +301,21 @@ class TestColdMigrationDestinationFailure(MigrationTestBase):
         if self.kernel_backend == 'real':
             self.assert_file('host2', server)
 
-        # The source still holds its copy, hidden from vzctl and vzlist
-        # (documented: an operator removes it; Nova never calls the source
-        # again for this move).
+        # The source still holds its copy, hidden from vzctl and vzlist;
+        # Nova never calls the source again for this move, so the source
+        # removes it at its next resource update (a periodic task, run
+        # here at once), seeing the server settled on host2.
         self.assertIsNone(self.container_on('host1', server))
         self.assertIn(
             'etc/vz/conf/%d.conf.migrated' % ctid,
             [os.path.relpath(p, self.vzhosts['host1'].root)
              for p in self.vzhosts['host1'].leftovers(ctid)])
+        with self.host_config.active('host1'):
+            self.computes['host1'].manager.update_available_resource(
+                nova_context.get_admin_context())
+        self.assertEqual([], self.vzhosts['host1'].leftovers(ctid))
+        self.assertEqual('running',
+                         self.container_on('host2', server)['status'])
 
 
 class TestLiveMigration(MigrationTestBase):

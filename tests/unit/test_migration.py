@@ -180,6 +180,24 @@ class TestMigratedConfigs(_TwoHosts):
         with open(self.conf(self.host, '101.conf')) as f:
             self.assertEqual('NAME="someone-else"\n', f.read())
 
+    def test_every_kept_copy_is_listed_by_its_instance(self):
+        self.assertEqual({self.instance.uuid: 101},
+                         priv_migration.kept_copies())
+
+    def test_hidden_again_after_a_restore(self):
+        priv_migration.restore_migrated_config(101)
+        priv_migration.hide_config(101)
+        self.assertFalse(os.path.exists(self.conf(self.host, '101.conf')))
+        self.assertEqual(101, priv_migration.migrated_ctid(
+            self.instance.uuid))
+
+    def test_a_container_not_novas_is_never_hidden(self):
+        with open(self.conf(self.host, '102.conf'), 'w') as f:
+            f.write('NAME="someone-else"\n')
+        self.assertRaises(privsep.ArgumentRejected,
+                          priv_migration.hide_config, 102)
+        self.assertTrue(os.path.exists(self.conf(self.host, '102.conf')))
+
     def test_only_container_ids_of_nova(self):
         self.assertRaises(privsep.ArgumentRejected,
                           priv_migration.restore_migrated_config, 0)

@@ -417,8 +417,13 @@ class Migration:
         self.debug('Copying config file')
         self._copy_file(self.source.host.conf_path(ctid),
                         dest.host.conf_path(ctid))
-        dest.vzctl('set', ctid, '--private', remote_private, '--root',
-                   remote_root, '--save')
+        # Failing it as one to apply the config (exit 15): a copy left
+        # with the source's paths would run from the source's area here,
+        # where the hosts' trees differ.
+        if dest.vzctl('set', ctid, '--private', remote_private, '--root',
+                      remote_root, '--save'):
+            raise Failed(E_APPLY_CONFIG, 'Failed to apply config on '
+                                         'destination node')
         code = dest.vzctl('set', ctid, '--applyconfig_map', 'name', '--save')
         self.undo.append(lambda: dest.host.remove_name_links(ctid))
         # vzctl versions without --applyconfig_map answer 20 or 21.
@@ -508,6 +513,8 @@ class Migration:
         self.debug('Resuming container')
         if self.dest.vzctl('restore', ctid, '--resume'):
             self.dest.vzctl('restore', ctid, '--kill')
+            # The undump mounted it: unmounted, its root dir can go.
+            self.dest.vzctl('umount', ctid)
             raise Failed(E_START, 'Failed to resume container')
         self.say('Cleaning up')
         self.debug('Killing container')

@@ -292,8 +292,8 @@ class TestLatencyAndCallLog(HostTestCase):
                          [c['argv'] for c in calls])
         self.assertEqual([0, 14], [c['exit_code'] for c in calls])
         for call in calls:
-            self.assertEqual({'tool', 'argv', 'exit_code', 'seconds'},
-                             set(call))
+            self.assertEqual({'tool', 'argv', 'exit_code', 'seconds',
+                              'ended'}, set(call))
             self.assertEqual('vzctl', call['tool'])
 
     def test_latency_most_specific_key_wins(self):
