@@ -7,7 +7,8 @@
 #   tools/run-tests.sh -e py3 -- tests.unit.test_vzconf
 #   tools/run-tests.sh -e functional    (as root: chroots and mounts)
 # Exits non-zero when anything fails, and ends with one line adding up the
-# stestr runs: "stestr: N passed, N failed, N skipped".
+# stestr runs: "stestr: N passed, N failed, N skipped", after the names of
+# the tests that failed (a CI log often keeps only its tail).
 
 set -euo pipefail
 
@@ -27,8 +28,12 @@ trap 'rm -f "$OUT"' EXIT
 rc=0
 "$VENV/bin/tox" "$@" 2>&1 | tee "$OUT" || rc=${PIPESTATUS[0]}
 
-# Add up stestr's "Totals" blocks (one per stestr run).
+# Name the failed tests and add up stestr's "Totals" blocks (one per run).
 awk '
+    / \.\.\. FAILED$/ {
+        sub(/^\{[0-9]+\} /, ""); sub(/ (\[[0-9.]+s\] )?\.\.\. FAILED$/, "")
+        print "failed: " $0
+    }
     /^ - Passed: [0-9]+$/ { passed += $3; runs++ }
     /^ - Expected Fail: [0-9]+$/ { passed += $4 }
     /^ - Failed: [0-9]+$/ { failed += $3 }
