@@ -24,13 +24,16 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import time
 import uuid
 
 import fixtures
 from nova import context as nova_context
+from nova.tests.functional.api import client
 import testtools
 
+from nova_openvz.privsep import vzconf
 from nova_openvz.testing import allinone
 from tests.unit.vzsim import test_debian_template
 from vzsim import templates
@@ -206,6 +209,27 @@ class TestPorts(NetworkTestCase):
                          self.switch.ports(self.integration_bridge))
         self.assertIn('%s/24' % self.ipv4(a),
                       self.inside(first, 'ip -o addr show dev eth0'))
+
+    def test_an_interface_the_guest_cannot_take_leaves_nothing_behind(self):
+        # The guest's network script fails: the container keeps neither
+        # the NETIF entry nor the veth, and the switch has no port for it.
+        a, extra = self.make_port(), self.make_port()
+        server = self.boot_on_ports('first', [a])
+        ctid = self.container(server)['ctid']
+        config = os.path.join(self.vzhost.root, 'etc/vz/conf/%d.conf' % ctid)
+        netif = vzconf.read(config)['NETIF']
+        self.vzhost.inject_fault('vzctl', command='exec2', ctid=ctid,
+                                 exit_code=2, stderr='ifup: eth1 failed')
+        self.assertRaises(client.OpenStackApiException,
+                          self.api.attach_interface, server['id'],
+                          {'interfaceAttachment': {'port_id': extra['id']}})
+        self.assertEqual(netif, vzconf.read(config)['NETIF'])
+        device = ('tap' + extra['id'])[:14]
+        self.assertNotIn(device, self.switch.ports(self.integration_bridge))
+        self.assertNotEqual(0, subprocess.run(
+            ['ip', 'link', 'show', 'dev', device],
+            capture_output=True).returncode)
+        self.assertEqual('running', self.container(server)['status'])
 
     def _wait_for_port_attached(self, server, port):
         def attached():
