@@ -37,6 +37,7 @@ from oslo_utils import excutils
 from oslo_utils import fileutils
 
 from nova_openvz import conf as openvz_conf
+from nova_openvz import console
 from nova_openvz import hosttools
 from nova_openvz.privsep import images as priv_images
 from nova_openvz import rollback
@@ -47,29 +48,32 @@ CONF = openvz_conf.CONF
 IMAGE_API = glance.API()
 
 
-def _thaw_or_stop(container):
-    """Thaw; a container that cannot be thawed is stopped, not left frozen.
+def _thaw_or_restart(instance, container):
+    """Thaw; a container that cannot be thawed is restarted, not left frozen.
 
-    Nova would go on showing a frozen container as running, and nothing
-    in its API could thaw it; a stopped one it shows as such and starts.
+    Nova goes on showing the server running and nothing in its API could
+    thaw a frozen container, so it is killed and started again (as
+    libvirt starts a guest again after a failed cold snapshot): it runs,
+    as Nova shows it, with its console log.
     """
     try:
         container.thaw()
     except Exception:
         with excutils.save_and_reraise_exception():
-            LOG.error('CT %d could not be thawed: stopping it',
-                      container.ctid)
-            container.stop(fast=True)
+            LOG.error('CT %d could not be thawed: restarting it',
+                      container.ctid, instance=instance)
+            container.restart(fast=True)
+            console.attach_quietly(instance, container)
 
 
 @contextlib.contextmanager
-def _frozen(container, running):
-    """Freeze a running container's processes for the block."""
-    if not running:
+def _frozen(instance, container, freeze):
+    """Freeze the container's processes for the block, if ``freeze``."""
+    if not freeze:
         yield
         return
     container.freeze()
-    with rollback.undone_by(_thaw_or_stop, container):
+    with rollback.undone_by(_thaw_or_restart, instance, container):
         yield
 
 
@@ -86,10 +90,10 @@ def _delete_unless_mounted(container, guid):
     container.delete_snapshot(guid)
 
 
-def _pack_ploop(container, running, filename):
+def _pack_ploop(instance, container, freeze, filename):
     guid = str(uuid.uuid4())
     with contextlib.ExitStack() as undo:
-        with _frozen(container, running):
+        with _frozen(instance, container, freeze):
             container.snapshot(guid)
             # Entered while still frozen, so a failing thaw deletes it too.
             undo.enter_context(
@@ -105,8 +109,8 @@ def _pack_ploop(container, running, filename):
                                what='snapshot of CT %d' % container.ctid)
 
 
-def _pack_simfs(container, running, filename):
-    with _frozen(container, running):
+def _pack_simfs(instance, container, freeze, filename):
+    with _frozen(instance, container, freeze):
         container.pack_private_area(filename)
 
 
@@ -129,9 +133,9 @@ def snapshot(context, instance, container, image_id, update_task_state):
         # A paused container is frozen already, and must stay so.
         freeze = container.running and not container.paused
         if container.layout == 'ploop':
-            _pack_ploop(container, freeze, filename)
+            _pack_ploop(instance, container, freeze, filename)
         else:
-            _pack_simfs(container, freeze, filename)
+            _pack_simfs(instance, container, freeze, filename)
         LOG.info('Packed CT %d into %d bytes for image %s', container.ctid,
                  os.path.getsize(path), image_id, instance=instance)
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
