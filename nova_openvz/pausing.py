@@ -26,9 +26,8 @@ Order matters so that the record never claims less than the truth: the
 word is written before the freeze and removed after the thaw.
 """
 
-from oslo_utils import excutils
-
 from nova_openvz import inventory
+from nova_openvz import rollback
 from nova_openvz import settings
 
 
@@ -43,17 +42,21 @@ def pause(container, description):
     :param description: its DESCRIPTION as the listing saw it.
     """
     _describe(container, description, True)
-    try:
+    with rollback.undone_on_failure(_describe, container, description,
+                                    False):
         container.freeze()
-    except Exception:
-        with excutils.save_and_reraise_exception():
-            _describe(container, description, False)
 
 
 def unpause(container, description):
-    """Thaw the container, then drop the mark."""
+    """Thaw the container, then drop the mark.
+
+    If the mark cannot be dropped the container is frozen again: paused,
+    as the mark and Nova say, so the next unpause finds what it expects
+    (a thaw of a running container fails).
+    """
     container.thaw()
-    _describe(container, description, False)
+    with rollback.undone_on_failure(container.freeze):
+        _describe(container, description, False)
 
 
 def forget(container, description):

@@ -21,6 +21,7 @@ from nova_openvz import exception
 from nova_openvz import inventory
 from nova_openvz import pausing
 from nova_openvz import power
+from nova_openvz.testing import faults
 from nova_openvz.testing import fixtures as sim_fixture
 
 CONF = nova.conf.CONF
@@ -84,6 +85,21 @@ class TestPause(testtools.TestCase):
             self.listing.handle(self.instance), self.record().description)
         self.assertIn('Unable to freeze', error.format_message())
         self.assertFalse(self.record().paused_mark)
+
+    def test_an_unpause_whose_mark_stays_freezes_again_and_can_be_retried(
+            self):
+        pausing.pause(self.listing.handle(self.instance),
+                      self.record().description)
+        description = self.record().description
+        self.host.inject_fault('vzctl', command='set', exit_code=99,
+                               stderr='set failed')
+        self.assertRaises(exception.HostToolError, pausing.unpause,
+                          self.listing.handle(self.instance), description)
+        # Paused, as the mark says: frozen again (a thaw works).
+        self.assertTrue(self.record().paused)
+        faults.clear(self.host)
+        pausing.unpause(self.listing.handle(self.instance), description)
+        self.assertEqual(power_state.RUNNING, power.of(self.record()))
 
     def test_a_stopped_container_is_not_paused_and_the_mark_goes(self):
         pausing.pause(self.listing.handle(self.instance),
