@@ -26,6 +26,7 @@ import collections
 ERROR = 'error'
 KEPT = 'kept'
 QUERY = 'query'
+SNAPSHOT_LEFT = 'snapshot-left'
 
 OUTCOMES = {
     ERROR: 'server ERROR, the fault has the message and exit code; a '
@@ -37,6 +38,9 @@ OUTCOMES = {
     QUERY: 'succeeds: only Nova\'s power-state query failed, which the '
            'driver answers "no state" until the next power sync (the '
            'message is in nova-compute\'s log)',
+    SNAPSHOT_LEFT: 'as "kept", but vzctl could not merge the ploop snapshot '
+                   'back: it stays in the private area (``vzctl '
+                   'snapshot-list`` shows it) until the server is deleted',
 }
 
 Operation = collections.namedtuple(
@@ -58,6 +62,9 @@ SKIPPED = ('vzctl console',)
 
 _SPAWN_CLEANED = ('container, its private area and config, console logger, '
                   'config drive, staged download')
+
+_SNAPSHOT_CLEANED = ('ploop snapshot, its mount and mount directory, staged '
+                     'tarball; the container is not left frozen')
 
 OPERATIONS = (
     Operation('spawn', 'create server', None, 'ACTIVE', _SPAWN_CLEANED, (
@@ -105,6 +112,13 @@ OPERATIONS = (
         ('vzlist #2', QUERY),
         ('vzlist #3', QUERY),
     )),
+    Operation('unpause', 'unpause', 'PAUSED', 'ACTIVE', '', (
+        ('vzlist #1', KEPT),
+        ('vzctl chkpnt #1', KEPT),
+        ('vzctl set #1', KEPT),
+        ('vzlist #2', QUERY),
+        ('vzlist #3', QUERY),
+    )),
     Operation('suspend', 'suspend', 'ACTIVE', 'SUSPENDED', '', (
         ('vzlist #1', ERROR),
         ('vzctl chkpnt #1', ERROR),
@@ -117,6 +131,19 @@ OPERATIONS = (
         ('vzlist #2', QUERY),
         ('vzlist #3', QUERY),
     )),
+    Operation('snapshot', 'create image', 'ACTIVE', 'ACTIVE',
+              _SNAPSHOT_CLEANED, (
+                  ('vzlist #1', QUERY),
+                  ('vzlist #2', QUERY),
+                  ('vzlist #3', KEPT),
+                  ('vzctl chkpnt #1', KEPT),
+                  ('vzctl snapshot #1', KEPT),
+                  # The thaw: the container is restarted.
+                  ('vzctl chkpnt #2', KEPT),
+                  ('vzctl snapshot-mount #1', KEPT),
+                  ('vzctl snapshot-umount #1', KEPT),
+                  ('vzctl snapshot-delete #1', SNAPSHOT_LEFT),
+              )),
     Operation('rebuild', 'rebuild', 'ACTIVE', 'ACTIVE', _SPAWN_CLEANED, (
         ('vzlist #1', QUERY),
         ('vzlist #2', QUERY),
@@ -172,12 +199,15 @@ nova-compute after each of these steps of a boot and starts it again: the
 restarted compute puts the unfinished boot in ERROR, and once the server is
 deleted the host holds nothing of it.
 
-Not in the matrix yet: unpause (its number of vzlist calls depends on
-what the failed case before it left, so its positions are not yet stable),
-create image (a failed thaw, ``vzctl chkpnt
---resume``, leaves the container stopped while Nova shows it ACTIVE: to be
-fixed first), rescue and unrescue (they need the simulated host's real
-kernel, whose guest has a shell), volume and interface attach and detach.
+A failed thaw of create image (``vzctl chkpnt #2``) is "kept" because the
+driver kills and starts the container again rather than leave it frozen:
+the guest restarts, and runs as Nova shows it.
+
+Not in the matrix yet: rescue and unrescue (they need the simulated
+host's real kernel, whose guest has a shell), volume and interface attach
+and detach.  A failed rescue and a failed interface attach have tests of
+their own (``tests/functional/test_rescue.py``, ``test_network.py``); a
+failing tool call during volume attach or detach is not tested yet.
 
 """
 

@@ -274,8 +274,30 @@ class FaultMatrixTestCase(allinone.OpenVZCloudTestCase):
         if after['status'] == 'ERROR':
             return faultmatrix.ERROR
         self.assertEqual(op.before, after['status'], where)
+        if self.ploop_snapshots():
+            self.assert_only_private_area_grew(before, where)
+            return faultmatrix.SNAPSHOT_LEFT
         self.assert_host(before, where)
         return faultmatrix.KEPT
+
+    def ploop_snapshots(self):
+        [record] = self.vzlist()
+        code, out, err = self.vzhost.run('vzctl', 'snapshot-list',
+                                         record['ctid'], '-H')
+        self.assertEqual(0, code, err)
+        return out.split()
+
+    def assert_only_private_area_grew(self, before, where):
+        """As :meth:`assert_host`, but the private area may hold more."""
+        now = self.host_state()
+        private = os.path.join(self.vzhost.root, 'vz/private') + os.sep
+        self.assertEqual(
+            (before['containers'], [], [], before['loggers']),
+            (now['containers'],
+             sorted(f for f in now['files'] - before['files']
+                    if not f.startswith(private)),
+             sorted(before['files'] - now['files']), now['loggers']),
+            '%s: (containers, files made, files gone, loggers)' % where)
 
 
 class TestFaultMatrix(FaultMatrixTestCase):
@@ -297,6 +319,12 @@ class TestFaultMatrix(FaultMatrixTestCase):
 
     def test_pause(self):
         self.check_matrix('pause')
+
+    def test_unpause(self):
+        self.check_matrix('unpause')
+
+    def test_snapshot(self):
+        self.check_matrix('snapshot')
 
     def test_suspend(self):
         self.check_matrix('suspend')
