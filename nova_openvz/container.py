@@ -133,6 +133,7 @@ class Container(object):
         container that is not running mounted, and destroy refuses it.
         """
         gone = (0, self.tools.EXIT_CONFIG_MISSING)
+        removed = False
         try:
             with self.changing():
                 self._vzctl(self.tools.stop(self.ctid, fast=True),
@@ -146,11 +147,17 @@ class Container(object):
                         0, self.tools.EXIT_NOT_MOUNTED), changes=False)
                     self._vzctl(self.tools.destroy(self.ctid), ok_codes=gone,
                                 changes=False)
+                removed = True
                 priv_containers.remove_destroyed_configs(self.ctid)
                 priv_containers.remove_config_drive(self.ctid)
         finally:
             if self._listing is not None and self.instance_uuid:
-                self._listing.forget(self.instance_uuid)
+                if removed:
+                    self._listing.forget(self.instance_uuid)
+                else:
+                    # Still there, in some state: the next query reads it
+                    # again (Nova's reaper must find it).
+                    self._listing.changed(self.instance_uuid, self.ctid)
 
     def _umount_leftover_snapshots(self):
         """Unmount what a snapshot whose clean-up failed left mounted.
