@@ -161,6 +161,7 @@ class Host(object):
         # The privileged entrypoints run in this process (we are root).
         privsep.vz_pctxt.client_mode = False
         self.instances = []
+        self.uuids = {}    # CT ID: the instance UUID its config names
 
     def vzctl(self, *argv):
         proc = subprocess.run(
@@ -171,11 +172,19 @@ class Host(object):
                                                  proc.stderr))
 
     def make_containers(self, count):
-        """Container configs, which is all a console needs."""
+        """Container configs of Nova's, which is all a console needs.
+
+        Each names its instance as spawn's do (NAME and DESCRIPTION): the
+        privileged side attaches consoles of Nova's containers only.
+        """
+        self.uuids = {ctid: str(uuid.uuid4())
+                      for ctid in range(FIRST_CTID, FIRST_CTID + count)}
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(lambda ctid: self.vzctl(
-                'set', ctid, '--save', '--hostname', 'ct%d' % ctid),
-                range(FIRST_CTID, FIRST_CTID + count)))
+                'set', ctid, '--save', '--hostname', 'ct%d' % ctid,
+                '--name', self.uuids[ctid],
+                '--description', 'nova-instance=' + self.uuids[ctid]),
+                self.uuids))
 
     def attach(self, count):
         """Attach consoles until ``count`` are attached, as spawn does."""
@@ -184,9 +193,10 @@ class Host(object):
         from nova_openvz import console
         from nova_openvz import container
 
-        new = [(objects.Instance(uuid=str(uuid.uuid4())),
-                FIRST_CTID + len(self.instances) + n)
-               for n in range(count - len(self.instances))]
+        ctids = [FIRST_CTID + len(self.instances) + n
+                 for n in range(count - len(self.instances))]
+        new = [(objects.Instance(uuid=self.uuids[ctid]), ctid)
+               for ctid in ctids]
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(lambda pair: console.attach(
                 pair[0], container.Container(pair[1])), new))
