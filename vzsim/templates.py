@@ -437,6 +437,25 @@ def build_postgresql_template(output, **kwargs):
 BUILDERS = {'debian': build_debian_template,
             'postgresql': build_postgresql_template}
 
+#: The environment variable that names another Debian mirror for builds.
+MIRROR_ENV = 'NOVA_OPENVZ_DEBIAN_MIRROR'
+
+
+def cached(directory, name, build):
+    """``<directory>/<name>.tar.gz``, built by ``build`` if not there yet.
+
+    The build (root, debootstrap, a Debian mirror: ``$NOVA_OPENVZ_DEBIAN_
+    MIRROR`` or Debian's; minutes) logs to ``<name>.log`` beside it; one
+    that fails raises, and the next call builds again.
+    """
+    os.makedirs(directory, exist_ok=True)
+    tarball = os.path.join(directory, name + '.tar.gz')
+    if not os.path.exists(tarball):
+        with open(os.path.join(directory, name + '.log'), 'w') as log:
+            build(tarball, mirror=os.environ.get(MIRROR_ENV) or
+                  DEBIAN_MIRROR, log=log)
+    return tarball
+
 
 def main(argv=None):
     import argparse

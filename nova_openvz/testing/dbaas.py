@@ -36,7 +36,7 @@ CACHE_ENV = 'NOVA_OPENVZ_TEMPLATE_CACHE'
 #: base gives each test a temporary one).
 CACHE_DIR = '/var/cache/nova-openvz/templates'
 #: Another Debian mirror for the template build.
-MIRROR_ENV = 'NOVA_OPENVZ_DEBIAN_MIRROR'
+MIRROR_ENV = templates.MIRROR_ENV
 TEMPLATE = 'debian-12-nova-postgresql'
 
 #: The data volume inside the server, and where PostgreSQL keeps its data
@@ -55,15 +55,8 @@ def template(directory=None):
     The build (root, debootstrap, a Debian mirror; minutes) logs to
     ``<TEMPLATE>.log`` beside it.  A build that fails leaves no tarball.
     """
-    directory = directory or cache_dir()
-    os.makedirs(directory, exist_ok=True)
-    tarball = os.path.join(directory, TEMPLATE + '.tar.gz')
-    if not os.path.exists(tarball):
-        with open(os.path.join(directory, TEMPLATE + '.log'), 'w') as log:
-            templates.build_postgresql_template(
-                tarball, mirror=os.environ.get(MIRROR_ENV) or
-                templates.DEBIAN_MIRROR, log=log)
-    return tarball
+    return templates.cached(directory or cache_dir(), TEMPLATE,
+                            templates.build_postgresql_template)
 
 
 _USER_DATA = r"""#!/bin/sh

@@ -41,7 +41,6 @@ from vzsim import templates
 
 SLOW = os.environ.get('NOVA_OPENVZ_SLOW_TESTS') == '1'
 CACHE_ENV = 'NOVA_OPENVZ_TEMPLATE_CACHE'
-MIRROR_ENV = 'NOVA_OPENVZ_DEBIAN_MIRROR'
 TEMPLATE = 'debian-12-nova-cloudinit'
 HOSTNAME = 'cloudy-ct'
 WRITTEN = '/root/written-by-cloud-init'
@@ -83,13 +82,8 @@ class TestCloudInitInDebianContainer(test_realkernel.RealKernelTestCase):
                           '"slow")')
         cache = os.environ.get(CACHE_ENV) or self.useFixture(
             fixtures.TempDir()).path
-        os.makedirs(cache, exist_ok=True)
-        tarball = os.path.join(cache, TEMPLATE + '.tar.gz')
-        if not os.path.exists(tarball):
-            with open(os.path.join(cache, TEMPLATE + '.log'), 'w') as log:
-                templates.build_debian_template(
-                    tarball, mirror=os.environ.get(MIRROR_ENV) or
-                    templates.DEBIAN_MIRROR, log=log)
+        tarball = templates.cached(cache, TEMPLATE,
+                                   templates.build_debian_template)
         os.symlink(tarball, self.host.path(
             'vz/template/cache/%s.tar.gz' % TEMPLATE))
         self.drive = config_drive(self.useFixture(fixtures.TempDir()).path,
@@ -243,3 +237,39 @@ class TestPreparePostgresqlRoot(TestPrepareDebianRoot):
         self.assertLess(init.index('"/etc/init.d/$service" stop'),
                         init.index('kill -TERM -1'))
         self.assertIn('services | tac', init)
+
+
+class TestCachedTemplate(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cache = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                                  'cache')
+        self.builds = []
+        self.useFixture(fixtures.EnvironmentVariable(templates.MIRROR_ENV,
+                                                     'http://mirror.test'))
+
+    def build(self, output, mirror, log):
+        self.builds.append(mirror)
+        log.write('building\n')
+        with open(output, 'wb') as f:
+            f.write(b'tarball')
+
+    def test_built_once_then_taken_from_the_cache(self):
+        first = templates.cached(self.cache, 'tpl', self.build)
+        again = templates.cached(self.cache, 'tpl', self.build)
+        self.assertEqual((first, first), (again, os.path.join(
+            self.cache, 'tpl.tar.gz')))
+        self.assertEqual(['http://mirror.test'], self.builds)
+        with open(os.path.join(self.cache, 'tpl.log')) as log:
+            self.assertEqual('building\n', log.read())
+
+    def test_a_failed_build_is_tried_again(self):
+        def fail(output, mirror, log):
+            raise subprocess.CalledProcessError(1, ['debootstrap'])
+        self.assertRaises(subprocess.CalledProcessError, templates.cached,
+                          self.cache, 'tpl', fail)
+        self.assertFalse(os.path.exists(
+            os.path.join(self.cache, 'tpl.tar.gz')))
+        templates.cached(self.cache, 'tpl', self.build)
+        self.assertEqual(1, len(self.builds))
