@@ -107,14 +107,8 @@ class TestDatabaseServer(test_volumes._VolumeTestCase):
 
     def boot_database(self, name, volume_id):
         """A server with the volume, made a database server at first boot."""
-        body = self._build_server(name=name, image_uuid=self.image_id,
-                                  flavor_id=self.small, networks='none')
-        body['block_device_mapping_v2'] = [{
-            'source_type': 'image', 'destination_type': 'local',
-            'uuid': self.image_id, 'boot_index': 0,
-            'delete_on_termination': True}, {
-            'source_type': 'volume', 'destination_type': 'volume',
-            'uuid': volume_id, 'boot_index': -1}]
+        body = self.server_with_volume(name, self.image_id, volume_id,
+                                       flavor_id=self.small)
         body.update(config_drive=True, user_data=base64.b64encode(
             dbaas.user_data(USER, PASSWORD, DATABASE).encode()).decode())
         server = self._wait_for_state_change(

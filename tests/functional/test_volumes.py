@@ -138,6 +138,18 @@ class _VolumeTestCase(_RealBackendTestCase):
             'data': {'device_path': backing.path}}
         return volume_id, backing
 
+    def server_with_volume(self, name, image_id, volume_id, **kwargs):
+        """A server body booting ``image_id`` with the volume attached."""
+        body = self._build_server(name=name, image_uuid=image_id,
+                                  networks='none', **kwargs)
+        body['block_device_mapping_v2'] = [{
+            'source_type': 'image', 'destination_type': 'local',
+            'uuid': image_id, 'boot_index': 0,
+            'delete_on_termination': True}, {
+            'source_type': 'volume', 'destination_type': 'volume',
+            'uuid': volume_id, 'boot_index': -1}]
+        return body
+
     def attach(self, server, volume_id):
         self._attach_volume(server, volume_id)
         return self.api.get_server_volume(server['id'], volume_id)['device']
@@ -200,15 +212,9 @@ class TestVolumes(_VolumeTestCase):
 
     def test_a_volume_given_at_boot_is_there_before_init(self):
         volume_id, backing = self.volume()
-        body = self._build_server(name='with-volume',
-                                  image_uuid=allinone.TEMPLATE_IMAGE_ID,
-                                  flavor_id='1', networks='none')
-        body['block_device_mapping_v2'] = [{
-            'source_type': 'image', 'destination_type': 'local',
-            'uuid': allinone.TEMPLATE_IMAGE_ID, 'boot_index': 0,
-            'delete_on_termination': True}, {
-            'source_type': 'volume', 'destination_type': 'volume',
-            'uuid': volume_id, 'boot_index': -1}]
+        body = self.server_with_volume('with-volume',
+                                       allinone.TEMPLATE_IMAGE_ID, volume_id,
+                                       flavor_id='1')
         before = len(self.vzhost.calls())
         server = self._wait_for_state_change(
             self.api.post_server({'server': body}), 'ACTIVE')
