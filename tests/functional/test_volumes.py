@@ -59,10 +59,21 @@ class LoopVolume(fixtures.Fixture):
                                   '%s.img' % uuidutils.generate_uuid())
         with open(self.image, 'wb') as f:
             f.truncate(PART_START * SECTOR + self.size)
-        self.loop = _host('losetup', '--find', '--show', self.image)
+        for attempt in range(5):
+            self.loop = _host('losetup', '--find', '--show', self.image)
+            # A loop device freed while another test's partition on it was
+            # still open can keep that partition: drop it, or take another.
+            subprocess.run(['delpart', self.loop, '1'], capture_output=True)
+            try:
+                _host('addpart', self.loop, '1', str(PART_START),
+                      str(self.size // SECTOR))
+                break
+            except subprocess.CalledProcessError:
+                subprocess.run(['losetup', '--detach', self.loop],
+                               capture_output=True)
+                if attempt == 4:
+                    raise
         self.addCleanup(self._detach)
-        _host('addpart', self.loop, '1', str(PART_START),
-              str(self.size // SECTOR))
         self.path = self.loop + 'p1'
         for _ in range(50):   # udev-less hosts: devtmpfs makes the node
             if os.path.exists(self.path):
