@@ -129,10 +129,8 @@ def hide_config(ctid):
     vzctl's and Nova's sight, for a later clean-up.  Only a container
     whose config says it is Nova's is hidden.
     """
-    privsep.check_ctid(str(int(ctid)))
-    containers.check_nova_container(int(ctid))
-    _rename_config('%d.conf' % int(ctid),
-                   '%d%s' % (int(ctid), MIGRATED_SUFFIX), int(ctid))
+    ctid = containers.check_nova_ctid(ctid)
+    _rename_config('%d.conf' % ctid, '%d%s' % (ctid, MIGRATED_SUFFIX), ctid)
 
 
 @privsep.vz_pctxt.entrypoint
