@@ -60,8 +60,18 @@ container_opts = [
                default=101,
                min=101,
                max=2147483644,
-               help='Lowest container ID the driver allocates. IDs up to '
-                    '100 are reserved by OpenVZ.'),
+               help='Lowest container ID the driver allocates or acts on. '
+                    'IDs up to 100 are reserved by OpenVZ.'),
+    cfg.IntOpt('first_ctid',
+               min=101,
+               max=2147483644,
+               help='Container ID the driver tries first when it allocates '
+                    'one (default: min_ctid); it counts up from there, then '
+                    'from min_ctid. vzmigrate keeps a container\'s ID and '
+                    'a host that has that ID refuses the move, so give the '
+                    'hosts servers move between first IDs far apart (101, '
+                    '100101, ...) and one min_ctid: containers arriving '
+                    'from another host are acted on from min_ctid up.'),
     cfg.IntOpt('default_root_gb',
                default=10,
                min=1,

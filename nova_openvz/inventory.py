@@ -23,6 +23,7 @@ container handle (:class:`nova_openvz.container.Container`, which the
 listing hands out) changes something.
 """
 
+import itertools
 import os
 import re
 import threading
@@ -297,15 +298,17 @@ class CtidAllocator(object):
     def reserve(self, avoid=()):
         """A free CT ID, none of ``avoid``, held until :meth:`release`."""
         used = self._listing.used_ctids() | self._ids_on_disk() | set(avoid)
+        lowest = CONF.openvz.min_ctid
+        first = max(CONF.openvz.first_ctid or lowest, lowest)
         with self._lock:
-            ctid = CONF.openvz.min_ctid
-            while ctid in used or ctid in self._reserved:
-                ctid += 1
-            if ctid > 2147483644:
-                raise exception.ContainerIdExhausted(
-                    start=CONF.openvz.min_ctid)
-            self._reserved.add(ctid)
-            return ctid
+            # From first_ctid up, then the IDs below it: hosts that start
+            # far apart rarely hold the same ID, which vzmigrate keeps.
+            for ctid in itertools.chain(range(first, privsep.VEID_MAX + 1),
+                                        range(lowest, first)):
+                if ctid not in used and ctid not in self._reserved:
+                    self._reserved.add(ctid)
+                    return ctid
+            raise exception.ContainerIdExhausted(start=lowest)
 
     def release(self, ctid):
         with self._lock:
