@@ -65,13 +65,16 @@ container_opts = [
     cfg.IntOpt('first_ctid',
                min=101,
                max=2147483644,
-               help='Container ID the driver tries first when it allocates '
-                    'one (default: min_ctid); it counts up from there, then '
-                    'from min_ctid. vzmigrate keeps a container\'s ID and '
-                    'a host that has that ID refuses the move, so give the '
-                    'hosts servers move between first IDs far apart (101, '
-                    '100101, ...) and one min_ctid: containers arriving '
-                    'from another host are acted on from min_ctid up.'),
+               help='For hosts servers move between. vzmigrate keeps a '
+                    'container\'s ID and a host that has that ID refuses the '
+                    'move, so give each such host a first_ctid far from the '
+                    'others\' (101, 100101, ...) and one min_ctid. The host '
+                    'then hands out IDs in turn from first_ctid, each after '
+                    'the last one (not the lowest free one, which a '
+                    'container that moved away may still hold elsewhere), '
+                    'and after the highest from min_ctid. Containers '
+                    'arriving from other hosts are acted on from min_ctid '
+                    'up. Unset: the lowest free ID from min_ctid.'),
     cfg.IntOpt('default_root_gb',
                default=10,
                min=1,

@@ -272,12 +272,19 @@ class CtidAllocator(object):
     vzctl's own per-container lock and its "private area exists" check
     (exit 44) guard against other processes; the caller retries then,
     avoiding the IDs it tried.
+
+    With ``[openvz] first_ctid`` set, IDs are handed out in turn from it,
+    each after the last one (as process IDs are), not the lowest free one:
+    the ID of a container that moved to another host is free here at once,
+    but the container still holds it there, and a move back of another
+    container with that ID would be refused.
     """
 
     def __init__(self, listing):
         self._listing = listing
         self._lock = threading.Lock()
         self._reserved = set()
+        self._next = None
 
     def _ids_on_disk(self):
         found = set()
@@ -301,12 +308,15 @@ class CtidAllocator(object):
         lowest = CONF.openvz.min_ctid
         first = max(CONF.openvz.first_ctid or lowest, lowest)
         with self._lock:
-            # From first_ctid up, then the IDs below it: hosts that start
-            # far apart rarely hold the same ID, which vzmigrate keeps.
+            if CONF.openvz.first_ctid and self._next is not None:
+                first = max(self._next, lowest)
+            # Up from there, then the IDs below it: hosts that start far
+            # apart rarely hold the same ID, which vzmigrate keeps.
             for ctid in itertools.chain(range(first, privsep.VEID_MAX + 1),
                                         range(lowest, first)):
                 if ctid not in used and ctid not in self._reserved:
                     self._reserved.add(ctid)
+                    self._next = ctid + 1
                     return ctid
             raise exception.ContainerIdExhausted(start=lowest)
 
