@@ -10,27 +10,30 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""A real OpenStack on this machine, with nova-openvz on a simulated host.
+"""A real OpenStack on this machine, with nova-openvz on simulated hosts.
 
 Run by ``tools/cloud.sh`` with the Python of the cloud's virtualenv, as
 root.  ``up`` starts, in order, a private Open vSwitch (userspace
 datapath), MariaDB and RabbitMQ from the distribution with their state in
 the working directory, then Keystone, Placement, Glance, Neutron (API, RPC
-server, Open vSwitch agent) and Nova (API, conductor, scheduler, compute
-with this driver), registers an OS template image, two flavors and a shared
-network, and prints how to reach the cloud.  ``down`` deletes the servers,
-stops every process it started (by the PIDs it recorded) and removes what
-the cloud left on the machine: containers, mounts, loop devices, switch
-ports.  Everything listens on 127.0.0.1 or on Unix sockets in the working
-directory; all logs go to ``WORK/logs``.
+server, an Open vSwitch agent per compute host) and Nova (API, conductor,
+scheduler, serial console proxy, and nova-compute with this driver on each
+of one or two simulated hosts, see :class:`ComputeHost`), registers an OS
+template image, two flavors and a shared network, and prints how to reach
+the cloud.  ``down`` deletes the servers, stops every process it started
+(by the PIDs it recorded) and removes what the cloud left on the machine:
+containers, mounts, loop devices, switch bridges and ports, the second
+host's address on lo.  Everything listens on 127.0.0.1 (the second host's
+console agent on 127.0.0.2) or on Unix sockets in the working directory;
+all logs go to ``WORK/logs``.
 
 The HTTP APIs run as WSGI modules under uwsgi, with ``Connection: close``
 (uwsgi's ``--http-socket`` resets kept-alive connections otherwise).
-nova-compute reads ``nova.conf`` and ``nova-cpu.conf`` and starts its
-privileged helpers as the install guide tells operators: through sudo and
-nova-rootwrap with the project's filter file, named by absolute paths
-(``[nova_openvz_privsep]`` and ``[vif_plug_ovs_privileged]``
-``helper_command``).
+nova-compute reads ``nova.conf`` and ``nova-cpu.conf`` (the second one
+``nova-cpu2.conf``) and starts its privileged helpers as the install guide
+tells operators: through sudo and nova-rootwrap with the project's filter
+file, named by absolute paths (``[nova_openvz_privsep]`` and
+``[vif_plug_ovs_privileged]`` ``helper_command``).
 """
 
 import argparse
