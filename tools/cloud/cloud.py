@@ -1056,28 +1056,35 @@ class Cloud(object):
         except Exception as e:  # noqa: BLE001 - tear down regardless
             log('could not delete servers through Nova: %s' % e)
 
-    def stop(self, name, timeout=10):
-        pid = self.pid_of(name)
-        if pid is None:
-            return
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._group_alive(pid):
-            time.sleep(0.2)
-        if self._group_alive(pid):
-            log('%s did not stop in %d s: killed' % (name, timeout))
+    def stop(self, *names, timeout=10):
+        """Stop services together: TERM, then KILL what still runs.
+
+        Together, because some (the Open vSwitch agents) take the whole
+        timeout and each host has one.
+        """
+        pids = {name: self.pid_of(name) for name in names}
+        pids = {name: pid for name, pid in pids.items() if pid is not None}
+        for pid in pids.values():
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        os.unlink(os.path.join(self.pids, name + '.pid'))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+                self._group_alive(pid) for pid in pids.values()):
+            time.sleep(0.2)
+        for name, pid in pids.items():
+            if self._group_alive(pid):
+                log('%s did not stop in %d s: killed' % (name, timeout))
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            os.unlink(os.path.join(self.pids, name + '.pid'))
 
     def _group_alive(self, pgid):
         for pid in os.listdir('/proc'):
@@ -1159,14 +1166,15 @@ class Cloud(object):
                                         host.int_bridge).split()
                 except subprocess.CalledProcessError:
                     pass
-        order = ([host.compute for host in self.hosts] +
+        order = ([host.compute for host in self.hosts],
                  ['nova-api', 'nova-serialproxy', 'nova-scheduler',
-                  'nova-conductor'] +
-                 [host.agent for host in self.hosts] +
-                 ['neutron-rpc-server', 'neutron-api', 'glance', 'placement',
-                  'keystone', 'rabbitmq', 'epmd', 'mariadb'])
-        for name in order:
-            self.stop(name)
+                  'nova-conductor'],
+                 [host.agent for host in self.hosts],
+                 ['neutron-rpc-server', 'neutron-api', 'glance',
+                  'placement', 'keystone'],
+                 ['rabbitmq'], ['epmd'], ['mariadb'])
+        for names in order:
+            self.stop(*names)
         self.remove_containers()
         for pid, cmdline in self.leftover_processes():
             if 'ovsdb-server' in cmdline or 'ovs-vswitchd' in cmdline:
@@ -1182,8 +1190,8 @@ class Cloud(object):
                     self.vsctl('--if-exists', 'del-br', bridge)
             except subprocess.CalledProcessError:
                 pass
-        for name in ('ovs-vswitchd', 'ovsdb-server'):
-            self.stop(name)
+        self.stop('ovs-vswitchd')
+        self.stop('ovsdb-server')
         for port in ports:
             subprocess.run(['ip', 'link', 'delete', port],
                            capture_output=True, check=False)
