@@ -60,8 +60,21 @@ container_opts = [
                default=101,
                min=101,
                max=2147483644,
-               help='Lowest container ID the driver allocates. IDs up to '
-                    '100 are reserved by OpenVZ.'),
+               help='Lowest container ID the driver allocates or acts on. '
+                    'IDs up to 100 are reserved by OpenVZ.'),
+    cfg.IntOpt('first_ctid',
+               min=101,
+               max=2147483644,
+               help='For hosts servers move between. vzmigrate keeps a '
+                    'container\'s ID and a host that has that ID refuses the '
+                    'move, so give each such host a first_ctid far from the '
+                    'others\' (101, 100101, ...) and one min_ctid. The host '
+                    'then hands out IDs in turn from first_ctid, each after '
+                    'the last one (not the lowest free one, which a '
+                    'container that moved away may still hold elsewhere), '
+                    'and after the highest from min_ctid. Containers '
+                    'arriving from other hosts are acted on from min_ctid '
+                    'up. Unset: the lowest free ID from min_ctid.'),
     cfg.IntOpt('default_root_gb',
                default=10,
                min=1,

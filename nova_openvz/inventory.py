@@ -23,6 +23,7 @@ container handle (:class:`nova_openvz.container.Container`, which the
 listing hands out) changes something.
 """
 
+import itertools
 import os
 import re
 import threading
@@ -271,12 +272,19 @@ class CtidAllocator(object):
     vzctl's own per-container lock and its "private area exists" check
     (exit 44) guard against other processes; the caller retries then,
     avoiding the IDs it tried.
+
+    With ``[openvz] first_ctid`` set, IDs are handed out in turn from it,
+    each after the last one (as process IDs are), not the lowest free one:
+    the ID of a container that moved to another host is free here at once,
+    but the container still holds it there, and a move back of another
+    container with that ID would be refused.
     """
 
     def __init__(self, listing):
         self._listing = listing
         self._lock = threading.Lock()
         self._reserved = set()
+        self._next = None
 
     def _ids_on_disk(self):
         found = set()
@@ -297,15 +305,20 @@ class CtidAllocator(object):
     def reserve(self, avoid=()):
         """A free CT ID, none of ``avoid``, held until :meth:`release`."""
         used = self._listing.used_ctids() | self._ids_on_disk() | set(avoid)
+        lowest = CONF.openvz.min_ctid
+        first = max(CONF.openvz.first_ctid or lowest, lowest)
         with self._lock:
-            ctid = CONF.openvz.min_ctid
-            while ctid in used or ctid in self._reserved:
-                ctid += 1
-            if ctid > 2147483644:
-                raise exception.ContainerIdExhausted(
-                    start=CONF.openvz.min_ctid)
-            self._reserved.add(ctid)
-            return ctid
+            if CONF.openvz.first_ctid and self._next is not None:
+                first = max(self._next, lowest)
+            # Up from there, then the IDs below it: hosts that start far
+            # apart rarely hold the same ID, which vzmigrate keeps.
+            for ctid in itertools.chain(range(first, privsep.VEID_MAX + 1),
+                                        range(lowest, first)):
+                if ctid not in used and ctid not in self._reserved:
+                    self._reserved.add(ctid)
+                    self._next = ctid + 1
+                    return ctid
+            raise exception.ContainerIdExhausted(start=lowest)
 
     def release(self, ctid):
         with self._lock:

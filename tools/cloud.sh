@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# A real OpenStack on this machine, with nova-openvz driving a simulated
-# OpenVZ host: Keystone, Placement, Glance, Neutron (ML2/Open vSwitch),
+# A real OpenStack on this machine, with nova-openvz driving simulated
+# OpenVZ hosts: Keystone, Placement, Glance, Neutron (ML2/Open vSwitch),
 # Nova and nova-compute with this driver, on MariaDB and RabbitMQ.
 #
-#   tools/cloud.sh up [--image busybox|debian]   start; leave it running
-#   tools/cloud.sh down                          stop and clean up
+#   tools/cloud.sh up [--image busybox|debian] [--computes 2|1]
+#                                 start; leave it running (two hosts)
+#   tools/cloud.sh down           stop and clean up
 #   tools/cloud.sh status | env
-#   tools/cloud.sh demo                          two servers, one pings
-#   tools/cloud.sh tempest [smoke|full|REGEX]    Tempest against it
-#   tools/cloud.sh ci                            up, demo, smoke, down
+#   tools/cloud.sh demo           two servers, one pings
+#   tools/cloud.sh tempest [smoke|full|migration|REGEX]   Tempest against it
+#   tools/cloud.sh ci             up, demo, smoke, down
 #
 # Run as root. Installs what is missing first: the distribution packages of
 # bindep.txt (profiles default, compile, test and cloud, through

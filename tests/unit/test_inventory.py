@@ -302,6 +302,33 @@ class TestCtidAllocator(_OnHost):
         self.assertEqual(5000, inventory.CtidAllocator(
             self.listing).reserve())
 
+    def test_allocation_starts_at_first_ctid_then_takes_the_ids_below(self):
+        # Two hosts that start far apart rarely hold the same ID, which
+        # vzmigrate keeps; the IDs below first_ctid are used last.
+        self.flags(group='openvz', first_ctid=5000)
+        self.assertEqual(5000, self.allocator.reserve())
+        self.create(5001)
+        self.assertEqual(5002, self.allocator.reserve())
+        self.flags(group='openvz', first_ctid=privsep.VEID_MAX)
+        allocator = inventory.CtidAllocator(self.listing)
+        self.assertEqual(privsep.VEID_MAX, allocator.reserve())
+        self.assertEqual(101, allocator.reserve())
+
+    def test_with_first_ctid_a_freed_id_is_not_handed_out_again_at_once(self):
+        # A container that moved to another host still holds its ID there:
+        # a new container here with that ID could not move there.
+        self.flags(group='openvz', first_ctid=5000)
+        first = self.allocator.reserve()
+        self.allocator.release(first)
+        self.assertEqual(5001, self.allocator.reserve())
+        # Only a new allocator (nova-compute restarted) starts over.
+        self.assertEqual(5000, inventory.CtidAllocator(
+            self.listing).reserve())
+
+    def test_a_first_ctid_below_min_ctid_starts_at_min_ctid(self):
+        self.flags(group='openvz', min_ctid=5000, first_ctid=200)
+        self.assertEqual(5000, self.allocator.reserve())
+
     def test_ids_in_use_on_the_host_are_skipped(self):
         self.nova_container(101, start=True)          # running
         self.create(102)                              # stopped

@@ -10,27 +10,30 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""A real OpenStack on this machine, with nova-openvz on a simulated host.
+"""A real OpenStack on this machine, with nova-openvz on simulated hosts.
 
 Run by ``tools/cloud.sh`` with the Python of the cloud's virtualenv, as
 root.  ``up`` starts, in order, a private Open vSwitch (userspace
 datapath), MariaDB and RabbitMQ from the distribution with their state in
 the working directory, then Keystone, Placement, Glance, Neutron (API, RPC
-server, Open vSwitch agent) and Nova (API, conductor, scheduler, compute
-with this driver), registers an OS template image, two flavors and a shared
-network, and prints how to reach the cloud.  ``down`` deletes the servers,
-stops every process it started (by the PIDs it recorded) and removes what
-the cloud left on the machine: containers, mounts, loop devices, switch
-ports.  Everything listens on 127.0.0.1 or on Unix sockets in the working
-directory; all logs go to ``WORK/logs``.
+server, an Open vSwitch agent per compute host) and Nova (API, conductor,
+scheduler, serial console proxy, and nova-compute with this driver on each
+of one or two simulated hosts, see :class:`ComputeHost`), registers an OS
+template image, two flavors and a shared network, and prints how to reach
+the cloud.  ``down`` deletes the servers, stops every process it started
+(by the PIDs it recorded) and removes what the cloud left on the machine:
+containers, mounts, loop devices, switch bridges and ports, the second
+host's address on lo.  Everything listens on 127.0.0.1 (the second host's
+console agent on 127.0.0.2) or on Unix sockets in the working directory;
+all logs go to ``WORK/logs``.
 
 The HTTP APIs run as WSGI modules under uwsgi, with ``Connection: close``
 (uwsgi's ``--http-socket`` resets kept-alive connections otherwise).
-nova-compute reads ``nova.conf`` and ``nova-cpu.conf`` and starts its
-privileged helpers as the install guide tells operators: through sudo and
-nova-rootwrap with the project's filter file, named by absolute paths
-(``[nova_openvz_privsep]`` and ``[vif_plug_ovs_privileged]``
-``helper_command``).
+nova-compute reads ``nova.conf`` and ``nova-cpu.conf`` (the second one
+``nova-cpu2.conf``) and starts its privileged helpers as the install guide
+tells operators: through sudo and nova-rootwrap with the project's filter
+file, named by absolute paths (``[nova_openvz_privsep]`` and
+``[vif_plug_ovs_privileged]`` ``helper_command``).
 """
 
 import argparse
@@ -53,7 +56,9 @@ BIN = os.path.join(VENV, 'bin')
 HOST = '127.0.0.1'
 PASSWORD = 'secret'
 REGION = 'RegionOne'
-COMPUTE_HOST = 'openvz-host'
+#: Compute hosts ``up --computes`` may start (Tempest's migration tests
+#: want two).
+MAX_COMPUTES = 2
 
 PORTS = {
     'keystone': 25000,
@@ -65,14 +70,57 @@ PORTS = {
     'rabbit-dist': 25673,
     'epmd': 24369,
     'openflow': 26633,
+    'serialproxy': 26083,
 }
 SERVICES = ('nova', 'neutron', 'glance', 'placement')
+#: Nova's default filters and the two that Tempest's multi-node tests
+#: give hints to (devstack enables them too).
+SCHEDULER_FILTERS = ('ComputeFilter', 'ComputeCapabilitiesFilter',
+                     'ImagePropertiesFilter', 'ServerGroupAntiAffinityFilter',
+                     'ServerGroupAffinityFilter', 'SameHostFilter',
+                     'DifferentHostFilter')
 DATABASES = ('keystone', 'placement', 'glance', 'neutron', 'nova_api',
              'nova', 'nova_cell0')
 
 
 def log(message):
     print('cloud: %s' % message, flush=True)
+
+
+class ComputeHost(object):
+    """One compute host: nova-compute, its simulated host, its L2 agent.
+
+    Both hosts share this machine, as the functional tests' two hosts do
+    (``nova_openvz/testing/multihost.py``), so everything that would be
+    the same on two real hosts gets a host's own name here: the host name
+    and address (127.0.0.N), the host tree, Nova's state, instance and
+    lock directories, the agent's bridges, patch ports and OpenFlow port,
+    and where CT IDs start (vzmigrate keeps them, a peer holding one
+    refuses the move).  The first host keeps the names of a one-host cloud.
+    """
+
+    def __init__(self, cloud, index):
+        suffix = str(index + 1) if index else ''
+        self.index = index
+        self.suffix = suffix
+        self.name = 'openvz-host' + suffix
+        self.address = '127.0.0.%d' % (index + 1)
+        self.root = cloud.path('host' + suffix)
+        self.state_path = cloud.path('data', 'nova' + suffix)
+        self.lock_path = cloud.path('data', 'lock' + suffix)
+        self.cpu_conf = os.path.join(cloud.etc, 'nova',
+                                     'nova-cpu%s.conf' % suffix)
+        self.agent_conf = os.path.join(cloud.etc, 'neutron',
+                                       'ovs-agent%s.ini' % suffix)
+        self.compute = 'nova-compute' + suffix
+        self.agent = 'neutron-ovs-agent' + suffix
+        self.int_bridge = 'br-int' + suffix
+        self.tun_bridge = 'br-tun' + suffix
+        self.openflow_port = PORTS['openflow'] + index
+        self.first_ctid = 101 + 100000 * index
+
+    def tool(self, name):
+        return os.path.join(self.root, 'usr', 'sbin', name)
 
 
 class Cloud(object):
@@ -84,7 +132,7 @@ class Cloud(object):
         self.logs = os.path.join(self.work, 'logs')
         self.pids = os.path.join(self.work, 'pids')
         self.ovs = os.path.join(self.work, 'ovs')
-        self.host = os.path.join(self.work, 'host')
+        self.hosts = [ComputeHost(self, i) for i in range(MAX_COMPUTES)]
         self.mysql_sock = os.path.join(self.work, 'mysql.sock')
         self.t0 = time.monotonic()
         self.timings = []
@@ -235,7 +283,7 @@ class Cloud(object):
 
     # -- up ---------------------------------------------------------------
 
-    def up(self, image_kind):
+    def up(self, image_kind, computes=1):
         if os.path.exists(self.pids) and any(
                 self.alive(n[:-4]) for n in os.listdir(self.pids)):
             raise SystemExit('cloud: already running in %s ("down" first)'
@@ -255,6 +303,7 @@ class Cloud(object):
         for d in (self.etc, self.data, self.logs, self.pids):
             os.makedirs(d, exist_ok=True)
         log('working directory %s, logs in %s' % (self.work, self.logs))
+        self.computes = self.hosts[:computes]
         self.step('open vswitch (userspace)', self.start_ovs)
         self.step('rabbitmq (starting)', self.start_rabbit)
         self.step('mariadb', self.start_mariadb)
@@ -267,10 +316,13 @@ class Cloud(object):
         self.step('database schemas (done)', self.wait_syncs, syncs)
         self.step('placement', self.start_placement)
         self.step('glance', self.start_glance)
-        self.step('neutron server, rpc, ovs agent', self.start_neutron)
+        self.step('neutron server, rpc, ovs agent%s' % (
+            's' if computes > 1 else ''), self.start_neutron)
         self.step('nova api, conductor, scheduler', self.start_nova)
-        self.step('simulated openvz host', self.init_host)
-        self.step('nova-compute (openvz driver)', self.start_compute)
+        self.step('simulated openvz host%s' % ('s' if computes > 1 else ''),
+                  self.init_hosts)
+        self.step('nova-compute%s (openvz driver)' % (
+            ' x%d' % computes if computes > 1 else ''), self.start_computes)
         self.step('image (%s template)' % image_kind, self.add_image,
                   image_kind)
         self.step('flavors and shared network', self.add_resources)
@@ -299,8 +351,9 @@ class Cloud(object):
         self.start('ovs-vswitchd', [
             'ovs-vswitchd', 'unix:' + sock,
             '--unixctl=' + os.path.join(self.ovs, 'ovs-vswitchd.ctl')])
-        self.vsctl('--may-exist', 'add-br', 'br-int', '--', 'set', 'Bridge',
-                   'br-int', 'datapath_type=netdev')
+        for host in self.computes:
+            self.vsctl('--may-exist', 'add-br', host.int_bridge, '--', 'set',
+                       'Bridge', host.int_bridge, 'datapath_type=netdev')
 
     def vsctl(self, *args):
         return subprocess.run(
@@ -443,8 +496,8 @@ class Cloud(object):
                     'notify_nova_on_port_status_changes': 'True',
                     'notify_nova_on_port_data_changes': 'True',
                     'rpc_workers': '1', 'rpc_state_report_workers': '1',
-                    # The agent's host is nova-compute's: ports bind there.
-                    'host': COMPUTE_HOST,
+                    # The agents name their hosts (ovs-agent*.ini).
+                    'host': self.hosts[0].name,
                 }),
                 'database': {'connection': self.db_url('neutron')},
                 'keystone_authtoken': self.authtoken('neutron'),
@@ -462,13 +515,24 @@ class Cloud(object):
                 'ml2_type_vxlan': {'vni_ranges': '1:1000'},
                 'securitygroup': {'enable_security_group': 'True',
                                   'firewall_driver': 'noop'},
-                'ovs': {'local_ip': HOST, 'datapath_type': 'netdev',
-                        'integration_bridge': 'br-int',
+                'ovs': {'datapath_type': 'netdev',
                         'ovsdb_connection': 'unix:' + os.path.join(
                             self.ovs, 'db.sock'),
-                        'of_listen_address': HOST,
-                        'of_listen_port': PORTS['openflow']},
+                        'of_listen_address': HOST},
                 'agent': {'tunnel_types': 'vxlan', 'root_helper': ''},
+            })
+        for host in self.computes:
+            # Each agent's own host name (ports bind there: nova-compute's),
+            # bridges and OpenFlow port; its patch ports too, since a port
+            # name is unique in the whole switch, not per bridge.
+            self.write_conf(host.agent_conf, {
+                'DEFAULT': {'host': host.name},
+                'ovs': {'integration_bridge': host.int_bridge,
+                        'tunnel_bridge': host.tun_bridge,
+                        'int_peer_patch_port': 'patch-tun' + host.suffix,
+                        'tun_peer_patch_port': 'patch-int' + host.suffix,
+                        'local_ip': host.address,
+                        'of_listen_port': host.openflow_port},
             })
         # The agent runs as root: its privileged helpers start without sudo
         # (which would not find the virtualenv's privsep-helper).
@@ -493,7 +557,7 @@ class Cloud(object):
         self.nova_conf = self.write_conf(
             os.path.join(xdir, 'nova.conf'), {
                 'DEFAULT': dict(common, **{
-                    'my_ip': HOST, 'host': COMPUTE_HOST,
+                    'my_ip': HOST, 'host': self.hosts[0].name,
                     'state_path': self.path('data', 'nova'),
                     'instances_path': self.path('data', 'nova', 'instances'),
                     'rootwrap_config': os.path.join(xdir, 'rootwrap.conf'),
@@ -517,11 +581,19 @@ class Cloud(object):
                 'oslo_concurrency': {'lock_path': lock},
                 'oslo_messaging_notifications': messaging,
                 'vnc': {'enabled': 'False'},
+                # The driver's console: nova-serialproxy reaches each
+                # host's console agent at its proxyclient_address.
+                'serial_console': {
+                    'enabled': 'True', 'serialproxy_host': HOST,
+                    'serialproxy_port': PORTS['serialproxy'],
+                    'base_url': 'ws://%s:%d/' % (HOST,
+                                                 PORTS['serialproxy'])},
                 'scheduler': {'discover_hosts_in_cells_interval': '-1'},
+                'filter_scheduler': {'enabled_filters':
+                                     ','.join(SCHEDULER_FILTERS)},
                 'os_vif_ovs': {'ovsdb_connection': 'unix:' + os.path.join(
                     self.ovs, 'db.sock')},
             })
-        self.nova_cpu_conf = os.path.join(xdir, 'nova-cpu.conf')
         self.write_rootwrap()
 
     def write_rootwrap(self):
@@ -658,24 +730,58 @@ class Cloud(object):
         self.wait_for('glance', lambda: self.http_ok(PORTS['glance']),
                       proc_names=('glance',))
 
+    def add_addresses(self):
+        """Put the other hosts' addresses on lo.
+
+        127.0.0.0/8 reaches this machine already, but an agent refuses a
+        tunnel address (its ``local_ip``) that no interface holds.  The
+        ones added are recorded for ``down`` to take away.
+        """
+        shown = subprocess.run(['ip', '-o', 'addr', 'show', 'dev', 'lo'],
+                               capture_output=True, text=True,
+                               check=True).stdout
+        for host in self.computes[1:]:
+            if ' %s/' % host.address not in shown:
+                self.run('ovs', ['ip', 'addr', 'add', host.address + '/32',
+                                 'dev', 'lo'])
+                with open(self.path('lo-addresses'), 'a') as f:
+                    f.write(host.address + '\n')
+
+    def remove_addresses(self):
+        try:
+            with open(self.path('lo-addresses')) as f:
+                addresses = f.read().split()
+        except FileNotFoundError:
+            return
+        for address in addresses:
+            subprocess.run(['ip', 'addr', 'del', address + '/32', 'dev',
+                            'lo'], capture_output=True, check=False)
+        os.unlink(self.path('lo-addresses'))
+
     def start_neutron(self):
+        self.add_addresses()
         confs = ['--config-file', self.neutron_conf, '--config-file',
                  self.ml2_conf]
         self.uwsgi('neutron-api', 'neutron.wsgi.api', PORTS['neutron'],
                    OS_NEUTRON_CONFIG_DIR=os.path.join(self.etc, 'neutron'))
         self.start('neutron-rpc-server',
                    [os.path.join(BIN, 'neutron-rpc-server')] + confs)
-        self.start('neutron-ovs-agent',
-                   [os.path.join(BIN, 'neutron-openvswitch-agent')] + confs)
+        for host in self.computes:
+            self.start(host.agent,
+                       [os.path.join(BIN, 'neutron-openvswitch-agent')] +
+                       confs + ['--config-file', host.agent_conf])
         self.wait_for('neutron-api', lambda: self.http_ok(PORTS['neutron']),
                       proc_names=('neutron-api',), timeout=180)
         conn = self.sdk()
+        names = {host.name for host in self.computes}
 
-        def agent_up():
-            return any(a.is_alive and a.agent_type == 'Open vSwitch agent'
-                       for a in conn.network.agents())
-        self.wait_for('the Open vSwitch agent', agent_up, timeout=180,
-                      proc_names=('neutron-rpc-server', 'neutron-ovs-agent'))
+        def agents_up():
+            return names <= {a.host for a in conn.network.agents()
+                             if a.is_alive and
+                             a.agent_type == 'Open vSwitch agent'}
+        self.wait_for('the Open vSwitch agents', agents_up, timeout=180,
+                      proc_names=['neutron-rpc-server'] +
+                      [host.agent for host in self.computes])
 
     def start_nova(self):
         conf = ['--config-file', self.nova_conf]
@@ -685,14 +791,27 @@ class Cloud(object):
                    [os.path.join(BIN, 'nova-conductor')] + conf)
         self.start('nova-scheduler',
                    [os.path.join(BIN, 'nova-scheduler')] + conf)
+        self.start('nova-serialproxy',
+                   [os.path.join(BIN, 'nova-serialproxy')] + conf)
         self.wait_for('nova-api', lambda: self.http_ok(PORTS['nova']),
                       proc_names=('nova-api',))
 
-    def init_host(self):
-        self.run('host', [os.path.join(BIN, 'nova-openvz'), 'simulate',
-                          'init', self.host])
+    def init_hosts(self):
+        for host in self.computes:
+            self.run('host', [os.path.join(BIN, 'nova-openvz'), 'simulate',
+                              'init', host.root])
+            # vzmigrate reaches the other hosts under their names (a live
+            # move) and addresses (a cold one), as ssh would.
+            peers = {}
+            for other in self.computes:
+                if other is not host:
+                    peers[other.name] = peers[other.address] = other.root
+            with open(os.path.join(host.root, 'sim', 'hosts.json'),
+                      'w') as f:
+                json.dump(peers, f)
         out = subprocess.run([os.path.join(BIN, 'nova-openvz'), 'simulate',
-                              'info', self.host], capture_output=True,
+                              'info', self.hosts[0].root],
+                             capture_output=True,
                              text=True, env=self.env(), check=False).stdout
         with open(os.path.join(self.logs, 'setup-host.log'), 'a') as f:
             f.write(out)
@@ -700,11 +819,38 @@ class Cloud(object):
             if line.lower().startswith('kernel'):
                 log('  ' + line.strip())
 
-    def start_compute(self):
+    def start_computes(self):
+        for host in self.computes:
+            self.start_compute(host)
+        conn = self.sdk()
+        names = {host.name for host in self.computes}
+
+        def registered():
+            return names <= {s.host for s in conn.compute.services()
+                             if s.binary == 'nova-compute' and
+                             s.state == 'up'}
+        procs = [host.compute for host in self.computes]
+        self.wait_for('nova-compute', registered, timeout=180,
+                      proc_names=procs)
+        self.run('nova-db', [os.path.join(BIN, 'nova-manage'),
+                             '--config-file', self.nova_conf, 'cell_v2',
+                             'discover_hosts', '--verbose'])
+
+        def in_placement():
+            return names <= {rp.name for rp in
+                             conn.placement.resource_providers()}
+        self.wait_for('the compute nodes in placement', in_placement,
+                      timeout=120, proc_names=procs)
+
+    def start_compute(self, host):
         sim = configparser.RawConfigParser()
-        sim.read(os.path.join(self.host, 'nova-openvz.conf'))
+        sim.read(os.path.join(host.root, 'nova-openvz.conf'))
         openvz = {k: sim.get('openvz', k) for k in
                   ('tools_dir', 'vz_conf', 'host_root', 'libvirt_uri')}
+        openvz.update(
+            first_ctid=host.first_ctid,
+            migration_peers=','.join(other.name for other in self.computes
+                                     if other is not host))
         # The install guide's privileged helpers: sudo, then nova-rootwrap
         # with its configuration, named by absolute paths (sudo's
         # secure_path does not search a virtualenv), then privsep-helper
@@ -713,31 +859,31 @@ class Cloud(object):
                  '--config-file %s' % (
                      os.path.join(BIN, 'nova-rootwrap'),
                      os.path.join(self.etc, 'nova', 'rootwrap.conf'),
-                     self.nova_conf, self.nova_cpu_conf)
-        self.write_conf(self.nova_cpu_conf, {
-            'DEFAULT': {'compute_driver': 'openvz.OpenVZDriver'},
+                     self.nova_conf, host.cpu_conf)
+        for d in (host.lock_path, os.path.join(host.state_path,
+                                               'instances')):
+            os.makedirs(d, exist_ok=True)
+        self.write_conf(host.cpu_conf, {
+            # What differs between hosts (nova.conf names the first).
+            'DEFAULT': {'compute_driver': 'openvz.OpenVZDriver',
+                        'host': host.name, 'my_ip': host.address,
+                        'state_path': host.state_path,
+                        'instances_path': os.path.join(host.state_path,
+                                                       'instances')},
+            # Both hosts' ports have the same device names on this one
+            # machine: the destination's plug finds the source's device in
+            # the switch already, so its agent never reports the port
+            # before the move, which Nova would otherwise wait for.
+            'compute': {'live_migration_wait_for_vif_plug': 'False'},
             'openvz': openvz,
+            'oslo_concurrency': {'lock_path': host.lock_path},
+            'serial_console': {'proxyclient_address': host.address},
             'nova_openvz_privsep': {'helper_command': helper},
             'vif_plug_ovs_privileged': {'helper_command': helper},
         })
-        self.start('nova-compute', [
+        self.start(host.compute, [
             os.path.join(BIN, 'nova-compute'), '--config-file',
-            self.nova_conf, '--config-file', self.nova_cpu_conf])
-        conn = self.sdk()
-
-        def registered():
-            return any(s.binary == 'nova-compute' and s.state == 'up'
-                       for s in conn.compute.services())
-        self.wait_for('nova-compute', registered, timeout=180,
-                      proc_names=('nova-compute',))
-        self.run('nova-db', [os.path.join(BIN, 'nova-manage'),
-                             '--config-file', self.nova_conf, 'cell_v2',
-                             'discover_hosts', '--verbose'])
-
-        def in_placement():
-            return list(conn.placement.resource_providers())
-        self.wait_for('the compute node in placement', in_placement,
-                      timeout=120, proc_names=('nova-compute',))
+            self.nova_conf, '--config-file', host.cpu_conf])
 
     def template(self, kind):
         out = os.path.join(self.data, '%s-template.tar.gz' % kind)
@@ -798,7 +944,9 @@ class Cloud(object):
         with open(self.path('tempest-ids.json'), 'w') as f:
             json.dump({'image': self.image_ids[0],
                        'image_alt': self.image_ids[1],
-                       'flavor': '42', 'flavor_alt': '84'}, f)
+                       'flavor': '42', 'flavor_alt': '84',
+                       'compute_hosts': [h.name for h in self.computes],
+                       'scheduler_filters': list(SCHEDULER_FILTERS)}, f)
 
     def openrc(self):
         return ''.join('export %s=%s\n' % kv for kv in (
@@ -834,17 +982,21 @@ class Cloud(object):
                      if i.name.startswith('openvz-'))
         flavor = conn.compute.find_flavor('m1.openvz')
         net = conn.network.find_network('private')
+        # Both on the first host: the tunnel between the hosts' switches
+        # carries nothing on one machine (see the cloud's admin page).
         servers = [conn.compute.create_server(
             name=name, image_id=image.id, flavor_id=flavor.id,
-            networks=[{'uuid': net.id}]) for name in ('demo-1', 'demo-2')]
+            networks=[{'uuid': net.id}],
+            availability_zone='nova:' + self.hosts[0].name)
+            for name in ('demo-1', 'demo-2')]
         try:
             servers = [conn.compute.wait_for_server(s, wait=300)
                        for s in servers]
             addresses = [s.addresses['private'][0]['addr'] for s in servers]
             for server, address in zip(servers, addresses):
                 log('%s ACTIVE at %s' % (server.name, address))
-            ctid = self.ctid_of(servers[1].id)
-            vzctl = os.path.join(self.host, 'usr', 'sbin', 'vzctl')
+            host, ctid = self.container_of(servers[1].id)
+            vzctl = host.tool('vzctl')
             deadline = time.monotonic() + 30
             while True:
                 proc = subprocess.run(
@@ -864,13 +1016,24 @@ class Cloud(object):
             for server in servers:
                 conn.compute.wait_for_delete(server, wait=120)
 
-    def ctid_of(self, uuid):
-        vzlist = os.path.join(self.host, 'usr', 'sbin', 'vzlist')
-        out = subprocess.run([vzlist, '-a', '-j'], capture_output=True,
-                             text=True, check=True, env=self.env()).stdout
-        for ct in json.loads(out):
-            if ct.get('name') == uuid:
-                return str(ct['ctid'])
+    def containers(self, host):
+        """``vzlist -a -j`` of a host: [] if it has no tree or no list."""
+        if not os.path.exists(host.tool('vzlist')):
+            return []
+        proc = subprocess.run([host.tool('vzlist'), '-a', '-j'],
+                              capture_output=True, text=True, check=False,
+                              env=self.env())
+        try:
+            return json.loads(proc.stdout or '[]')
+        except ValueError:
+            return []
+
+    def container_of(self, uuid):
+        """(host, CT ID) of a server's container."""
+        for host in self.hosts:
+            for ct in self.containers(host):
+                if ct.get('name') == uuid:
+                    return host, str(ct['ctid'])
         raise SystemExit('cloud: no container for server %s' % uuid)
 
     # -- down -------------------------------------------------------------
@@ -893,28 +1056,35 @@ class Cloud(object):
         except Exception as e:  # noqa: BLE001 - tear down regardless
             log('could not delete servers through Nova: %s' % e)
 
-    def stop(self, name, timeout=10):
-        pid = self.pid_of(name)
-        if pid is None:
-            return
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._group_alive(pid):
-            time.sleep(0.2)
-        if self._group_alive(pid):
-            log('%s did not stop in %d s: killed' % (name, timeout))
+    def stop(self, *names, timeout=10):
+        """Stop services together: TERM, then KILL what still runs.
+
+        Together, because some (the Open vSwitch agents) take the whole
+        timeout and each host has one.
+        """
+        pids = {name: self.pid_of(name) for name in names}
+        pids = {name: pid for name, pid in pids.items() if pid is not None}
+        for pid in pids.values():
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        os.unlink(os.path.join(self.pids, name + '.pid'))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+                self._group_alive(pid) for pid in pids.values()):
+            time.sleep(0.2)
+        for name, pid in pids.items():
+            if self._group_alive(pid):
+                log('%s did not stop in %d s: killed' % (name, timeout))
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            os.unlink(os.path.join(self.pids, name + '.pid'))
 
     def _group_alive(self, pgid):
         for pid in os.listdir('/proc'):
@@ -946,23 +1116,18 @@ class Cloud(object):
         return found
 
     def remove_containers(self):
-        vzlist = os.path.join(self.host, 'usr', 'sbin', 'vzlist')
-        vzctl = os.path.join(self.host, 'usr', 'sbin', 'vzctl')
-        if not os.path.exists(vzlist):
-            return
-        proc = subprocess.run([vzlist, '-a', '-j'], capture_output=True,
-                              text=True, check=False, env=self.env())
-        try:
-            cts = json.loads(proc.stdout or '[]')
-        except ValueError:
-            cts = []
-        for ct in cts:
-            ctid = str(ct.get('ctid'))
-            log('removing container %s left behind' % ctid)
-            subprocess.run([vzctl, 'stop', ctid, '--fast'],
-                           capture_output=True, check=False, env=self.env())
-            subprocess.run([vzctl, 'destroy', ctid], capture_output=True,
-                           check=False, env=self.env())
+        for host in self.hosts:
+            vzctl = host.tool('vzctl')
+            for ct in self.containers(host):
+                ctid = str(ct.get('ctid'))
+                log('removing container %s left behind on %s'
+                    % (ctid, host.name))
+                subprocess.run([vzctl, 'stop', ctid, '--fast'],
+                               capture_output=True, check=False,
+                               env=self.env())
+                subprocess.run([vzctl, 'destroy', ctid],
+                               capture_output=True, check=False,
+                               env=self.env())
 
     def unmount_all(self):
         for _ in range(3):
@@ -995,16 +1160,21 @@ class Cloud(object):
         self.delete_servers()
         ports = []
         if self.alive('ovsdb-server'):
-            try:
-                ports = self.vsctl('list-ports', 'br-int').split()
-            except subprocess.CalledProcessError:
-                pass
-        order = ('nova-compute', 'nova-api', 'nova-scheduler',
-                 'nova-conductor', 'neutron-ovs-agent', 'neutron-rpc-server',
-                 'neutron-api', 'glance', 'placement', 'keystone',
-                 'rabbitmq', 'epmd', 'mariadb')
-        for name in order:
-            self.stop(name)
+            for host in self.hosts:
+                try:
+                    ports += self.vsctl('list-ports',
+                                        host.int_bridge).split()
+                except subprocess.CalledProcessError:
+                    pass
+        order = ([host.compute for host in self.hosts],
+                 ['nova-api', 'nova-serialproxy', 'nova-scheduler',
+                  'nova-conductor'],
+                 [host.agent for host in self.hosts],
+                 ['neutron-rpc-server', 'neutron-api', 'glance',
+                  'placement', 'keystone'],
+                 ['rabbitmq'], ['epmd'], ['mariadb'])
+        for names in order:
+            self.stop(*names)
         self.remove_containers()
         for pid, cmdline in self.leftover_processes():
             if 'ovsdb-server' in cmdline or 'ovs-vswitchd' in cmdline:
@@ -1020,18 +1190,20 @@ class Cloud(object):
                     self.vsctl('--if-exists', 'del-br', bridge)
             except subprocess.CalledProcessError:
                 pass
-        for name in ('ovs-vswitchd', 'ovsdb-server'):
-            self.stop(name)
+        self.stop('ovs-vswitchd')
+        self.stop('ovsdb-server')
         for port in ports:
             subprocess.run(['ip', 'link', 'delete', port],
                            capture_output=True, check=False)
         for name in os.listdir(self.pids) if os.path.isdir(self.pids) else ():
             self.stop(name[:-4])
+        self.remove_addresses()
         self.unmount_all()
         self.detach_loops()
-        for name in ('etc', 'data', 'pids', 'ovs', 'host', 'mysql',
-                     'rabbitmq'):
+        for name in ('etc', 'data', 'pids', 'ovs', 'mysql', 'rabbitmq'):
             shutil.rmtree(self.path(name), ignore_errors=True)
+        for host in self.hosts:
+            shutil.rmtree(host.root, ignore_errors=True)
         shutil.rmtree(self.path('tempest'), ignore_errors=True)
         for name in ('clouds.yaml', 'openrc', 'mysql.pid',
                      'tempest-ids.json', 'tempest-workspaces.yaml'):
@@ -1066,6 +1238,14 @@ def main(argv=None):
     up.add_argument('--image', choices=('busybox', 'debian'),
                     default=os.environ.get('NOVA_OPENVZ_CLOUD_IMAGE',
                                            'busybox'))
+    # Two by default: the second host adds about 5 s to up and 15 s to
+    # down, and Tempest's migration tests need it.
+    up.add_argument('--computes', type=int,
+                    choices=range(1, MAX_COMPUTES + 1),
+                    default=int(os.environ.get('NOVA_OPENVZ_CLOUD_COMPUTES',
+                                               MAX_COMPUTES)),
+                    help='compute hosts (default 2; Tempest\'s migration '
+                         'tests need two)')
     sub.add_parser('down', help='stop everything and clean up')
     sub.add_parser('status', help='which services run')
     sub.add_parser('env', help='print OS_* lines for the openstack client')
@@ -1078,7 +1258,7 @@ def main(argv=None):
     cloud = Cloud(args.work)
     if args.action == 'up':
         try:
-            cloud.up(args.image)
+            cloud.up(args.image, args.computes)
         except BaseException:
             log('start failed; logs in %s; tearing down' % cloud.logs)
             if os.environ.get('NOVA_OPENVZ_CLOUD_KEEP') != '1':

@@ -18,6 +18,7 @@ the nova-openvz-cloud Zuul job).
 
 import configparser
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -96,3 +97,60 @@ class TestCloudScript(testtools.TestCase):
         self.assertEqual(shipped.replace('/etc/(?!', c.etc + '/(?!'),
                          copied)
         self.assertNotEqual(shipped, copied)
+
+
+class TestComputeHosts(testtools.TestCase):
+
+    def test_each_host_has_its_own_of_what_two_real_hosts_would(self):
+        # Both run on one machine: a shared name, directory, bridge, port
+        # or CT ID range would make them step on each other.
+        cloud = _load('cloud')
+        c = cloud.Cloud(self.useFixture(fixtures.TempDir()).path)
+        first, second = c.hosts
+        for attr in ('name', 'address', 'root', 'state_path', 'lock_path',
+                     'cpu_conf', 'agent_conf', 'compute', 'agent',
+                     'int_bridge', 'tun_bridge', 'openflow_port',
+                     'first_ctid'):
+            self.assertNotEqual(getattr(first, attr), getattr(second, attr),
+                                attr)
+        # The first host keeps the names of a one-host cloud.
+        self.assertEqual(('openvz-host', 'br-int', 'nova-compute'),
+                         (first.name, first.int_bridge, first.compute))
+        self.assertGreater(second.first_ctid - first.first_ctid, 10000)
+
+
+class TestTempestConfig(testtools.TestCase):
+
+    def _config(self, **ids):
+        tempest = _load('tempest')
+        work = self.useFixture(fixtures.TempDir()).path
+        with open(os.path.join(work, 'clouds.yaml'), 'w') as f:
+            f.write('{"clouds": {"nova-openvz": {"auth": {"username": "a", '
+                    '"password": "p", "project_name": "admin", '
+                    '"auth_url": "http://127.0.0.1:25000/v3"}}}}')
+        with open(os.path.join(work, 'tempest-ids.json'), 'w') as f:
+            f.write(json.dumps(dict({'image': 'i', 'image_alt': 'j',
+                                     'flavor': '42', 'flavor_alt': '84'},
+                                    **ids)))
+        path = os.path.join(work, 'tempest.conf')
+        tempest.write_config(work, path)
+        conf = configparser.ConfigParser()
+        conf.read(path)
+        return conf
+
+    def test_two_compute_hosts_let_the_multinode_tests_run(self):
+        conf = self._config(compute_hosts=['openvz-host', 'openvz-host2'],
+                            scheduler_filters=['ComputeFilter',
+                                               'DifferentHostFilter'])
+        self.assertEqual('2', conf['compute']['min_compute_nodes'])
+        self.assertEqual(
+            'ComputeFilter,DifferentHostFilter',
+            conf['compute-feature-enabled']['scheduler_enabled_filters'])
+        for flag in ('cold_migration', 'live_migration', 'resize'):
+            self.assertEqual('True', conf['compute-feature-enabled'][flag])
+
+    def test_a_cloud_that_names_no_hosts_has_one(self):
+        conf = self._config()
+        self.assertEqual('1', conf['compute']['min_compute_nodes'])
+        self.assertNotIn('scheduler_enabled_filters',
+                         conf['compute-feature-enabled'])
