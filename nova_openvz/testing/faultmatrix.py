@@ -195,9 +195,10 @@ the driver or of Nova's compute manager is one call (no listing cache).
 whole life, and a failure to attach it is logged and ignored by design.
 
 A second test, ``tests/functional/test_crash_at_every_step.py``, kills
-nova-compute after each of these steps of a boot and starts it again: the
-restarted compute puts the unfinished boot in ERROR, and once the server is
-deleted the host holds nothing of it.
+nova-compute after each of these steps of a boot, and of a delete, and
+starts it again: the restarted compute puts the unfinished boot in ERROR
+and finishes the unfinished delete; either way, once the server is gone
+the host holds nothing of it.
 
 A failed thaw of create image (``vzctl chkpnt #2``) is "kept" because the
 driver kills and starts the container again rather than leave it frozen:
