@@ -679,10 +679,16 @@ class OpenVZDriver(driver.ComputeDriver):
             LOG.warning('Port %s is not in the container; nothing to detach',
                         vif['id'], instance=instance)
         else:
+            restore = []
             if container.running:
+                restore = network.nics([vif], container.interfaces)
                 container.run_script(
                     guestscripts.remove_interface_script(ifname))
-            container.configure(settings.RemovedPort(ifname))
+            # The guest forgot the interface: while the container keeps the
+            # port, so must the guest (Nova still shows it attached).
+            with rollback.undone_on_failure(self._configure_interfaces,
+                                            container, restore):
+                container.configure(settings.RemovedPort(ifname))
         network.unplug(instance, [vif])
 
     # Inside the guest ----------------------------------------------------

@@ -55,6 +55,7 @@ from nova_openvz import exception
 from nova_openvz import guestscripts
 from nova_openvz import privsep
 from nova_openvz.privsep import containers as priv_containers
+from nova_openvz import rollback
 from nova_openvz import settings
 
 LOG = logging.getLogger(__name__)
@@ -250,8 +251,13 @@ class ContainerVolumes(object):
         step = step or _now
         step(container.run_script, guestscripts.remove_node_script(name),
              stopped_ok=True)
-        step(container.configure, settings.DeviceAccess(*device,
-                                                        granted=False))
+        # While the container may still use the device, the guest keeps
+        # its node (Nova still shows the volume attached).
+        with rollback.undone_on_failure(
+                container.run_script,
+                guestscripts.make_node_script(name, *device), True):
+            step(container.configure, settings.DeviceAccess(*device,
+                                                            granted=False))
         step(container.forget_volume, name)
 
     def _mounted_inside(self, container, major, minor):

@@ -25,6 +25,7 @@ import collections
 #: Outcomes: what the user sees when the call fails.
 ERROR = 'error'
 KEPT = 'kept'
+LOGGED = 'logged'
 QUERY = 'query'
 SNAPSHOT_LEFT = 'snapshot-left'
 
@@ -35,6 +36,10 @@ OUTCOMES = {
           'exit code are in the failed action\'s event, or (Nova keeps a '
           'server it finds running after a failed reboot) in its fault '
           'record',
+    LOGGED: 'server stays {before}, the host as before; Nova answers with '
+            'a message of its own ("Failed to attach/detach network '
+            'adapter device"), so the tool\'s message and exit code are in '
+            'nova-compute\'s log',
     QUERY: 'succeeds: only Nova\'s power-state query failed, which the '
            'driver answers "no state" until the next power sync (the '
            'message is in nova-compute\'s log)',
@@ -62,6 +67,12 @@ SKIPPED = ('vzctl console',)
 
 _SPAWN_CLEANED = ('container, its private area and config, console logger, '
                   'config drive, staged download')
+
+_VOLUME_CLEANED = ('the device access in the container\'s config and the '
+                   'device node inside; the volume is disconnected')
+
+_PORT_CLEANED = ('the NETIF entry in the container\'s config, the veth and '
+                 'its switch port')
 
 _SNAPSHOT_CLEANED = ('ploop snapshot, its mount and mount directory, staged '
                      'tarball; the container is not left frozen')
@@ -160,6 +171,33 @@ OPERATIONS = (
         ('vzlist #7', QUERY),
         ('vzlist #8', QUERY),
     )),
+    # On the real backend: the guest's own shell makes the device node and
+    # configures the interface.
+    Operation('attach-volume', 'attach volume', 'ACTIVE', 'ACTIVE',
+              _VOLUME_CLEANED, (
+                  ('vzlist #1', KEPT),
+                  ('vzctl set #1', KEPT),
+                  ('vzctl exec2 #1', KEPT),
+              )),
+    Operation('detach-volume', 'detach volume', 'ACTIVE', 'ACTIVE', '', (
+        ('vzlist #1', KEPT),
+        ('vzlist #2', KEPT),
+        ('vzctl exec2 #1', KEPT),
+        ('vzctl exec2 #2', KEPT),
+        ('vzctl set #1', KEPT),
+    )),
+    Operation('attach-interface', 'attach interface', 'ACTIVE', 'ACTIVE',
+              _PORT_CLEANED, (
+                  ('vzlist #1', LOGGED),
+                  ('vzctl set #1', LOGGED),
+                  ('vzctl exec2 #1', LOGGED),
+              )),
+    Operation('detach-interface', 'detach interface', 'ACTIVE', 'ACTIVE',
+              '', (
+                  ('vzlist #1', LOGGED),
+                  ('vzctl exec2 #1', LOGGED),
+                  ('vzctl set #1', LOGGED),
+              )),
 )
 
 BY_KEY = {op.key: op for op in OPERATIONS}
@@ -204,11 +242,19 @@ A failed thaw of create image (``vzctl chkpnt #2``) is "kept" because the
 driver kills and starts the container again rather than leave it frozen:
 the guest restarts, and runs as Nova shows it.
 
-Not in the matrix yet: rescue and unrescue (they need the simulated
-host's real kernel, whose guest has a shell), volume and interface attach
-and detach.  A failed rescue and a failed interface attach have tests of
-their own (``tests/functional/test_rescue.py``, ``test_network.py``); a
-failing tool call during volume attach or detach is not tested yet.
+Volumes and interfaces are attached and detached on the simulated host's
+real backend, whose guest has a shell: there the test also checks that the
+container's config is as before (no device access or NETIF entry left or
+lost), the port's veth and switch port are as before, and so is what the
+guest sees (device nodes, interfaces and their addresses).  A detach whose
+last host step fails gives the guest back its node or interface, since
+Nova still shows the volume or port attached.  An interface attach or
+detach that fails is answered by Nova with a message of its own; the
+driver's reaches nova-compute's log.
+
+Not in the matrix yet: rescue and unrescue, resize and the migrations.
+A failed rescue has tests of its own (``tests/functional/test_rescue.py``),
+and so do failing moves (``tests/functional/test_migration_faults.py``).
 
 """
 

@@ -27,7 +27,9 @@ codes, files, locks, ploop snapshots and console loggers as the real
 backend, about three times faster (the whole matrix must fit in CI), and
 faithful for what is checked here -- what the driver asks of the tools and
 what it leaves in the host's tree.  Operations that run a shell inside the
-guest (rescue) need the ``real`` backend and its busybox guest.
+guest need the ``real`` backend and its busybox guest: volume and interface
+attach and detach run there (:class:`TestDeviceFaultMatrix`), rescue not
+yet.
 
 The listing cache and the lifecycle poller are off, so every query is a
 vzlist call of its own, made in the same order each time: positions do not
@@ -46,6 +48,7 @@ from nova_openvz.privsep import console as priv_console
 from nova_openvz.testing import allinone
 from nova_openvz.testing import faultmatrix
 from nova_openvz.testing import faults
+from tests.functional import test_volumes
 
 #: What vzlist shows for a server in each status Nova shows.
 CONTAINER_STATUS = {'ACTIVE': 'running', 'SHUTOFF': 'stopped',
@@ -179,16 +182,29 @@ class FaultMatrixTestCase(allinone.OpenVZCloudTestCase):
         Waits for the last action's events to end: Nova records them after
         it has put the server's task state back.
         """
+        server = self.api.get_server(server['id'])
+        texts = [server.get('fault', {}).get('message', '')]
+        texts.extend(e.get('details') or ''
+                     for e in self.last_action_events(server))
+        texts.extend(self.instance_faults(server))
+        return '\n'.join(texts)
+
+    def last_action_events(self, server, newer_than=None):
+        """The events of the server's last action, once all ended.
+
+        :param newer_than: how many actions the server had before this
+            one: wait for it to be recorded (since API 2.101 the conductor
+            records a volume attachment, after the API answered) and for
+            one event at least (the compute records them).
+        """
         for _ in range(240):
-            server = self.api.get_server(server['id'])
-            texts = [server.get('fault', {}).get('message', '')]
-            last = self.api.get_instance_actions(server['id'])[0]
+            actions = self.api.get_instance_actions(server['id'])
             events = self.api.get_instance_action_details(
-                server['id'], last['request_id'])['events']
-            if all(e.get('finish_time') for e in events):
-                texts.extend(e.get('details') or '' for e in events)
-                texts.extend(self.instance_faults(server))
-                return '\n'.join(texts)
+                server['id'], actions[0]['request_id'])['events']
+            if all(e.get('finish_time') for e in events) and (
+                    newer_than is None or
+                    (len(actions) > newer_than and events)):
+                return events
             time.sleep(0.25)
         self.fail('the last action of %s never ended' % server['id'])
 
@@ -213,6 +229,8 @@ class FaultMatrixTestCase(allinone.OpenVZCloudTestCase):
             (now['containers'], sorted(now['files'] - expected['files']),
              sorted(expected['files'] - now['files']), now['loggers']),
             '%s: (containers, files made, files gone, loggers)' % where)
+        for key in sorted(set(now) - {'containers', 'files', 'loggers'}):
+            self.assertEqual(expected[key], now[key], '%s: %s' % (where, key))
 
     def delete_cleanly(self, server, where):
         self.delete(server)
@@ -334,3 +352,119 @@ class TestFaultMatrix(FaultMatrixTestCase):
 
     def test_rebuild(self):
         self.check_matrix('rebuild')
+
+
+class TestDeviceFaultMatrix(FaultMatrixTestCase, test_volumes._VolumeTestCase):
+    """Volumes and ports: real containers, a switch and loop volumes.
+
+    The guest makes and removes the device node, and configures the
+    interface, with its own shell: the ``real`` backend's busybox guest.
+    Besides what the base class checks, the host must keep the container's
+    config as it was (no device access or NETIF entry left or lost) and
+    the port's veth and switch port as they were, and the guest its
+    device nodes, interfaces and their addresses.
+    """
+
+    KERNEL = 'real'
+    NETWORKING = True
+
+    def setUp(self):
+        super().setUp()
+        self.volume_id, _backing = self.volume()
+        self.port = self.make_port()
+
+    def host_state(self):
+        state = super().host_state()
+        conf = os.path.join(self.vzhost.root, 'etc/vz/conf')
+        state['configs'] = {
+            name: self._read(os.path.join(conf, name))
+            for name in sorted(os.listdir(conf)) if name.endswith('.conf')}
+        device = ('tap' + self.port['id'])[:14]
+        state['veth'] = os.path.exists('/sys/class/net/' + device)
+        state['switch port'] = device in self.switch.ports(
+            self.integration_bridge)
+        state['guest'] = {c['ctid']: self.guest_view(c['ctid'])
+                          for c in self.vzlist() if c['status'] == 'running'}
+        return state
+
+    def guest_view(self, ctid):
+        """What the guest sees of its devices and interfaces."""
+        code, out, err = self.vzhost.run(
+            'vzctl', 'exec2', ctid,
+            # Interfaces and addresses, not their state (IPv6's DAD ends).
+            "ls /dev /etc/network/interfaces.d; "
+            "ip -o address show | awk '{print $2, $4}'")
+        self.assertEqual(0, code, err)
+        return out
+
+    @staticmethod
+    def _read(path):
+        with open(path) as f:
+            return f.read()
+
+    def attached(self, op, server):
+        """Whether the operation's device is the server's."""
+        if op.key.endswith('volume'):
+            return self.volume_id in [
+                v['volumeId']
+                for v in self.api.get_server_volumes(server['id'])]
+        return self.port['id'] in [
+            i['port_id'] for i in self.api.get_port_interfaces(server['id'])]
+
+    def ready(self, op, server):
+        server = super().ready(op, server)
+        wanted = op.key.startswith('detach')
+        if self.attached(op, server) != wanted:
+            flip = faultmatrix.BY_KEY[('attach-' if wanted else 'detach-')
+                                      + op.key.split('-')[1]]
+            server = self.run_operation(flip, server)
+        self.assertEqual(wanted, self.attached(op, server), op.key)
+        return server
+
+    def run_operation(self, op, server):
+        sid = server['id']
+        actions = len(self.api.get_instance_actions(sid))
+        if op.key == 'attach-volume':
+            self.api.post_server_volume(
+                sid, {'volumeAttachment': {'volumeId': self.volume_id}})
+        elif op.key == 'detach-volume':
+            self.api.delete_server_volume(sid, self.volume_id)
+        elif op.key == 'attach-interface':
+            # A call, not a cast: a failure is the API's answer.
+            try:
+                self.api.attach_interface(sid, {'interfaceAttachment': {
+                    'port_id': self.port['id']}})
+            except api_client.OpenStackApiException:
+                pass
+        elif op.key == 'detach-interface':
+            self.api.detach_interface(sid, self.port['id'])
+        else:
+            return super().run_operation(op, server)
+        self.last_action_events(server, newer_than=actions)
+        return self.api.get_server(sid)
+
+    def outcome(self, op, before, after, message, where):
+        done = self.attached(op, after) == op.key.startswith('attach')
+        if done or message in self.fault_text(after):
+            return super().outcome(op, before, after, message, where)
+        # Nova answers an interface attach or detach with a message of its
+        # own ("Failed to attach network adapter device"): the driver's
+        # reaches nova-compute's log only.
+        log = self.stdlog.logger.output
+        self.assertIn(message, log, where)
+        self.assertIn('exit code %d' % faults.EXIT_CODE, log, where)
+        self.assertEqual(op.before, after['status'], where)
+        self.assert_host(before, where)
+        return faultmatrix.LOGGED
+
+    def test_attach_volume(self):
+        self.check_matrix('attach-volume')
+
+    def test_detach_volume(self):
+        self.check_matrix('detach-volume')
+
+    def test_attach_interface(self):
+        self.check_matrix('attach-interface')
+
+    def test_detach_interface(self):
+        self.check_matrix('detach-interface')

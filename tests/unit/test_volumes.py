@@ -407,3 +407,16 @@ class TestAttachDetachArgv(testtools.TestCase):
             self.calls)
         self.assertEqual({}, self.nodes)
         self.assertEqual(1, self.disconnect.call_count)
+
+    def test_a_failed_revoke_gives_the_guest_its_node_back(self):
+        # Nova still shows the volume attached: the guest keeps its node,
+        # the container its access, and the volume stays connected.
+        self.nodes['vdb'] = (65, 160)
+        self.fail_on = 'b:65:160:none'
+        self.assertRaises(exception.HostToolError, self.volumes.detach,
+                          self.container, {'data': {}}, '/dev/vdb')
+        self.assertEqual((('exec2', '101', '-'),
+                          guestscripts.make_node_script('vdb', 65, 160)),
+                         self.calls[-1])
+        self.assertEqual({'vdb': (65, 160)}, self.nodes)
+        self.assertEqual(0, self.disconnect.call_count)
