@@ -547,8 +547,9 @@ class OpenVZDriver(driver.ComputeDriver):
         """
         migration = resize.migration_of(context, instance)
         if resize.stays_on_host(migration):
-            resize.apply(self.listing.handle(instance.uuid, fresh=True),
-                         instance, flavor, block_device_info)
+            with resize.kept_on_failure():
+                container = self.listing.handle(instance.uuid, fresh=True)
+            resize.apply(container, instance, flavor, block_device_info)
             # No disk moved: finish_migration has nothing to receive.
             return jsonutils.dumps([])
         return self.moves.send(context, instance, dest, flavor, network_info,

@@ -32,6 +32,8 @@ the guest.  Nova's flow is kept (doc/source/admin/resize.rst):
   limits back, live too.
 """
 
+import contextlib
+
 from nova.compute import task_states
 from nova import exception as nova_exception
 from nova.i18n import _
@@ -88,6 +90,18 @@ def keeps_container(context, instance):
     """
     return (instance.task_state == task_states.RESIZE_REVERTING and
             stays_on_host(migration_of(context, instance)))
+
+
+@contextlib.contextmanager
+def kept_on_failure():
+    """A tool's error as InstanceFaultRollback: Nova keeps the server.
+
+    For steps that changed nothing, or whose change was undone.
+    """
+    try:
+        yield
+    except exception.HostToolError as e:
+        raise nova_exception.InstanceFaultRollback(inner_exception=e)
 
 
 def _refused(reason):
@@ -147,12 +161,10 @@ def apply(container, instance, flavor, block_device_info=None):
                            volumes.swap_mb(instance, block_device_info))
     # Nova resizes a swap mapping to the new flavor's swap on finish.
     new = resources.limits(flavor)
-    try:
-        with rollback.undone_on_failure(container.configure, old):
-            container.configure(new)
-            set_disk(container, flavor)
-    except exception.HostToolError as e:
-        raise nova_exception.InstanceFaultRollback(inner_exception=e)
+    with kept_on_failure(), \
+            rollback.undone_on_failure(container.configure, old):
+        container.configure(new)
+        set_disk(container, flavor)
     LOG.info('Container %d resized live to flavor %s', container.ctid,
              flavor.name, instance=instance)
 

@@ -26,6 +26,7 @@ import collections
 ERROR = 'error'
 KEPT = 'kept'
 LOGGED = 'logged'
+WARNED = 'warned'
 QUERY = 'query'
 SNAPSHOT_LEFT = 'snapshot-left'
 
@@ -43,6 +44,8 @@ OUTCOMES = {
     QUERY: 'succeeds: only Nova\'s power-state query failed, which the '
            'driver answers "no state" until the next power sync (the '
            'message is in nova-compute\'s log)',
+    WARNED: 'succeeds without that step, which the driver may skip: the '
+            'tool\'s message is a warning in nova-compute\'s log',
     SNAPSHOT_LEFT: 'as "kept", but vzctl could not merge the ploop snapshot '
                    'back: it stays in the private area (``vzctl '
                    'snapshot-list`` shows it) until the server is deleted',
@@ -73,6 +76,9 @@ _VOLUME_CLEANED = ('the device access in the container\'s config and the '
 
 _PORT_CLEANED = ('the NETIF entry in the container\'s config, the veth and '
                  'its switch port')
+
+_RESCUE_CLEANED = ('the rescue container, its private area and config, the '
+                   'server\'s root mounted for it')
 
 _SNAPSHOT_CLEANED = ('ploop snapshot, its mount and mount directory, staged '
                      'tarball; the container is not left frozen')
@@ -171,8 +177,48 @@ OPERATIONS = (
         ('vzlist #7', QUERY),
         ('vzlist #8', QUERY),
     )),
-    # On the real backend: the guest's own shell makes the device node and
-    # configures the interface.
+    # On one host a resize is live; its confirm makes no host-tool call.
+    Operation('resize', 'resize', 'ACTIVE', 'VERIFY_RESIZE', '', (
+        ('vzlist #1', KEPT),
+        ('vzctl set #1', KEPT),
+        # The disk: the old limits are put back.
+        ('vzctl set #2', KEPT),
+        ('vzlist #2', ERROR),
+    )),
+    Operation('revert-resize', 'revert resize', 'VERIFY_RESIZE', 'ACTIVE',
+              '', (
+                  ('vzlist #1', ERROR),
+                  ('vzctl set #1', ERROR),
+                  # The disk shrinks back: skipped when refused.
+                  ('vzctl set #2', WARNED),
+                  ('vzlist #2', ERROR),
+              )),
+    # On the real backend: the guest's own shell makes the device node,
+    # configures the interface, sets the rescue password.
+    Operation('rescue', 'rescue', 'ACTIVE', 'RESCUE', _RESCUE_CLEANED, (
+        ('vzlist #1', ERROR),
+        ('vzctl stop #1', ERROR),
+        ('vzlist #2', ERROR),
+        ('vzlist #3', ERROR),
+        ('vzlist #4', ERROR),
+        ('vzctl create #1', ERROR),
+        ('vzctl set #1', ERROR),
+        ('vzctl mount #1', ERROR),
+        ('vzctl start #1', ERROR),
+        ('vzctl exec2 #1', ERROR),
+        ('vzlist #5', QUERY),
+        ('vzlist #6', QUERY),
+    )),
+    Operation('unrescue', 'unrescue', 'RESCUE', 'ACTIVE', _RESCUE_CLEANED, (
+        ('vzlist #1', ERROR),
+        ('vzlist #2', ERROR),
+        ('vzctl stop #1', ERROR),
+        ('vzctl destroy #1', ERROR),
+        ('vzctl umount #1', ERROR),
+        ('vzctl start #1', ERROR),
+        ('vzlist #3', QUERY),
+        ('vzlist #4', QUERY),
+    )),
     Operation('attach-volume', 'attach volume', 'ACTIVE', 'ACTIVE',
               _VOLUME_CLEANED, (
                   ('vzlist #1', KEPT),
@@ -252,9 +298,21 @@ Nova still shows the volume or port attached.  An interface attach or
 detach that fails is answered by Nova with a message of its own; the
 driver's reaches nova-compute's log.
 
-Not in the matrix yet: rescue and unrescue, resize and the migrations.
-A failed rescue has tests of its own (``tests/functional/test_rescue.py``),
-and so do failing moves (``tests/functional/test_migration_faults.py``).
+Rescue and unrescue run there too (the rescue container sets root's
+password with its own shell).  Nova puts a server whose rescue or
+unrescue failed in ERROR whichever step failed; the delete that follows
+must leave nothing of the server or of its rescue container.
+
+A resize on one host is live (the new limits and disk on the running
+container) and its confirm makes no host-tool call, so only the resize and
+its revert are listed.  A revert whose disk cannot shrink back keeps the
+larger disk rather than leave the server in ERROR.
+
+Moves between hosts (cold migration and resize, their confirm and revert,
+live migration, evacuation) have a matrix of their own across two hosts
+(``tests/functional/test_migration_faults.py``).  Not in any matrix yet:
+shelve and unshelve (a snapshot and a removal, then a boot: the steps the
+create image, delete and boot rows cover, but not in that order).
 
 """
 
