@@ -27,6 +27,9 @@ ERROR = 'error'
 KEPT = 'kept'
 LOGGED = 'logged'
 WARNED = 'warned'
+STOPPED = 'stopped'
+SHELVED = 'shelved'
+STOPPED_SNAPSHOT_LEFT = 'stopped-snapshot-left'
 QUERY = 'query'
 SNAPSHOT_LEFT = 'snapshot-left'
 
@@ -46,6 +49,16 @@ OUTCOMES = {
            'message is in nova-compute\'s log)',
     WARNED: 'succeeds without that step, which the driver may skip: the '
             'tool\'s message is a warning in nova-compute\'s log',
+    STOPPED: 'server stays {before} but its container is stopped: Nova '
+             'powers it off first and does not start it again after a '
+             'failure; the message and exit code are in the failed '
+             'action\'s event; a hard reboot starts it (so does a start '
+             'once Nova\'s power sync shows it SHUTOFF)',
+    STOPPED_SNAPSHOT_LEFT: 'as "stopped", and the ploop snapshot stays as '
+                           'in "snapshot-left"',
+    SHELVED: 'server SHELVED, not offloaded: its container stays on the '
+             'host, stopped; the message and exit code are in the failed '
+             'action\'s event; unshelve starts it again',
     SNAPSHOT_LEFT: 'as "kept", but vzctl could not merge the ploop snapshot '
                    'back: it stays in the private area (``vzctl '
                    'snapshot-list`` shows it) until the server is deleted',
@@ -193,6 +206,37 @@ OPERATIONS = (
                   ('vzctl set #2', WARNED),
                   ('vzlist #2', ERROR),
               )),
+    # Nova powers off, snapshots (as create image), then offloads: stops
+    # and destroys (shelved_offload_time 0, its default).
+    Operation('shelve', 'shelve', 'ACTIVE', 'SHELVED_OFFLOADED',
+              _SNAPSHOT_CLEANED, (
+                  ('vzlist #1', KEPT),
+                  ('vzctl stop #1', KEPT),
+                  ('vzlist #2', STOPPED),
+                  ('vzctl snapshot #1', STOPPED),
+                  ('vzctl snapshot-mount #1', STOPPED),
+                  ('vzctl snapshot-umount #1', STOPPED),
+                  ('vzctl snapshot-delete #1', STOPPED_SNAPSHOT_LEFT),
+                  ('vzlist #3', QUERY),
+                  ('vzlist #4', QUERY),
+                  ('vzlist #5', SHELVED),
+                  ('vzctl stop #2', SHELVED),
+                  ('vzlist #6', QUERY),
+                  ('vzlist #7', QUERY),
+                  ('vzlist #8', SHELVED),
+                  ('vzlist #9', SHELVED),
+                  ('vzctl stop #3', SHELVED),
+                  ('vzctl destroy #1', SHELVED),
+              )),
+    Operation('unshelve', 'unshelve', 'SHELVED_OFFLOADED', 'ACTIVE',
+              _SPAWN_CLEANED, (
+                  ('vzlist #1', KEPT),
+                  ('vzctl create #1', KEPT),
+                  ('vzctl set #1', KEPT),
+                  ('vzctl start #1', KEPT),
+                  ('vzlist #2', QUERY),
+                  ('vzlist #3', QUERY),
+              )),
     # On the real backend: the guest's own shell makes the device node,
     # configures the interface, sets the rescue password.
     Operation('rescue', 'rescue', 'ACTIVE', 'RESCUE', _RESCUE_CLEANED, (
@@ -310,9 +354,15 @@ larger disk rather than leave the server in ERROR.
 
 Moves between hosts (cold migration and resize, their confirm and revert,
 live migration, evacuation) have a matrix of their own across two hosts
-(``tests/functional/test_migration_faults.py``).  Not in any matrix yet:
-shelve and unshelve (a snapshot and a removal, then a boot: the steps the
-create image, delete and boot rows cover, but not in that order).
+(``tests/functional/test_migration_faults.py``).
+
+A shelve is Nova's power off, create image, then offload (stop and
+destroy).  Nova does not start a server again whose shelve failed after the
+power off, so its container stays stopped while Nova shows it ACTIVE; a
+failed offload leaves it SHELVED with its stopped container, which an
+unshelve starts.  A failed unshelve leaves the server SHELVED_OFFLOADED
+and the host as before, but for the server's snapshot in the template
+cache, which the driver's image cache manager removes once unused.
 
 """
 
