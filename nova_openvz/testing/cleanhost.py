@@ -15,9 +15,11 @@
 ``python -m nova_openvz.testing.cleanhost ROOT`` kills, unmounts and detaches
 what containers of the host ROOT left (processes, mounts, loop devices,
 cgroups; for a modelled host, the mounts its action scripts made) and prints
-``[found, left]`` as JSON.  :class:`~nova_openvz.testing.fixtures.
-SimulatedHostFixture` runs it in its own process at cleanup, as Nova's test
-base forbids looking at ``/sys`` and ``/proc`` in a test process.
+``[found, left]`` as JSON; with ``--report`` before ROOT it cleans nothing
+and prints what they hold now, as ``{'mounts': [...], ...}``.
+:class:`~nova_openvz.testing.fixtures.SimulatedHostFixture` runs it in its
+own process at cleanup, as Nova's test base forbids looking at ``/sys``
+and ``/proc`` in a test process.
 
 :func:`vzsim.kernel.real.leftovers` knows supervisors by name
 (``vzsim:CTID``), the same for every host: tests running in parallel all have
@@ -107,12 +109,27 @@ def clean_modelled(host):
     return {'mounts': points}, {'mounts': _mounts_under(under)}
 
 
+def report(host, name):
+    """What the host's containers hold now, cleaning nothing."""
+    under = host.root + '/'
+    if name == 'modelled':
+        return {'mounts': _mounts_under(under)}
+    from vzsim.kernel import real
+    held = real.leftovers(host, _ctids(host))
+    held['processes'] = [p for p in held['processes'] if _ours(host, p)]
+    return held
+
+
 def main(argv):
-    host = hostfs.Host(argv[0])
+    reporting = argv[:1] == ['--report']
+    host = hostfs.Host(argv[-1])
     try:
         name = backends.configured(host)
     except hostfs.ToolError:   # a test wrote a bogus name: clean anyway
         name = 'unknown'
+    if reporting:
+        print(json.dumps(report(host, name)))
+        return 0
     found, left = (clean_modelled(host) if name == 'modelled' else
                    clean_real(host))
     print(json.dumps([found, left]))

@@ -91,6 +91,20 @@ class SimulatedHostFixture(fixtures.Fixture):
         if any(left.values()):
             raise RuntimeError('the real kernel backend leaked %s' % left)
 
+    def kernel_state(self):
+        """What the host's containers hold in the kernel now, by kind.
+
+        Mounts under the host's tree for either backend; for the real one
+        also its loop devices, cgroups, host network devices and processes
+        (``nova_openvz.testing.cleanhost --report``, in its own process for
+        the reason :meth:`backend` gives).
+        """
+        proc = subprocess.run([sys.executable, '-m',
+                               'nova_openvz.testing.cleanhost', '--report',
+                               self.root],
+                              check=True, capture_output=True, text=True)
+        return json.loads(proc.stdout)
+
     def backend(self):
         """The kernel backend the host runs: ``modelled`` or ``real``.
 

@@ -138,9 +138,15 @@ class FaultMatrixTestCase(allinone.KeepsImageData,
                       for s in status.get('sessions', []))
 
     def host_state(self):
+        # The kernel's share: mounts, and on the real backend loop devices,
+        # cgroups and network devices (its processes change on their own;
+        # delete_cleanly checks that none is left).
+        kernel = self.vzhost.kernel_state()
+        kernel.pop('processes', None)
         return {'containers': sorted((c['ctid'], c['status'])
                                      for c in self.vzlist()),
-                'files': self.host_files(), 'loggers': self.loggers()}
+                'files': self.host_files(), 'loggers': self.loggers(),
+                'kernel': kernel}
 
     # Running an operation ----------------------------------------------------
 
@@ -260,12 +266,18 @@ class FaultMatrixTestCase(allinone.KeepsImageData,
             (now['containers'], sorted(now['files'] - expected['files']),
              sorted(expected['files'] - now['files']), now['loggers']),
             '%s: (containers, files made, files gone, loggers)' % where)
+        self.assert_same_extras(expected, now, where)
+
+    def assert_same_extras(self, expected, now, where):
+        """What :meth:`host_state` holds besides containers, files, loggers."""
         for key in sorted(set(now) - {'containers', 'files', 'loggers'}):
             self.assertEqual(expected[key], now[key], '%s: %s' % (where, key))
 
     def delete_cleanly(self, server, where):
         self.delete(server)
         self.assert_host(self.empty_host, where)
+        self.assertEqual([], self.vzhost.kernel_state().get('processes', []),
+                         '%s: processes left' % where)
 
     # The matrix --------------------------------------------------------------
 
@@ -374,6 +386,7 @@ class FaultMatrixTestCase(allinone.KeepsImageData,
                     if not f.startswith(private)),
              sorted(before['files'] - now['files']), now['loggers']),
             '%s: (containers, files made, files gone, loggers)' % where)
+        self.assert_same_extras(before, now, where)
 
 
 class TestFaultMatrix(FaultMatrixTestCase):
