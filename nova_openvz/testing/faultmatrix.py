@@ -313,9 +313,9 @@ call log, and fails each one in turn (exit code 99 and a message of its
 own); it fails when this table no longer lists exactly those calls or
 outcomes.  After every case it checks that the server is where Nova says
 and that the host holds nothing the failed operation made: no container,
-config, private area, ploop snapshot or mount, dump, lock, staged file or
-console logger.  A server in ERROR is then deleted, which must leave
-nothing of it at all.
+config, private area, ploop snapshot, mount, loop device, cgroup, dump,
+lock, staged file or console logger.  A server in ERROR is then deleted,
+which must leave nothing of it at all, not even a process.
 
 ``vzlist #2`` is the second vzlist call of the operation; each query of
 the driver or of Nova's compute manager is one call (no listing cache).
