@@ -47,7 +47,10 @@ host_opts = [
                default='$state_path/openvz-staging',
                help='Directory, writable by nova-compute, where Glance '
                     'images are downloaded before the privileged helper '
-                    'moves them into the OS template cache.'),
+                    'moves them into the OS template cache, and snapshots '
+                    'are packed before their upload. One nova-compute\'s '
+                    'own: it empties it when it starts, of what a killed '
+                    'process left.'),
 ]
 
 container_opts = [

@@ -126,6 +126,7 @@ class OpenVZDriver(driver.ComputeDriver):
                 problems.append(str(e))
         if problems:
             raise exception.HostNotReady(reason='; '.join(problems))
+        images.clear_staging()
         LOG.info('OpenVZ host ready: vzctl %s, %d containers of Nova',
                  self.hypervisor_version, len(self.listing.all(fresh=True)))
         if CONF.openvz.lifecycle_event_interval > 0 and \

@@ -291,6 +291,28 @@ def _is_ploop(image_meta):
             image_meta.disk_format == PLOOP)
 
 
+def clear_staging():
+    """Remove what unfinished downloads and snapshots left in staging.
+
+    For ``init_host``: nova-compute has taken no work yet, and the staging
+    directory is its own, so nothing in it is in flight; a process killed
+    while it packed a snapshot or fetched an image left it there.
+    """
+    staging = CONF.openvz.image_staging_dir
+    try:
+        names = sorted(os.listdir(staging))
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(staging, name)
+        LOG.warning('Removing %s: an image transfer that did not finish '
+                    'left it', path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
 def _remove_staged(work, packed):
     """Drop a ploop image's work dir and packed tarball, if there."""
     if os.path.lexists(work):

@@ -323,10 +323,12 @@ the driver or of Nova's compute manager is one call (no listing cache).
 whole life, and a failure to attach it is logged and ignored by design.
 
 A second test, ``tests/functional/test_crash_at_every_step.py``, kills
-nova-compute after each of these steps of a boot, and of a delete, and
-starts it again: the restarted compute puts the unfinished boot in ERROR
-and finishes the unfinished delete; either way, once the server is gone
-the host holds nothing of it.
+nova-compute after each of these steps of a boot, a delete, a stop, a
+start, a hard reboot and a create image, and starts it again: the
+restarted compute puts the unfinished boot in ERROR, finishes the delete,
+the stop, the start and the reboot, and gives up the image (and removes
+its half-packed tarball); the server is where Nova says, and once it is
+gone the host holds nothing of it.
 
 A failed thaw of create image (``vzctl chkpnt #2``) is "kept" because the
 driver kills and starts the container again rather than leave it frozen:

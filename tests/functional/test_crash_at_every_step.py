@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""nova-compute dies after each step of a boot, and of a delete.
+"""nova-compute dies after each step of a boot, a delete and others.
 
 A step is one host-tool call, read from the simulated host's call log as
 the fault matrix reads them (:mod:`nova_openvz.testing.faults`).  For each,
@@ -20,7 +20,10 @@ the host belongs to a server Nova lists, and once the servers are deleted
 the host holds no container, file or console logger of theirs -- and that
 every server is where Nova thinks it is.  A delete cut short is finished
 by the new compute (Nova resumes a ``deleting`` instance in ``init_host``)
-and must leave the host as empty as before the boot.
+and must leave the host as empty as before the boot.  A stop, a start
+and a hard reboot cut short are done again, a create image is given up
+(Nova's ``init_host`` decides which): the server must end in its status
+before or after, its container as that status tells.
 
 How nova-compute is killed: Nova's functional harness runs every service
 in this one process, so a SIGKILL would take the test with it.  Instead
@@ -124,3 +127,41 @@ class TestCrashAtEveryStep(test_fault_matrix.FaultMatrixTestCase):
                 position, lambda: self.api.delete_server(server['id']))
             self.wait_gone(server)
             self.assert_host(self.empty_host, where)
+
+    def check_crash(self, key):
+        """Kill nova-compute before each call of ``key``; Nova finishes it.
+
+        For the operations whose task state Nova's ``init_host`` takes up
+        again (it retries a stop, a start and a reboot, and gives up a
+        snapshot): the server ends where Nova says, its container as its
+        status tells, and a delete leaves the host empty.
+        """
+        op = faultmatrix.BY_KEY[key]
+        server = self.ready(op, None)
+        _, steps = self.discover(lambda: self.run_operation(op, server))
+        self.assertTrue(steps, key)
+        for position in steps:
+            where = 'killed before %s of %s' % (position, key)
+            server = self.ready(op, server)
+            self.kill_compute_before(position, lambda: self.api.
+                                     post_server_action(server['id'],
+                                                        test_fault_matrix.
+                                                        ACTIONS[key]))
+            server = self.wait_idle(server)
+            self.assertIn(server['status'], (op.before, op.after), where)
+            self.assertEqual(
+                test_fault_matrix.CONTAINER_STATUS[server['status']],
+                sorted(c['status'] for c in self.vzlist()), where)
+        self.delete_cleanly(server, key)
+
+    def test_crash_at_every_step_of_a_stop(self):
+        self.check_crash('stop')
+
+    def test_crash_at_every_step_of_a_start(self):
+        self.check_crash('start')
+
+    def test_crash_at_every_step_of_a_hard_reboot(self):
+        self.check_crash('reboot-hard')
+
+    def test_crash_at_every_step_of_a_snapshot(self):
+        self.check_crash('snapshot')

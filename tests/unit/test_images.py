@@ -282,6 +282,34 @@ class TestManage(testtools.TestCase):
         self.assertEqual(sorted(self.files), self.listing())
 
 
+class TestClearStaging(testtools.TestCase):
+    """What a killed nova-compute left in staging goes when it starts."""
+
+    def setUp(self):
+        super().setUp()
+        self.staging = os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'staging')
+        flags = self.useFixture(config_fixture.Config(openvz_conf.CONF))
+        flags.config(group='openvz', image_staging_dir=self.staging)
+
+    def test_files_and_work_dirs_are_removed_links_not_followed(self):
+        outside = self.useFixture(fixtures.TempDir()).path
+        os.makedirs(os.path.join(self.staging, 'ploop-x', 'sub'))
+        for name in ('snapshot-x.tar.gz', 'debian.part'):
+            with open(os.path.join(self.staging, name), 'w') as f:
+                f.write('partial')
+        with open(os.path.join(outside, 'kept'), 'w') as f:
+            f.write('kept')
+        os.symlink(outside, os.path.join(self.staging, 'link'))
+        images.clear_staging()
+        self.assertEqual([], os.listdir(self.staging))
+        self.assertEqual(['kept'], os.listdir(outside))
+
+    def test_no_staging_dir_yet_is_fine(self):
+        images.clear_staging()
+        self.assertFalse(os.path.exists(self.staging))
+
+
 class _Chunks(list):
     """What glanceclient's ``data()`` returns: chunks, ``wrapped`` set."""
     wrapped = True
