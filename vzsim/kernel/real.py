@@ -181,6 +181,17 @@ def group_prefix(host):
     return 'vzsim-%s-' % host_key(host)
 
 
+def venet_name(host, ctid):
+    """The host end of CT ``ctid``'s venet pair, apart from other hosts'.
+
+    A real host has one venet0 for all its containers; here each container
+    has a veth pair, and simulated hosts side by side on one machine all
+    have a CT 101: the name carries the host's key (15 characters at most
+    for a 10-digit CT ID).
+    """
+    return 'vn%s%d' % (host_key(host)[:3], ctid)
+
+
 # -- small helpers -----------------------------------------------------------
 
 def _run(argv, code=E_SYSTEM, input=None, what=None):
@@ -624,7 +635,7 @@ class RealKernel(base.Kernel):
             group.remove()
         except cgroups.CgroupError:
             pass
-        for name in state['veth'] + ['venet%d' % ctid]:
+        for name in state['veth'] + [venet_name(self.host, ctid)]:
             _delete_link(name)
         state.update(running=False, frozen=False, start_time=None,
                      numproc=0, ips=[], veth=[], ubc={}, cpu={}, held={},
@@ -774,7 +785,7 @@ class RealKernel(base.Kernel):
             return
         self._check_ips_free(ctid, new)
         pid = self.init_pid(ctid)
-        host_dev = 'venet%d' % ctid
+        host_dev = venet_name(self.host, ctid)
         if not os.path.exists('/sys/class/net/%s' % host_dev):
             mac = base.generated_mac(ctid, 'venet')
             _run(['ip', 'link', 'add', host_dev, 'address', mac, 'type',
@@ -805,9 +816,9 @@ class RealKernel(base.Kernel):
             _ip_batch(pid, ['address del %s%s dev venet0' % (
                 ip, '/128' if _is_ipv6(ip) else '/32') for ip in gone],
                 check=False)
-            _ip_batch(None, ['route del %s%s dev venet%d' % (
-                ip, '/128' if _is_ipv6(ip) else '/32', ctid)
-                for ip in gone], check=False)
+            _ip_batch(None, ['route del %s%s dev %s' % (
+                ip, '/128' if _is_ipv6(ip) else '/32',
+                venet_name(self.host, ctid)) for ip in gone], check=False)
         state['ips'] = [ip for ip in state['ips'] if ip not in gone]
         self._save(ctid, state)
         self.refresh_proc()
@@ -1037,7 +1048,7 @@ def leftovers(host, ctids=()):
             continue
     links = [name for name in os.listdir('/sys/class/net')
              for ctid in ctids
-             if name == 'venet%d' % ctid or
+             if name == venet_name(host, ctid) or
              name.startswith('veth%d.' % ctid)]
     supervisors = {(SUPERVISOR_COMM % ctid)[:15] for ctid in ctids}
     processes = []

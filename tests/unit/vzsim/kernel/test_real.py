@@ -555,8 +555,9 @@ class TestNetwork(RealKernelTestCase):
                       self.inside(ctid, 'ip addr show venet0'))
         self.assertIn('default dev venet0', self.inside(ctid, 'ip route'))
         routes = subprocess.run(['ip', 'route', 'show', 'dev',
-                                 'venet%d' % ctid], capture_output=True,
-                                text=True, check=True).stdout
+                                 realkernel.venet_name(self.sim, ctid)],
+                                capture_output=True, text=True,
+                                check=True).stdout
         self.assertIn('10.213.100.1', routes)
         self.vzctl('set', ctid, '--ipadd', '10.213.100.2', '--ipdel',
                    '10.213.100.1', '--save')
