@@ -137,6 +137,7 @@ class TestCrashAtEveryStep(test_fault_matrix.FaultMatrixTestCase):
         status tells, and a delete leaves the host empty.
         """
         op = faultmatrix.BY_KEY[key]
+        body = test_fault_matrix.ACTIONS[key]
         server = self.ready(op, None)
         _, steps = self.discover(lambda: self.run_operation(op, server))
         self.assertTrue(steps, key)
@@ -144,9 +145,7 @@ class TestCrashAtEveryStep(test_fault_matrix.FaultMatrixTestCase):
             where = 'killed before %s of %s' % (position, key)
             server = self.ready(op, server)
             self.kill_compute_before(position, lambda: self.api.
-                                     post_server_action(server['id'],
-                                                        test_fault_matrix.
-                                                        ACTIONS[key]))
+                                     post_server_action(server['id'], body))
             server = self.wait_idle(server)
             self.assertIn(server['status'], (op.before, op.after), where)
             self.assertEqual(
