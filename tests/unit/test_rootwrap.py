@@ -26,6 +26,7 @@ import os
 import sys
 from unittest import mock
 
+from os_brick import privileged as brick_privileged
 from oslo_config import cfg
 from oslo_privsep import priv_context
 from oslo_rootwrap import wrapper
@@ -50,7 +51,7 @@ class TestShippedFilters(testtools.TestCase):
         # do not, and for operators who remove it. Judge them alone.
         self.filters = [f for f in wrapper.load_filters([FILTERS])
                         if f.name != 'privsep-helper']
-        self.assertEqual(4, len(self.filters))
+        self.assertEqual(6, len(self.filters))
         # nova-rootwrap looks the helper up in rootwrap.conf's exec_dirs:
         # here, the bin directory of this environment.
         self.exec_dirs = [os.path.dirname(sys.executable)]
@@ -95,6 +96,15 @@ class TestShippedFilters(testtools.TestCase):
                       ['/etc/nova/nova.conf', '/etc/nova/nova-cpu.conf']):
             argv = self.argv(ovs_privsep.vif_plug, files)
             self.assertIn('vif_plug_ovs.privsep.vif_plug', argv)
+            self.assertIsNotNone(self.matched(argv), argv)
+
+    def test_os_brick_context_with_one_or_two_config_files(self):
+        # Attaching a Cinder volume starts it (a cloud with Cinder found
+        # it missing).
+        for files in (['/etc/nova/nova.conf'],
+                      ['/etc/nova/nova.conf', '/etc/nova/nova-cpu.conf']):
+            argv = self.argv(brick_privileged.default, files)
+            self.assertIn('os_brick.privileged.default', argv)
             self.assertIsNotNone(self.matched(argv), argv)
 
     def test_what_the_filters_refuse(self):
