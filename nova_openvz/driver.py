@@ -614,7 +614,7 @@ class OpenVZDriver(driver.ComputeDriver):
     def pre_live_migration(self, context, instance, block_device_info,
                            network_info, disk_info, migrate_data):
         return self.moves.prepare_destination(instance, network_info,
-                                              migrate_data)
+                                              migrate_data, block_device_info)
 
     def live_migration(self, context, instance, dest,
                        post_method, recover_method, block_migration=False,
@@ -627,7 +627,8 @@ class OpenVZDriver(driver.ComputeDriver):
 
     def post_live_migration(self, context, instance, block_device_info,
                             migrate_data=None):
-        """vzmigrate removed the source container; nothing else is left."""
+        """vzmigrate removed the source container; its volumes remain."""
+        self.volumes.disconnect_all(block_device_info, instance)
 
     def post_live_migration_at_source(self, context, instance, network_info):
         network.unplug(instance, network_info, quiet=True)
@@ -636,7 +637,8 @@ class OpenVZDriver(driver.ComputeDriver):
                                            network_info,
                                            block_migration=False,
                                            block_device_info=None):
-        self.moves.arrived_live(context, instance, network_info)
+        self.moves.arrived_live(context, instance, network_info,
+                                block_device_info)
 
     def rollback_live_migration_at_destination(self, context, instance,
                                                network_info,

@@ -162,6 +162,13 @@ class VolumeNotABlockDevice(exception.NovaException):
                 "container: %(reason)s")
 
 
+class VolumeMountedInside(exception.MigrationPreCheckError):
+    msg_fmt = _("A volume mounted inside the container cannot move live "
+                "(vzmigrate does not take a mount of an outside device "
+                "along): %(mounts)s; unmount it in the guest, or cold "
+                "migrate")
+
+
 class MigrationPeerUnreachable(HostToolError):
     """vzmigrate exit 4: no passwordless root ssh to the peer host."""
 

@@ -30,7 +30,12 @@ undoes its own steps on failure.  Its contract shapes the flows:
   server settles on another host without either (a failure there, or of
   the confirm: then the source's resource update destroys it);
 * live migration runs ``vzmigrate --online``: the source is removed by
-  vzmigrate once the container runs on the peer.
+  vzmigrate once the container runs on the peer.  Volumes move with it
+  unless the guest has one mounted (a mount of an outside device does not
+  move with a guest): their access is withheld before vzmigrate, whose
+  copied config would grant the source's device numbers on the peer, and
+  granted under the peer's numbers on arrival (or given back here if the
+  move fails).
 
 On the destination the driver redoes what belongs to the host rather than
 the container: volumes are connected with os-brick and granted under their
@@ -55,6 +60,7 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz import configdrive
 from nova_openvz import console
 from nova_openvz import exception
+from nova_openvz import guestscripts
 from nova_openvz import hosttools
 from nova_openvz import network
 from nova_openvz.privsep import containers as priv_containers
@@ -367,20 +373,20 @@ class CrossHost(object):
                 reason='container %d is not running: vzmigrate --online '
                        'moves running containers only' % container.ctid)
         if _volumes_of(block_device_info):
-            # vzmigrate restores the container on the peer at once, with
-            # the volumes' device numbers of this host in its config.
-            raise nova_exception.MigrationPreCheckError(
-                reason='live migration of a container with volumes attached '
-                       'is not supported; detach them or cold migrate')
+            # Asked again at the move: the guest may mount one meanwhile.
+            self.driver.volumes.refuse_if_mounted(container)
         return dest_check_data
 
-    def prepare_destination(self, instance, network_info, migrate_data):
-        """Destination side, before the switch: ports and config drive.
+    def prepare_destination(self, instance, network_info, migrate_data,
+                            block_device_info):
+        """Destination side, before the switch: volumes, ports, config drive.
 
         The config drive is rebuilt here under the same instance directory
         as on the source (``instances_path`` is the same on every host),
         so the mount script that comes with the container finds it.
         """
+        for bdm in _volumes_of(block_device_info):
+            volumes.connect(bdm['connection_info'])
         network.plug(instance, network_info)
         if configdrive.required_by(instance):
             configdrive.build(instance, network_info, None, None)
@@ -396,8 +402,10 @@ class CrossHost(object):
         holding vzmigrate's message.
         """
         container = self.listing.handle(instance.uuid, fresh=True)
+        withheld = []
         try:
             check(container, dest, online=True)
+            withheld = self.driver.volumes.withhold(container)
             call = hosttools.run('vzmigrate', *vz4.migrate(
                 container.ctid, dest, online=True))
         except Exception as e:
@@ -416,6 +424,7 @@ class CrossHost(object):
                                                               instance, e)
                 self.listing.invalidate()
                 _resume_quietly(container)
+                self.driver.volumes.give_back(container, withheld)
                 recover_method(context, instance, dest, migrate_data,
                                migration_status='cancelled' if aborted
                                else 'failed')
@@ -466,9 +475,21 @@ class CrossHost(object):
             raise nova_exception.NoActiveMigrationForInstance(
                 instance_id=instance.uuid)
 
-    def arrived_live(self, context, instance, network_info):
-        """Destination side, after the switch: config drive and console."""
+    def arrived_live(self, context, instance, network_info,
+                     block_device_info):
+        """Destination side, after the switch: volumes, config drive, console.
+
+        The volumes come with their access withheld (see
+        :meth:`~nova_openvz.volumes.ContainerVolumes.withhold`): each is
+        granted under this host's device numbers and its node made again.
+        """
         container = self.listing.handle(instance.uuid, fresh=True)
+        grants = regrant_volumes(container, block_device_info)
+        if grants:
+            container.configure(*grants)
+            for name, device in container.volume_nodes().items():
+                container.run_script(
+                    guestscripts.make_node_script(name, *device))
         if configdrive.required_by(instance):
             container.show_config_drive(configdrive.directory(instance))
         console.attach_quietly(instance, container)

@@ -271,6 +271,48 @@ class ContainerVolumes(object):
                 (line.split() for line in call.stdout.splitlines())
                 if len(fields) > 4 and fields[2] == wanted]
 
+    def refuse_if_mounted(self, container):
+        """Refuse a live move while the guest has a volume mounted.
+
+        :raises: VolumeMountedInside, naming each mount.
+        """
+        mounts = []
+        for name, device in sorted(container.volume_nodes().items()):
+            points = self._mounted_inside(container, *device)
+            if points:
+                mounts.append('/dev/%s at %s' % (name, ', '.join(points)))
+        if mounts:
+            raise exception.VolumeMountedInside(mounts='; '.join(mounts))
+
+    def withhold(self, container):
+        """Take the volumes' device access away; the devices withheld.
+
+        Before ``vzmigrate --online``: it restores the container on the
+        peer with the config it copies, and there the same device numbers
+        may be another disk.  The access is given again under the peer's
+        numbers on arrival (:func:`nova_openvz.migration.regrant_volumes`),
+        or back here if the move fails.  Refused while one is mounted
+        inside: a mount of an outside device cannot move with the guest.
+        """
+        self.refuse_if_mounted(container)
+        devices = sorted(container.volume_nodes().values())
+        if devices:
+            container.configure(*[settings.DeviceAccess(*device,
+                                                        granted=False)
+                                  for device in devices])
+        return devices
+
+    def give_back(self, container, devices):
+        """Undo :meth:`withhold` (the move failed); errors are logged."""
+        if not devices:
+            return
+        try:
+            container.configure(*[settings.DeviceAccess(*device)
+                                  for device in devices])
+        except Exception:
+            LOG.exception('Could not give container %d its volumes back',
+                          container.ctid)
+
     def detach(self, container, connection_info, mountpoint):
         """Take the volume away from the container, then disconnect it.
 

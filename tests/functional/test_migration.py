@@ -27,11 +27,13 @@ import fixtures
 from nova import context as nova_context
 from nova import objects
 from nova.tests.fixtures import os_brick as nova_os_brick
+from nova.tests.functional.api import client as api_client
 from os_brick import privileged as brick_privileged
 from oslo_utils import uuidutils
 
 from nova_openvz.privsep import vzconf
 from nova_openvz.testing import allinone
+from nova_openvz.testing import faults
 from nova_openvz.testing import multihost
 from tests.functional import test_volumes
 
@@ -178,11 +180,11 @@ class TestColdMigration(MigrationTestBase):
         self.assert_only_on('host2', server, status='stopped')
 
 
-class TestColdMigrationWithVolume(MigrationTestBase):
-    """A volume's data is there after the move.
+class _VolumeMovesBase(MigrationTestBase):
+    """A volume on a loop partition, through os-brick's local connector.
 
-    A loop partition backs it, connected through os-brick's local
-    connector on each host.
+    Both hosts see the same device, as two hosts of one iSCSI target see
+    one disk.
     """
 
     def setUp(self):
@@ -200,7 +202,8 @@ class TestColdMigrationWithVolume(MigrationTestBase):
         self.cinder.VOLUME_CONNECTION_INFO = dict(
             self.cinder.VOLUME_CONNECTION_INFO)
 
-    def test_a_volume_follows_the_server(self):
+    def boot_with_volume(self):
+        """A server on host1 with a volume at /dev/vdb holding a file."""
         server = self.boot_on('host1')
         backing = self.useFixture(test_volumes.LoopVolume(
             self.useFixture(fixtures.TempDir()).path, test_volumes.GiB))
@@ -212,12 +215,70 @@ class TestColdMigrationWithVolume(MigrationTestBase):
         self.exec2('host1', server,
                    'mkdir -p /data && mount /dev/vdb /data && '
                    'echo kept > /data/kept && umount /data')
+        return server
+
+    def assert_volume_data(self, host, server):
+        self.assertEqual('kept\n', self.exec2(
+            host, server, 'mount -o ro /dev/vdb /data && cat /data/kept; '
+                          'code=$?; umount /data; exit $code'))
+
+
+class TestColdMigrationWithVolume(_VolumeMovesBase):
+    """A volume's data is there after the move."""
+
+    def test_a_volume_follows_the_server(self):
+        server = self.boot_with_volume()
         server = self._migrate_server(server)
         self._confirm_resize(server)
         self.assert_only_on('host2', server)
-        self.assertEqual('kept\n', self.exec2(
-            'host2', server, 'mount -o ro /dev/vdb /data && cat /data/kept; '
-                             'code=$?; umount /data; exit $code'))
+        self.assert_volume_data('host2', server)
+
+
+class TestLiveMigrationWithVolume(_VolumeMovesBase):
+
+    def test_a_volume_not_mounted_inside_moves_live(self):
+        server = self.boot_with_volume()
+        ctid = self.container_on('host1', server)['ctid']
+        self._live_migrate(server)
+        server = self.api.get_server(server['id'])
+        self.assertEqual('ACTIVE', server['status'])
+        self.assert_only_on('host2', server)
+        self.assertEqual(ctid, self.container_on('host2', server)['ctid'])
+        # Granted again on the peer, node and all: the guest reads it.
+        self.assert_volume_data('host2', server)
+
+    def test_a_failed_move_gives_the_volume_back(self):
+        server = self.boot_with_volume()
+        # The move itself fails, after the pre-check (vzmigrate's first
+        # call, --check-only) and after the volume's access was withheld.
+        faults.fail_at(self.vzhosts['host1'],
+                       faults.Position('vzmigrate', None, 2))
+        self._live_migrate(server, migration_expected_state='failed')
+        server = self.api.get_server(server['id'])
+        self.assertEqual('ACTIVE', server['status'])
+        self.assert_only_on('host1', server)
+        self.assert_volume_data('host1', server)
+
+    def test_a_volume_mounted_inside_keeps_the_server_on_the_source(self):
+        server = self.boot_with_volume()
+        self.exec2('host1', server, 'mount /dev/vdb /data')
+        # The source's pre-check refuses, with the driver's words in the
+        # conductor's log; Nova's scheduler finds no other host and the
+        # migration ends in error (this harness' casts run as calls, so
+        # the API request itself fails here).
+        self.assertRaises(
+            api_client.OpenStackApiException, self.api.post_server_action,
+            server['id'], {'os-migrateLive': {'host': None,
+                                              'block_migration': 'auto'}})
+        self._wait_for_migration_status(server, ['error'])
+        self.assertIn('/dev/vdb at /data; unmount it in the guest',
+                      self.stdlog.logger.output)
+        server = self.api.get_server(server['id'])
+        self.assertEqual('ACTIVE', server['status'])
+        self.assert_only_on('host1', server)
+        # Nothing was taken away: the guest still uses its mount.
+        self.assertEqual('kept\n',
+                         self.exec2('host1', server, 'cat /data/kept'))
 
 
 class TestColdMigrationFailures(MigrationTestBase):
