@@ -66,13 +66,14 @@ PORTS = {
     'glance': 29292,
     'neutron': 29696,
     'nova': 28774,
+    'cinder': 28776,
     'rabbit': 25672,
     'rabbit-dist': 25673,
     'epmd': 24369,
     'openflow': 26633,
     'serialproxy': 26083,
 }
-SERVICES = ('nova', 'neutron', 'glance', 'placement')
+SERVICES = ('nova', 'neutron', 'glance', 'placement', 'cinder')
 #: Nova's default filters and the two that Tempest's multi-node tests
 #: give hints to (devstack enables them too).
 SCHEDULER_FILTERS = ('ComputeFilter', 'ComputeCapabilitiesFilter',
@@ -80,7 +81,7 @@ SCHEDULER_FILTERS = ('ComputeFilter', 'ComputeCapabilitiesFilter',
                      'ServerGroupAffinityFilter', 'SameHostFilter',
                      'DifferentHostFilter')
 DATABASES = ('keystone', 'placement', 'glance', 'neutron', 'nova_api',
-             'nova', 'nova_cell0')
+             'nova', 'nova_cell0', 'cinder')
 
 
 def log(message):
@@ -319,6 +320,8 @@ class Cloud(object):
         self.step('neutron server, rpc, ovs agent%s' % (
             's' if computes > 1 else ''), self.start_neutron)
         self.step('nova api, conductor, scheduler', self.start_nova)
+        self.step('cinder api, scheduler, volume (loop files)',
+                  self.start_cinder)
         self.step('simulated openvz host%s' % ('s' if computes > 1 else ''),
                   self.init_hosts)
         self.step('nova-compute%s (openvz driver)' % (
@@ -573,7 +576,8 @@ class Cloud(object):
                 'placement': nova_auth,
                 'neutron': dict(nova_auth, ovs_bridge='br-int'),
                 'glance': {'region_name': REGION},
-                'cinder': {'os_region_name': REGION},
+                'cinder': {'os_region_name': REGION,
+                           'catalog_info': 'block-storage::publicURL'},
                 # Neutron's default policy lets only a service token
                 # delete compute:* ports.
                 'service_user': dict(nova_auth,
@@ -595,6 +599,40 @@ class Cloud(object):
                     self.ovs, 'db.sock')},
             })
         self.write_rootwrap()
+        # Cinder, with the cloud's own backend (tools/cloud/loopvolumes.py):
+        # this machine's kernel has loop devices, not what LVM, iSCSI,
+        # NVMe-oF or NFS need.
+        cdir = os.path.join(self.etc, 'cinder')
+        os.makedirs(cdir, exist_ok=True)
+        shutil.copy(os.path.join(VENV, 'etc', 'cinder', 'api-paste.ini'),
+                    cdir)
+        cinder_auth = dict(self.authtoken('cinder'))
+        cinder_auth.pop('www_authenticate_uri')
+        self.cinder_conf = self.write_conf(
+            os.path.join(cdir, 'cinder.conf'), {
+                'DEFAULT': dict(common, **{
+                    'my_ip': HOST, 'host': 'storage',
+                    'state_path': self.path('data', 'cinder'),
+                    'auth_strategy': 'keystone',
+                    'api_paste_config': os.path.join(cdir, 'api-paste.ini'),
+                    'osapi_volume_listen': HOST,
+                    'osapi_volume_listen_port': PORTS['cinder'],
+                    'enabled_backends': 'loop',
+                    'default_volume_type': 'loop',
+                }),
+                'database': {'connection': self.db_url('cinder')},
+                'keystone_authtoken': self.authtoken('cinder'),
+                'nova': cinder_auth,
+                'loop': {'volume_driver': 'loopvolumes.LoopFileDriver',
+                         'volume_backend_name': 'loop',
+                         'loop_volumes_dir': self.path('data', 'cinder',
+                                                       'volumes')},
+                'oslo_concurrency': {'lock_path': lock},
+                'oslo_messaging_notifications': messaging,
+                'privsep_osbrick': {'helper_command': '%s --config-file %s'
+                                    % (os.path.join(BIN, 'privsep-helper'),
+                                       os.path.join(cdir, 'cinder.conf'))},
+            })
 
     def write_rootwrap(self):
         """nova-rootwrap's configuration and the project's filters.
@@ -647,6 +685,8 @@ class Cloud(object):
                                     'cell1']),
             ' '.join(nova_manage + ['db', 'sync'])])
         bg('nova-db', ['/bin/sh', '-c', script])
+        bg('cinder-db', [os.path.join(BIN, 'cinder-manage'), '--config-file',
+                         self.cinder_conf, 'db', 'sync'])
         return procs
 
     def wait_syncs(self, procs):
@@ -693,7 +733,8 @@ class Cloud(object):
             roles[role] = ident.find_role(role) or \
                 ident.create_role(name=role)
         kinds = {'nova': ('compute', '/v2.1'), 'placement': ('placement', ''),
-                 'glance': ('image', ''), 'neutron': ('network', '')}
+                 'glance': ('image', ''), 'neutron': ('network', ''),
+                 'cinder': ('block-storage', '/v3')}
         for name in SERVICES:
             user = ident.find_user(name, domain_id='default') or \
                 ident.create_user(name=name, password=PASSWORD,
@@ -796,6 +837,29 @@ class Cloud(object):
         self.wait_for('nova-api', lambda: self.http_ok(PORTS['nova']),
                       proc_names=('nova-api',))
 
+    def start_cinder(self):
+        conf = ['--config-file', self.cinder_conf]
+        self.uwsgi('cinder-api', 'cinder.wsgi.api', PORTS['cinder'],
+                   extra=['--pyargv', ' '.join(conf)])
+        self.start('cinder-scheduler',
+                   [os.path.join(BIN, 'cinder-scheduler')] + conf)
+        # The backend's module is found next to this script.
+        self.start('cinder-volume', [os.path.join(BIN, 'cinder-volume')] +
+                   conf, PYTHONPATH=os.path.dirname(os.path.abspath(
+                       __file__)))
+        self.wait_for('cinder-api', lambda: self.http_ok(PORTS['cinder']),
+                      proc_names=('cinder-api',))
+        conn = self.sdk()
+
+        def volume_service_up():
+            return any(s.binary == 'cinder-volume' and s.state == 'up'
+                       for s in conn.block_storage.services())
+        self.wait_for('cinder-volume', volume_service_up, timeout=120,
+                      proc_names=('cinder-scheduler', 'cinder-volume'))
+        if not conn.block_storage.find_type('loop'):
+            conn.block_storage.create_type(
+                name='loop', extra_specs={'volume_backend_name': 'loop'})
+
     def init_hosts(self):
         for host in self.computes:
             self.run('host', [os.path.join(BIN, 'nova-openvz'), 'simulate',
@@ -880,6 +944,7 @@ class Cloud(object):
             'serial_console': {'proxyclient_address': host.address},
             'nova_openvz_privsep': {'helper_command': helper},
             'vif_plug_ovs_privileged': {'helper_command': helper},
+            'privsep_osbrick': {'helper_command': helper},
         })
         self.start(host.compute, [
             os.path.join(BIN, 'nova-compute'), '--config-file',
@@ -971,6 +1036,9 @@ class Cloud(object):
     def demo(self):
         """Two servers on the shared network; the second pings the first.
 
+        Then a Cinder volume is attached to the first, seen in its
+        container as a block device, and detached.
+
         Both are booted through Nova's API as a user would; the ping runs
         inside the second container (``vzctl exec2`` of the simulated
         host: the busybox guest has no SSH server).  The servers are
@@ -1010,11 +1078,37 @@ class Cloud(object):
                 raise SystemExit('cloud: demo-2 cannot ping demo-1: %s%s'
                                  % (proc.stdout, proc.stderr))
             log('demo-2 pings demo-1 (%.0f s)' % (time.monotonic() - t0))
+            self.demo_volume(conn, servers[0])
         finally:
             for server in servers:
                 conn.compute.delete_server(server, ignore_missing=True)
             for server in servers:
                 conn.compute.wait_for_delete(server, wait=120)
+
+    def demo_volume(self, conn, server):
+        """A Cinder volume attached to a server reaches its container."""
+        t0 = time.monotonic()
+        volume = conn.block_storage.create_volume(name='demo-volume', size=1)
+        try:
+            conn.block_storage.wait_for_status(volume, 'available', wait=60)
+            attachment = conn.compute.create_volume_attachment(
+                server, volume_id=volume.id)
+            conn.block_storage.wait_for_status(volume, 'in-use', wait=60)
+            host, ctid = self.container_of(server.id)
+            proc = subprocess.run(
+                [host.tool('vzctl'), 'exec2', ctid,
+                 'test -b %s' % attachment.device], capture_output=True,
+                text=True, check=False, env=self.env())
+            if proc.returncode:
+                raise SystemExit('cloud: %s is not in demo-1: %s%s' % (
+                    attachment.device, proc.stdout, proc.stderr))
+            log('volume attached to demo-1 as %s (%.0f s)'
+                % (attachment.device, time.monotonic() - t0))
+            conn.compute.delete_volume_attachment(server, volume.id)
+            conn.block_storage.wait_for_status(volume, 'available', wait=60)
+            log('volume detached')
+        finally:
+            conn.block_storage.delete_volume(volume, ignore_missing=True)
 
     def containers(self, host):
         """``vzlist -a -j`` of a host: [] if it has no tree or no list."""
@@ -1168,7 +1262,8 @@ class Cloud(object):
                     pass
         order = ([host.compute for host in self.hosts],
                  ['nova-api', 'nova-serialproxy', 'nova-scheduler',
-                  'nova-conductor'],
+                  'nova-conductor', 'cinder-api', 'cinder-scheduler',
+                  'cinder-volume'],
                  [host.agent for host in self.hosts],
                  ['neutron-rpc-server', 'neutron-api', 'glance',
                   'placement', 'keystone'],
