@@ -91,21 +91,18 @@ class TestShippedFilters(testtools.TestCase):
         argv = self.argv(privsep.vz_pctxt, ['/etc/nova/nova.conf'])
         self.assertIsNotNone(self.matched(argv))
 
-    def test_os_vif_ovs_context_with_one_or_two_config_files(self):
-        for files in (['/etc/nova/nova.conf'],
-                      ['/etc/nova/nova.conf', '/etc/nova/nova-cpu.conf']):
-            argv = self.argv(ovs_privsep.vif_plug, files)
-            self.assertIn('vif_plug_ovs.privsep.vif_plug', argv)
-            self.assertIsNotNone(self.matched(argv), argv)
-
-    def test_os_brick_context_with_one_or_two_config_files(self):
-        # Attaching a Cinder volume starts it (a cloud with Cinder found
-        # it missing).
-        for files in (['/etc/nova/nova.conf'],
-                      ['/etc/nova/nova.conf', '/etc/nova/nova-cpu.conf']):
-            argv = self.argv(brick_privileged.default, files)
-            self.assertIn('os_brick.privileged.default', argv)
-            self.assertIsNotNone(self.matched(argv), argv)
+    def test_os_vif_and_os_brick_contexts_with_one_or_two_config_files(self):
+        # os-vif plugs ports; os-brick connects volumes (a cloud with
+        # Cinder found it missing).
+        for context, name in ((ovs_privsep.vif_plug,
+                               'vif_plug_ovs.privsep.vif_plug'),
+                              (brick_privileged.default,
+                               'os_brick.privileged.default')):
+            for files in (['/etc/nova/nova.conf'],
+                          ['/etc/nova/nova.conf', '/etc/nova/nova-cpu.conf']):
+                argv = self.argv(context, files)
+                self.assertIn(name, argv)
+                self.assertIsNotNone(self.matched(argv), argv)
 
     def test_what_the_filters_refuse(self):
         nova_conf = ['/etc/nova/nova.conf']
