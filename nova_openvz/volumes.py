@@ -274,15 +274,18 @@ class ContainerVolumes(object):
     def refuse_if_mounted(self, container):
         """Refuse a live move while the guest has a volume mounted.
 
+        :returns: the volume nodes checked, ``{name: (major, minor)}``.
         :raises: VolumeMountedInside, naming each mount.
         """
+        nodes = container.volume_nodes()
         mounts = []
-        for name, device in sorted(container.volume_nodes().items()):
+        for name, device in sorted(nodes.items()):
             points = self._mounted_inside(container, *device)
             if points:
                 mounts.append('/dev/%s at %s' % (name, ', '.join(points)))
         if mounts:
             raise exception.VolumeMountedInside(mounts='; '.join(mounts))
+        return nodes
 
     def withhold(self, container):
         """Take the volumes' device access away; the devices withheld.
@@ -294,8 +297,7 @@ class ContainerVolumes(object):
         or back here if the move fails.  Refused while one is mounted
         inside: a mount of an outside device cannot move with the guest.
         """
-        self.refuse_if_mounted(container)
-        devices = sorted(container.volume_nodes().values())
+        devices = sorted(self.refuse_if_mounted(container).values())
         if devices:
             container.configure(*[settings.DeviceAccess(*device,
                                                         granted=False)
