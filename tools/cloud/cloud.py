@@ -269,6 +269,12 @@ class Cloud(object):
             'region_name': REGION,
         }
 
+    def client_auth(self, user):
+        """How ``user`` calls other services (no www_authenticate_uri)."""
+        auth = self.authtoken(user)
+        del auth['www_authenticate_uri']
+        return auth
+
     def uwsgi(self, name, module, port, processes=2, extra=(), **env):
         return self.start(name, [
             os.path.join(BIN, 'uwsgi'),
@@ -487,8 +493,7 @@ class Cloud(object):
         os.makedirs(os.path.join(ndir, 'plugins', 'ml2'), exist_ok=True)
         shutil.copy(os.path.join(VENV, 'etc', 'neutron', 'api-paste.ini'),
                     ndir)
-        nova_auth = dict(self.authtoken('nova'))
-        nova_auth.pop('www_authenticate_uri')
+        nova_auth = self.client_auth('nova')
         self.neutron_conf = self.write_conf(
             os.path.join(ndir, 'neutron.conf'), dict({
                 'DEFAULT': dict(common, **{
@@ -606,8 +611,6 @@ class Cloud(object):
         os.makedirs(cdir, exist_ok=True)
         shutil.copy(os.path.join(VENV, 'etc', 'cinder', 'api-paste.ini'),
                     cdir)
-        cinder_auth = dict(self.authtoken('cinder'))
-        cinder_auth.pop('www_authenticate_uri')
         self.cinder_conf = self.write_conf(
             os.path.join(cdir, 'cinder.conf'), {
                 'DEFAULT': dict(common, **{
@@ -622,7 +625,7 @@ class Cloud(object):
                 }),
                 'database': {'connection': self.db_url('cinder')},
                 'keystone_authtoken': self.authtoken('cinder'),
-                'nova': cinder_auth,
+                'nova': self.client_auth('cinder'),
                 'loop': {'volume_driver': 'loopvolumes.LoopFileDriver',
                          'volume_backend_name': 'loop',
                          'loop_volumes_dir': self.path('data', 'cinder',

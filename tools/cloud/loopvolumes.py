@@ -190,6 +190,8 @@ class LoopFileDriver(driver.VolumeDriver):
             subprocess.run(['delpart', device, '1'], capture_output=True)
             _run('losetup', '--detach', device)
 
+    # The loop device is attached by initialize_connection, once per
+    # volume however many attachments share it; nothing to do here.
     def create_export(self, context, volume, connector):
         pass
 
