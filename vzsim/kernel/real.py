@@ -60,6 +60,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -84,6 +85,7 @@ MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
+MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
@@ -233,6 +235,27 @@ def _boot_time():
     return 0
 
 
+def visible_cpuinfo(cpus, host_cpuinfo='/proc/cpuinfo'):
+    """The host's ``/proc/cpuinfo`` as a container limited to ``cpus`` sees it.
+
+    OpenVZ shows a container only its CPUS (reference: ``--cpus``, the
+    number of visible CPUs), numbered from 0; here the blocks of the
+    cpuset's CPUs, renumbered.
+    """
+    with open(host_cpuinfo) as f:
+        blocks = [b for b in f.read().split('\n\n') if b.strip()]
+    shown = []
+    for block in blocks:
+        match = re.search(r'^processor\s*:\s*(\d+)$', block, re.M)
+        if match and int(match.group(1)) in cpus:
+            shown.append(re.sub(r'^(processor\s*:\s*)\d+$',
+                                lambda m: m.group(1) + str(len(shown)),
+                                block, count=1, flags=re.M))
+        elif not match:
+            shown.append(block)   # not a CPU's block (s390x, arm headers)
+    return ''.join(block + '\n\n' for block in shown)
+
+
 def _cpu_list(text):
     """``'0-2,5'`` -> [0, 1, 2, 5]."""
     cpus = []
@@ -308,13 +331,17 @@ def make_node(dev_dir, name, kind, major, minor):
 
 # -- the container's first process -------------------------------------------
 
-def _populate(root, layout, nodes):
+def _populate(root, layout, nodes, cpuinfo):
     """Mount what the host gives a container under ``root``."""
     def at(relative):
         path = os.path.join(root, relative)
         os.makedirs(path, exist_ok=True)
         return path
     _mount('proc', at('proc'), 'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # Only the container's CPUs, from a host file vzctl set rewrites live.
+    _mount(cpuinfo, os.path.join(root, 'proc', 'cpuinfo'), None, MS_BIND)
+    _mount(None, os.path.join(root, 'proc', 'cpuinfo'), None,
+           MS_BIND | MS_REMOUNT | MS_RDONLY)
     _mount('sysfs', at('sys'), 'sysfs',
            MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     dev = at('dev')
@@ -366,7 +393,7 @@ def _container_process(spec, report, go):
         _mount(None, '/', None, MS_REC | MS_PRIVATE)
         socket.sethostname(spec['hostname'])
         _populate(spec['root'], type(group),
-                  [tuple(node) for node in spec['nodes']])
+                  [tuple(node) for node in spec['nodes']], spec['cpuinfo'])
         _pivot(spec['root'])
         os.write(report, b'ready\n')
         while os.read(go, 64):
@@ -439,6 +466,17 @@ class RealKernel(base.Kernel):
         state.update(changes)
         self._save(ctid, state)
         return state
+
+    def cpuinfo_path(self, ctid):
+        """The container's ``/proc/cpuinfo`` (bound over it at start)."""
+        return os.path.join(self.host.state_dir, '%d.cpuinfo' % ctid)
+
+    def forget(self, ctid):
+        try:
+            os.unlink(self.cpuinfo_path(ctid))
+        except FileNotFoundError:
+            pass
+        super().forget(ctid)
 
     def init_pid(self, ctid):
         """Host pid of the container's PID 1 (KernelError when none)."""
@@ -515,7 +553,8 @@ class RealKernel(base.Kernel):
                     'hostname': config.get('HOSTNAME') or 'localhost',
                     'nodes': device_rules(config)[1],
                     'console': self.console_path(ctid),
-                    'console_input': self.console_input_path(ctid)}
+                    'console_input': self.console_input_path(ctid),
+                    'cpuinfo': self.cpuinfo_path(ctid)}
             if not os.path.exists(spec['console_input']):
                 os.mkfifo(spec['console_input'], 0o600)
             init_pid, supervisor = self._spawn(ctid, spec)
@@ -712,13 +751,18 @@ class RealKernel(base.Kernel):
             units = int(config.get('CPUUNITS') or 1000)
             limit = int(config.get('CPULIMIT') or 0)
             group.set_cpu(units * 1024 // 1000, limit * 1000 or None)
-            group.set_cpuset(*self._cpuset(group, config))
+            cpus, mems = self._cpuset(group, config)
+            group.set_cpuset(cpus, mems)
+            # Rewritten in place: a running container's bind mount of it
+            # shows the new CPUs at once.
+            with open(self.cpuinfo_path(ctid), 'w') as f:
+                f.write(visible_cpuinfo(_cpu_list(cpus)))
             rules, nodes = device_rules(config)
             group.set_devices(rules)
             if old is not None:
                 self._sync_nodes(ctid, old, nodes)
             self._set_io(ctid, group, config)
-        except (cgroups.CgroupError, ValueError) as exc:
+        except (cgroups.CgroupError, ValueError, OSError) as exc:
             raise base.KernelError(E_SYSTEM, 'Unable to apply resource '
                                    'limits: %s' % exc)
 

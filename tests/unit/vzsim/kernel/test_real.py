@@ -24,6 +24,7 @@ test creates, with addresses in 10.213.0.0/16.
 
 import concurrent.futures
 import os
+import re
 import select
 import shlex
 import signal
@@ -32,6 +33,7 @@ import sys
 import tarfile
 import time
 
+import fixtures
 import testtools
 
 from tests import fixtures as sim_fixtures
@@ -394,6 +396,8 @@ class TestLimits(RealKernelTestCase):
         limit = 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes'
         self.assertEqual(str(64 * MB), self.inside(ctid, limit))
         self.assertEqual('1', self.inside(ctid, 'nproc'))
+        cpuinfo = 'grep -c ^processor /proc/cpuinfo'
+        self.assertEqual('1', self.inside(ctid, cpuinfo))
         self.assertEqual('50000', self.inside(
             ctid, 'cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us'))
         self.assertEqual('2048', self.inside(
@@ -406,6 +410,8 @@ class TestLimits(RealKernelTestCase):
         self.assertEqual(str(96 * MB), self.inside(ctid, limit))
         self.assertEqual(str(min(2, os.cpu_count())),
                          self.inside(ctid, 'nproc'))
+        self.assertEqual(str(min(2, os.cpu_count())),
+                         self.inside(ctid, cpuinfo))
         self.assertEqual('-1', self.inside(
             ctid, 'cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us'))
         self.assertEqual(pid, self.init_pid(ctid))
@@ -798,3 +804,20 @@ def tar_text(data, name):
 def _TempDir():
     import fixtures
     return fixtures.TempDir()
+
+
+class TestVisibleCpuinfo(testtools.TestCase):
+    """What /proc/cpuinfo a container limited to some CPUs reads."""
+
+    def test_only_the_cpuset_s_cpus_numbered_from_zero(self):
+        path = self.useFixture(fixtures.TempDir()).join('cpuinfo')
+        with open(path, 'w') as f:
+            f.write(''.join('processor\t: %d\nmodel name\t: cpu %d\n'
+                            'core id\t\t: %d\n\n' % (n, n, n)
+                            for n in range(4)))
+        shown = realkernel.visible_cpuinfo([1, 3], path)
+        self.assertEqual(['0', '1'], re.findall(
+            r'^processor\s*: (\d+)$', shown, re.M))
+        self.assertEqual(['cpu 1', 'cpu 3'], re.findall(
+            r'^model name\s*: (.*)$', shown, re.M))
+        self.assertTrue(shown.endswith('\n\n'))
