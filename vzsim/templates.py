@@ -28,9 +28,10 @@ template cache.  Two are built here:
 * the *debian* template (:func:`build_debian_template`, opt-in: it needs
   root, ``debootstrap`` and a Debian mirror, and takes minutes) is a
   ``debootstrap --variant=minbase`` Debian with cloud-init, ifupdown,
-  iproute2 and ping.  Its ``/sbin/init`` is a small shell script, not
-  systemd: it mounts what the system needs, runs cloud-init's stages in
-  the order of cloud-init's systemd units and waits to be halted.
+  iproute2, ping and an SSH server.  Its ``/sbin/init`` is a small shell
+  script, not systemd: it mounts what the system needs, runs cloud-init's
+  stages in the order of cloud-init's systemd units, starts sshd and
+  waits to be halted.
 
 Build a busybox template from the installed binary or from the package,
 or a Debian one::
@@ -41,6 +42,8 @@ or a Debian one::
       [--suite bookworm] [--mirror http://deb.debian.org/debian]
 """
 
+import glob
+import hashlib
 import io
 import os
 import subprocess
@@ -209,9 +212,11 @@ DEBIAN_MIRROR = 'http://deb.debian.org/debian'
 #: debootstrap's resolver does not follow the virtual package
 #: (python3-cffi-backend-api-*) that cloud-init's python3-cryptography
 #: needs, and leaves cloud-init unconfigured without it; cloud-init's
-#: locale module runs locale-gen and update-locale (locales).
+#: locale module runs locale-gen and update-locale (locales).  The SSH
+#: server is how users (and Tempest's validation) log in with the key
+#: cloud-init takes from the config drive.
 DEBIAN_PACKAGES = ('cloud-init', 'ifupdown', 'iproute2', 'iputils-ping',
-                   'python3-cffi-backend', 'locales')
+                   'python3-cffi-backend', 'locales', 'openssh-server')
 
 #: /sbin/init of the Debian template.  cloud-init's systemd units order
 #: its stages around the network; here one script does it in that order,
@@ -317,6 +322,10 @@ locale: C.UTF-8
 """
 
 
+#: The init.d scripts the Debian template's init starts after cloud-init.
+_DEBIAN_SERVICES = b'# started after cloud-init, stopped first at halt\nssh\n'
+
+
 def _mounts_under(root):
     """Mount points at or below ``root``, deepest first."""
     root = os.path.realpath(root)
@@ -349,6 +358,12 @@ def prepare_debian_root(root):
     _write(root, 'etc/hostname', b'localhost\n', 0o644)
     _write(root, 'etc/resolv.conf', b'', 0o644)
     _write(root, 'etc/machine-id', b'', 0o444)
+    # The package made host keys at build time: no two servers may share
+    # them.  cloud-init's ssh module makes each server's own at first boot,
+    # before init starts sshd.
+    for name in glob.glob(os.path.join(root, 'etc/ssh/ssh_host_*')):
+        os.unlink(name)
+    _write(root, 'etc/nova-openvz/services', _DEBIAN_SERVICES, 0o644)
     for directory in ('var/cache/apt/archives', 'var/lib/apt/lists'):
         path = os.path.join(root, directory)
         for name in os.listdir(path) if os.path.isdir(path) else ():
@@ -413,7 +428,6 @@ def prepare_postgresql_root(root):
     TLS key: each server makes its own cluster (on its data volume, from
     its user data), and no two servers may share a private key.
     """
-    import glob
     import shutil
     prepare_debian_root(root)
     for pattern in ('etc/postgresql/*/main', 'var/lib/postgresql/*/main'):
@@ -424,8 +438,7 @@ def prepare_postgresql_root(root):
         if os.path.lexists(os.path.join(root, name)):
             os.unlink(os.path.join(root, name))
     _write(root, 'etc/nova-openvz/services',
-           b'# started after cloud-init, stopped first at halt\n'
-           b'postgresql\n', 0o644)
+           _DEBIAN_SERVICES + b'postgresql\n', 0o644)
 
 
 def build_postgresql_template(output, **kwargs):
@@ -439,6 +452,16 @@ BUILDERS = {'debian': build_debian_template,
 
 #: The environment variable that names another Debian mirror for builds.
 MIRROR_ENV = 'NOVA_OPENVZ_DEBIAN_MIRROR'
+
+
+def recipe_id():
+    """A short digest of this builder: it changes whenever a recipe does.
+
+    A template cache keyed by it never hands out a template built by an
+    older recipe (another package list, another init).
+    """
+    with open(__file__, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12]
 
 
 def cached(directory, name, build):

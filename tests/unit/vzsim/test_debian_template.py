@@ -44,6 +44,8 @@ CACHE_ENV = 'NOVA_OPENVZ_TEMPLATE_CACHE'
 TEMPLATE = 'debian-12-nova-cloudinit'
 HOSTNAME = 'cloudy-ct'
 WRITTEN = '/root/written-by-cloud-init'
+PUBLIC_KEY = ('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5LW5vdC1mb3It'
+              'bG9naW4tMTIzNDU2Nzg5MA mykey')
 USER_DATA = '''#cloud-config
 write_files:
   - path: %s
@@ -60,7 +62,7 @@ def config_drive(directory, uuid):
     """
     meta = {'uuid': uuid, 'hostname': HOSTNAME, 'name': 'cloudy',
             'launch_index': 0, 'availability_zone': 'nova', 'files': [],
-            'meta': {}}
+            'meta': {}, 'public_keys': {'mykey': PUBLIC_KEY}}
     for version in ('2012-08-10', 'latest'):
         path = os.path.join(directory, 'openstack', version)
         os.makedirs(path)
@@ -125,6 +127,14 @@ class TestCloudInitInDebianContainer(test_realkernel.RealKernelTestCase):
                          self.inside(ctid, 'cat %s' % WRITTEN))
         self.assertIn('b8d5fba4-3a4c-4b7e-9b51-7f0d7c3c2a10', self.inside(
             ctid, 'cat /var/lib/cloud/data/instance-id'))
+        # The key reached cloud-init's default user, the server made its
+        # own host keys, and init started sshd after cloud-init.
+        self.assertIn(PUBLIC_KEY, self.inside(
+            ctid, 'cat /home/debian/.ssh/authorized_keys'))
+        self.assertIn('ssh-ed25519', self.inside(
+            ctid, 'cat /etc/ssh/ssh_host_ed25519_key.pub'))
+        self.assertEqual('sshd', self.inside(
+            ctid, 'cat /proc/$(cat /run/sshd.pid)/comm'))
         # The four stages ran, each to success, logged by init.
         log = self.inside(ctid, 'cat /var/log/nova-openvz-init.log')
         for stage in ('cloud-init init --local', 'cloud-init init',
@@ -149,7 +159,10 @@ class TestPrepareDebianRoot(testtools.TestCase):
                            ('etc/hostname', 'builder\n'),
                            ('var/cache/apt/archives/x.deb', 'deb'),
                            ('var/lib/apt/lists/lock', ''),
-                           ('var/lib/apt/lists/deb_Packages', 'index')):
+                           ('var/lib/apt/lists/deb_Packages', 'index'),
+                           ('etc/ssh/ssh_host_ed25519_key', 'private'),
+                           ('etc/ssh/ssh_host_ed25519_key.pub', 'public'),
+                           ('etc/ssh/sshd_config', 'Include x\n')):
             path = os.path.join(self.root, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, 'w') as f:
@@ -179,6 +192,15 @@ class TestPrepareDebianRoot(testtools.TestCase):
             self.root, 'var/lib/apt/lists')))
         self.assertIn('resize_rootfs: false', self.read(
             'etc/cloud/cloud.cfg.d/90_nova_openvz.cfg'))
+
+    def test_no_shared_ssh_host_key_and_init_starts_sshd(self):
+        templates.prepare_debian_root(self.root)
+        # cloud-init makes each server's keys; the package's config stays.
+        self.assertEqual(['sshd_config'], os.listdir(os.path.join(
+            self.root, 'etc/ssh')))
+        self.assertEqual(['ssh'], [
+            line for line in self.read('etc/nova-openvz/services').split('\n')
+            if line and not line.startswith('#')])
 
     def test_an_existing_halt_is_kept(self):
         with open(os.path.join(self.root, 'sbin/halt'), 'w') as f:
@@ -221,8 +243,9 @@ class TestPreparePostgresqlRoot(TestPrepareDebianRoot):
             self.root, 'var/lib/postgresql/15')))
         self.assertEqual([], os.listdir(os.path.join(
             self.root, 'etc/ssl/private')))
-        self.assertIn('\npostgresql\n',
-                      self.read('etc/nova-openvz/services'))
+        self.assertEqual(['ssh', 'postgresql'], [
+            line for line in self.read('etc/nova-openvz/services').split('\n')
+            if line and not line.startswith('#')])
         # The Debian template's preparation ran too.
         self.assertIn('cloud-init modules --mode=final',
                       self.read('sbin/init'))
