@@ -16,7 +16,8 @@ A running container is a process tree on this machine:
 
 * ``vzctl start`` forks a *supervisor* (comm ``vzsim:<CTID>``, its own
   session, outside the container's cgroups).  The supervisor unshares a PID
-  namespace and forks the container's first process, which joins the
+  namespace and a time namespace (the guest's uptime counts from its start)
+  and forks the container's first process, which joins the
   container's cgroup (:mod:`vzsim.kernel.cgroups`), unshares the
   mount, UTS, IPC, network and cgroup namespaces, sets the hostname, mounts
   ``/proc``, ``/sys`` (and the container's own cgroups, read-only), a
@@ -78,6 +79,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWTIME = 0x80
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
@@ -94,7 +96,7 @@ SYS_PIVOT_ROOT = {'x86_64': 155, 'aarch64': 41, 'ppc64le': 203,
 
 PAGE_SIZE = 4096
 #: Namespaces every container gets, as /proc/<pid>/ns names.
-NAMESPACES = ('pid', 'mnt', 'uts', 'ipc', 'net', 'cgroup')
+NAMESPACES = ('pid', 'mnt', 'uts', 'ipc', 'net', 'cgroup', 'time')
 #: Host commands the backend runs.
 TOOLS = ('nsenter', 'chroot', 'ip', 'mount', 'umount', 'losetup',
          'mkfs.ext4', 'resize2fs', 'e2fsck', 'dumpe2fs', 'fsfreeze')
@@ -428,7 +430,12 @@ def _supervise(host_root, ctid, spec, report, go):
                 os.close(int(fd))
             except OSError:
                 pass
-    _check(libc().unshare(CLONE_NEWPID), 'unshare pid')
+    _check(libc().unshare(CLONE_NEWPID | CLONE_NEWTIME), 'unshare pid, time')
+    # The guest's boot clock starts near zero, so /proc/uptime inside
+    # counts from the container's start, as vzlist's uptime does.
+    with open('/proc/self/timens_offsets', 'w') as f:
+        f.write('boottime %d 0\n'
+                % -int(time.clock_gettime(time.CLOCK_BOOTTIME)))
     pid = os.fork()
     if pid == 0:
         _container_process(spec, report, go)
@@ -922,7 +929,7 @@ class RealKernel(base.Kernel):
             group = self.group(ctid)
             argv = ['nsenter', '--target', str(self.init_pid(ctid)),
                     '--mount', '--uts', '--ipc', '--net', '--pid',
-                    '--cgroup', '--root', '--wd', '--'] + argv
+                    '--cgroup', '--time', '--root', '--wd', '--'] + argv
         elif root is None or not os.path.lexists(os.path.join(root, 'bin',
                                                               'sh')):
             raise base.KernelError(E_SYSTEM, 'Unable to run a command in '

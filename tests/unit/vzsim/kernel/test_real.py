@@ -370,6 +370,11 @@ class TestLifecycle(RealKernelTestCase):
         self.inside(one, 'touch /root/only-in-one; sleep 200 >/dev/null '
                          '2>&1 &')
         self.assertNotIn('sleep 200', self.inside(two, 'ps'))
+        # Its uptime counts from its start, not the host's boot.
+        with open('/proc/uptime') as f:
+            host_uptime = float(f.read().split()[0])
+        uptime = float(self.inside(one, 'cat /proc/uptime').split()[0])
+        self.assertLess(uptime, min(60.0, host_uptime))
         self.inside(two, 'test -e /root/only-in-one', expect=1)
         self.assertNotIn(self.host.root, self.inside(two, 'cat /proc/mounts'))
         # It may make a node, but only use the devices it was given.
