@@ -117,6 +117,13 @@ class TestPorts(NetworkTestCase):
 
         self.ping(first, self.ipv4(hybrid))
         self.ping(second, self.ipv4(native))
+        # TCP too: the guests' frames carry complete checksums, which the
+        # userspace switch does not fill in.
+        self.inside(second, 'nc -l -p 5000 > /tmp/got 2>&1 &')
+        self.inside(first, 'echo over tcp | nc -w 5 %s 5000'
+                    % self.ipv4(hybrid))
+        self._wait_for(lambda: self.inside(
+            second, 'cat /tmp/got') == 'over tcp\n', timeout=10)
 
     def test_integration_bridge_keeps_its_datapath_id_across_boots(self):
         # Open vSwitch derives a bridge's datapath ID from the lowest
