@@ -214,9 +214,11 @@ DEBIAN_MIRROR = 'http://deb.debian.org/debian'
 #: needs, and leaves cloud-init unconfigured without it; cloud-init's
 #: locale module runs locale-gen and update-locale (locales).  The SSH
 #: server is how users (and Tempest's validation) log in with the key
-#: cloud-init takes from the config drive.
+#: cloud-init takes from the config drive, as its default user, whom
+#: cloud-init gives sudo rights.
 DEBIAN_PACKAGES = ('cloud-init', 'ifupdown', 'iproute2', 'iputils-ping',
-                   'python3-cffi-backend', 'locales', 'openssh-server')
+                   'python3-cffi-backend', 'locales', 'openssh-server',
+                   'sudo')
 
 #: /sbin/init of the Debian template.  cloud-init's systemd units order
 #: its stages around the network; here one script does it in that order,
@@ -289,6 +291,11 @@ if /usr/lib/cloud-init/ds-identify >>"$LOG" 2>&1; then
 else
     say "ds-identify found no datasource: cloud-init stays disabled"
     stage ifup -a
+fi
+# A server cloud-init did not set up (no datasource) still gets SSH host
+# keys of its own (ssh-keygen -A makes only the missing ones).
+if [ -d /etc/ssh ] && ! ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
+    stage ssh-keygen -A
 fi
 for service in $(services); do
     stage "/etc/init.d/$service" start

@@ -135,6 +135,7 @@ class TestCloudInitInDebianContainer(test_realkernel.RealKernelTestCase):
             ctid, 'cat /etc/ssh/ssh_host_ed25519_key.pub'))
         self.assertEqual('sshd', self.inside(
             ctid, 'cat /proc/$(cat /run/sshd.pid)/comm'))
+        self.assertEqual('0', self.inside(ctid, 'su debian -c "sudo id -u"'))
         # The four stages ran, each to success, logged by init.
         log = self.inside(ctid, 'cat /var/log/nova-openvz-init.log')
         for stage in ('cloud-init init --local', 'cloud-init init',
@@ -201,6 +202,10 @@ class TestPrepareDebianRoot(testtools.TestCase):
         self.assertEqual(['ssh'], [
             line for line in self.read('etc/nova-openvz/services').split('\n')
             if line and not line.startswith('#')])
+        # Without a datasource, init makes the keys before sshd starts.
+        init = self.read('sbin/init')
+        self.assertLess(init.index('ssh-keygen -A'),
+                        init.index('"/etc/init.d/$service" start'))
 
     def test_an_existing_halt_is_kept(self):
         with open(os.path.join(self.root, 'sbin/halt'), 'w') as f:
