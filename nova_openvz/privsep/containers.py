@@ -59,6 +59,10 @@ _CONFIG_DRIVE_UMOUNT = [
     "umount -n '%(target)s' || exit 1; fi"]
 
 
+#: The config drive directories of an instance directory: the server's,
+#: and its rescue container's (configdrive.directory).
+CONFIG_DRIVE_NAMES = ('config-drive', 'config-drive.rescue')
+
 #: Limits of what a config drive may hold (Nova's are far smaller).
 CONFIG_DRIVE_MAX_BYTES = 64 * 1024 * 1024
 _CONFIG_DRIVE_MAX_DEPTH = 8
@@ -80,19 +84,21 @@ def config_drive_dir(ctid):
 def install_config_drive(ctid, source):
     """Copy ``source`` to :func:`config_drive_dir` and bind it at start.
 
-    ``source`` must be ``<instances_path>/<uuid>/config-drive``; it is read
-    through descriptors, links refused, so a swap changes nothing read.
-    The ``<CTID>.mount``/``.umount`` scripts show the copy read-only.
+    ``source`` must be ``<instances_path>/<uuid>/config-drive`` (or, for a
+    rescue container, ``config-drive.rescue``); it is read through
+    descriptors, links refused, so a swap changes nothing read.  The
+    ``<CTID>.mount``/``.umount`` scripts show the copy read-only.
     """
     check_nova_ctid(ctid)
     privsep.checked_path(source)
-    if os.path.basename(source) != 'config-drive':
+    name = os.path.basename(source)
+    if name not in CONFIG_DRIVE_NAMES:
         raise privsep.ArgumentRejected(
             '%r is not a config drive directory' % (source,))
     instance_fd = privsep.open_instance_dir(os.path.dirname(source))
     try:
         try:
-            source_fd = os.open('config-drive', os.O_RDONLY | os.O_DIRECTORY |
+            source_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY |
                                 os.O_NOFOLLOW, dir_fd=instance_fd)
         except OSError as e:
             raise privsep.ArgumentRejected(

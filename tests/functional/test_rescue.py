@@ -81,6 +81,21 @@ class TestRescue(allinone.OpenVZCloudTestCase):
         self.assertEqual([], [n for n in os.listdir(conf)
                               if n.startswith('%d.' % rescuer['ctid'])])
 
+    def test_a_server_with_a_config_drive_is_rescued_with_its_own(self):
+        # The rescue container reads a config drive of its own (with the
+        # rescue password), as libvirt's disk.config.rescue.
+        self._require_real()
+        self.flags(force_config_drive=True)
+        server = self._rescue_server(self.boot(name='driven'))
+        self.assertEqual('RESCUE', server['status'])
+        rescuer = self.rescue_record(server)
+        self.assertEqual('running', rescuer['status'])
+        self.assertIn('meta_data.json', self.exec2(
+            rescuer['ctid'], 'ls /config-drive/openstack/latest'))
+        server = self._unrescue_server(server)
+        self.assertEqual('ACTIVE', server['status'])
+        self.assertIsNone(self.rescue_record(server))
+
     def test_delete_of_a_rescued_server_removes_both_containers(self):
         server = self._rescue_server(self.boot(name='doomed'))
         ctid = self.container(server)['ctid']

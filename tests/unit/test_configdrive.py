@@ -98,6 +98,20 @@ class TestConfigDriveScripts(_OnSimulatedHost):
             self.assertEqual(0o755, mode & 0o777)
         self.assertIsNone(self.script('mount', ctid=102))
 
+    def test_a_rescue_container_s_drive_is_taken_and_no_other_name(self):
+        rescue = self.source + '.rescue'
+        os.makedirs(rescue)
+        with open(os.path.join(rescue, 'marker'), 'w') as f:
+            f.write('rescue')
+        priv_containers.install_config_drive(CTID, rescue)
+        with open(os.path.join(priv_containers.config_drive_dir(CTID),
+                               'marker')) as f:
+            self.assertEqual('rescue', f.read())
+        other = os.path.join(os.path.dirname(self.source), 'disk')
+        os.makedirs(other)
+        self.assertRaises(REJECTED, priv_containers.install_config_drive,
+                          CTID, other)
+
     def test_without_a_container_ve_root_the_host_default_is_used(self):
         os.unlink(os.path.join(self.conf_dir, '%d.conf' % CTID))
         priv_containers.install_config_drive(CTID, self.source)
