@@ -59,3 +59,16 @@ class TestSupportMatrix(testtools.TestCase):
                 self.assertEqual(
                     [], [m for m in done if m != 'spawn'],
                     '%s is missing but the driver implements it' % section)
+
+    def test_capabilities_follow_the_statuses(self):
+        # An operation Nova gates on driver capabilities (traits) is
+        # complete or partial exactly when the driver reports them all.
+        rows = [s for s in self.operations
+                if self.matrix[s].get('capabilities')]
+        self.assertTrue(rows)
+        for section in rows:
+            supported = self.matrix[section]['driver.openvz'] != 'missing'
+            for name in self.matrix[section]['capabilities'].split(','):
+                self.assertEqual(
+                    supported, driver.OpenVZDriver.capabilities[name.strip()],
+                    '%s: %s' % (section, name))
