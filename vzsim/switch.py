@@ -87,6 +87,11 @@ class Switch(object):
                   '--log-file=' + self._path('ovs-vswitchd.log'), '--detach')
         return self
 
+    def running(self):
+        """Whether both daemons of this directory are alive."""
+        return all(_alive(self._path(name + '.pid'))
+                   for name in ('ovsdb-server', 'ovs-vswitchd'))
+
     def vsctl(self, *args):
         return self._run('ovs-vsctl', '--db=' + self.connection,
                          '--timeout=30', *args)
@@ -114,6 +119,15 @@ class Switch(object):
                 pass
         for name in ('ovs-vswitchd', 'ovsdb-server'):
             _kill(self._path(name + '.pid'))
+
+
+def _alive(pidfile):
+    try:
+        with open(pidfile) as f:
+            os.kill(int(f.read().strip()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _kill(pidfile, timeout=10.0):

@@ -33,7 +33,9 @@ run real containers.  ``real`` fails where the machine cannot.
 """
 
 import atexit
+import contextlib
 import copy
+import fcntl
 import io
 import json
 import os
@@ -260,21 +262,67 @@ _SWITCH = []
 #: The temporary directory of the process, before Nova's test fixtures
 #: point tempfile at one per test: the switch outlives a test.
 _TOP_TMP = tempfile.gettempdir()
+#: Where the machine's one test switch lives, and who uses it (a file per
+#: process, named by its pid).
+_SWITCH_DIR = os.path.join(_TOP_TMP, 'nova-openvz-test-switch')
+_SWITCH_USERS = _SWITCH_DIR + '.users'
+
+
+@contextlib.contextmanager
+def _switch_lock():
+    """Serialise the test processes' start and stop of the switch."""
+    with open(_SWITCH_DIR + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _switch_users():
+    """The pids of live processes using the switch; the dead are forgotten."""
+    os.makedirs(_SWITCH_USERS, exist_ok=True)
+    live = []
+    for name in os.listdir(_SWITCH_USERS):
+        try:
+            os.kill(int(name), 0)
+            live.append(int(name))
+        except (ValueError, ProcessLookupError):
+            os.unlink(os.path.join(_SWITCH_USERS, name))
+    return live
+
+
+def _leave_switch(shared):
+    """Stop the switch when the last process using it goes."""
+    with _switch_lock():
+        try:
+            os.unlink(os.path.join(_SWITCH_USERS, str(os.getpid())))
+        except FileNotFoundError:
+            pass
+        if not _switch_users():
+            shared.stop()
+            shutil.rmtree(_SWITCH_DIR, ignore_errors=True)
+            shutil.rmtree(_SWITCH_USERS, ignore_errors=True)
 
 
 def shared_switch():
-    """This process's private Open vSwitch, started on first use.
+    """The machine's private Open vSwitch for tests, started on first use.
 
-    One per process, because os-vif keeps one OVSDB connection per process
-    (its plugins read ``[os_vif_ovs] ovsdb_connection`` when loaded); each
-    test uses a bridge of its own on it.  It stops when the process exits.
+    One for every test process on the machine: Open vSwitch's userspace
+    datapath takes a kernel device named ``ovs-netdev``, so a second
+    switch in the network namespace gets none and all its bridges fail
+    (stestr's workers used to start one each).  The first process starts
+    it, the last one to exit stops it.  os-vif keeps one OVSDB connection
+    per process (its plugins read ``[os_vif_ovs] ovsdb_connection`` when
+    loaded); each test uses a bridge of its own on the switch.
     """
     if not _SWITCH:
-        directory = tempfile.mkdtemp(prefix='nova-ovs-', dir=_TOP_TMP)
-        shared = switch.Switch(directory)
-        atexit.register(shutil.rmtree, directory, True)
-        atexit.register(shared.stop)
-        shared.start()
+        shared = switch.Switch(_SWITCH_DIR)
+        with _switch_lock():
+            if not _switch_users() or not shared.running():
+                # Nobody uses it: what is there was left by a killed run.
+                shared.stop()
+                shutil.rmtree(_SWITCH_DIR, ignore_errors=True)
+                shared.start()
+            open(os.path.join(_SWITCH_USERS, str(os.getpid())), 'w').close()
+        atexit.register(_leave_switch, shared)
         os_vif.initialize()   # registers the [os_vif_ovs] options
         cfg.CONF.set_override('ovsdb_connection', shared.connection,
                               group='os_vif_ovs')
