@@ -80,6 +80,13 @@ SCHEDULER_FILTERS = ('ComputeFilter', 'ComputeCapabilitiesFilter',
                      'ImagePropertiesFilter', 'ServerGroupAntiAffinityFilter',
                      'ServerGroupAffinityFilter', 'SameHostFilter',
                      'DifferentHostFilter')
+#: This machine's address on the shared network, and the device that
+#: holds it (see Cloud.add_access_port).
+ACCESS_ADDRESS = '10.20.0.2'
+ACCESS_DEVICE = 'openvz-access'
+#: The user that logs in to servers of each image kind, with the key
+#: the server was booted with.
+SSH_USERS = {'debian': 'debian'}
 DATABASES = ('keystone', 'placement', 'glance', 'neutron', 'nova_api',
              'nova', 'nova_cell0', 'cinder')
 
@@ -334,7 +341,7 @@ class Cloud(object):
             ' x%d' % computes if computes > 1 else ''), self.start_computes)
         self.step('image (%s template)' % image_kind, self.add_image,
                   image_kind)
-        self.step('flavors and shared network', self.add_resources)
+        self.step('flavors, networks, access port', self.add_resources)
         self.write_client_files()
         with open(os.path.join(self.logs, 'timings.txt'), 'w') as f:
             for label, took in self.timings:
@@ -936,7 +943,11 @@ class Cloud(object):
                         'host': host.name, 'my_ip': host.address,
                         'state_path': host.state_path,
                         'instances_path': os.path.join(host.state_path,
-                                                       'instances')},
+                                                       'instances'),
+                        # No metadata service runs: every server gets
+                        # its config drive, as devstack's
+                        # FORCE_CONFIG_DRIVE gives CI jobs.
+                        'force_config_drive': 'True'},
             # Both hosts' ports have the same device names on this one
             # machine: the destination's plug finds the source's device in
             # the switch already, so its agent never reports the port
@@ -954,8 +965,11 @@ class Cloud(object):
             self.nova_conf, '--config-file', host.cpu_conf])
 
     def template(self, kind):
+        from vzsim import templates
         out = os.path.join(self.data, '%s-template.tar.gz' % kind)
-        cache = os.path.join(ROOT, '.cloud', 'cache', os.path.basename(out))
+        # Keyed by the builder's recipe: a changed recipe builds anew.
+        cache = os.path.join(ROOT, '.cloud', 'cache', '%s-template-%s.tar.gz'
+                             % (kind, templates.recipe_id()))
         if os.path.exists(cache):
             shutil.copy(cache, out)
             return out
@@ -964,6 +978,9 @@ class Cloud(object):
                  timeout=1800)
         if kind == 'debian':
             os.makedirs(os.path.dirname(cache), exist_ok=True)
+            for old in os.listdir(os.path.dirname(cache)):
+                if old.startswith('%s-template' % kind):
+                    os.unlink(os.path.join(os.path.dirname(cache), old))
             shutil.copy(out, cache)
         return out
 
@@ -972,10 +989,13 @@ class Cloud(object):
         conn = self.sdk()
         props = {'img_hv_type': 'openvz', 'hw_vm_mode': 'exe'}
         if kind == 'debian':
-            props.update(os_distro='debian', os_version='12')
+            # Nova's set-password goes to the user who logs in.
+            props.update(os_distro='debian', os_version='12',
+                         os_admin_user=SSH_USERS[kind])
         # Two images of the same template: Tempest's rebuild tests need
         # distinct image_ref and image_ref_alt.
         self.image_ids = []
+        self.image_kind = kind
         for name in ('openvz-%s' % kind, 'openvz-%s-alt' % kind):
             image = conn.image.create_image(
                 name=name, filename=path, disk_format='raw',
@@ -997,6 +1017,68 @@ class Cloud(object):
                 network_id=net.id, name='private-subnet', ip_version=4,
                 cidr='10.20.0.0/24', gateway_ip='10.20.0.1',
                 enable_dhcp=False)
+        self.add_public_network(conn, net)
+        self.add_access_port(conn, net)
+
+    def add_public_network(self, conn, private):
+        """An external network and a router from ``private`` to it.
+
+        Floating IPs can then be allocated and associated with servers on
+        ``private`` through Neutron's and Nova's APIs.  No L3 agent runs
+        (it needs iptables and a namespace per router), so a floating
+        address carries no traffic; this machine reaches servers through
+        its access port instead.
+        """
+        public = conn.network.find_network('public') or \
+            conn.network.create_network(
+                name='public', is_router_external=True,
+                provider_network_type='flat',
+                provider_physical_network='public')
+        if not list(conn.network.subnets(network_id=public.id)):
+            conn.network.create_subnet(
+                network_id=public.id, name='public-subnet', ip_version=4,
+                cidr='203.0.113.0/24', gateway_ip='203.0.113.1',
+                enable_dhcp=False)
+        if not conn.network.find_router('router'):
+            router = conn.network.create_router(
+                name='router',
+                external_gateway_info={'network_id': public.id})
+            subnet = next(conn.network.subnets(network_id=private.id))
+            conn.network.add_interface_to_router(router, subnet_id=subnet.id)
+        self.public_network_id = public.id
+
+    def add_access_port(self, conn, net):
+        """Give this machine an address on the shared network.
+
+        A Neutron port bound to the first host, plugged into its
+        integration bridge as an internal port that holds the port's MAC
+        and ``ACCESS_ADDRESS``: that host's agent wires it like a server's
+        port, so users and Tempest's validation reach the first host's
+        servers (SSH, ping) as on a real network.  No port security: the
+        machine is not a tenant.
+        """
+        host = self.computes[0]
+        subnet = next(conn.network.subnets(network_id=net.id))
+        port = conn.network.find_port(ACCESS_DEVICE) or \
+            conn.network.create_port(
+                name=ACCESS_DEVICE, network_id=net.id,
+                device_owner='nova-openvz:host-access',
+                binding_host_id=host.name, port_security_enabled=False,
+                fixed_ips=[{'subnet_id': subnet.id,
+                            'ip_address': ACCESS_ADDRESS}])
+        self.vsctl(
+            '--may-exist', 'add-port', host.int_bridge, ACCESS_DEVICE, '--',
+            'set', 'Interface', ACCESS_DEVICE, 'type=internal',
+            'mac="%s"' % port.mac_address,
+            'external_ids:iface-id=%s' % port.id,
+            'external_ids:attached-mac=%s' % port.mac_address,
+            'external_ids:iface-status=active')
+        self.run('access', ['ip', 'addr', 'replace', '%s/%d' % (
+            ACCESS_ADDRESS, int(subnet.cidr.split('/')[1])),
+            'dev', ACCESS_DEVICE])
+        self.run('access', ['ip', 'link', 'set', ACCESS_DEVICE, 'up'])
+        self.wait_for('access port ACTIVE', lambda: conn.network.get_port(
+            port.id).status == 'ACTIVE')
 
     def write_client_files(self):
         clouds = {'clouds': {'nova-openvz': {
@@ -1014,6 +1096,12 @@ class Cloud(object):
                        'image_alt': self.image_ids[1],
                        'flavor': '42', 'flavor_alt': '84',
                        'compute_hosts': [h.name for h in self.computes],
+                       # Whose servers this machine reaches (the access
+                       # port), and who logs in to the image (cloud-init's
+                       # default user; the busybox guest has no SSH server).
+                       'reachable_hosts': [self.computes[0].name],
+                       'ssh_user': SSH_USERS.get(self.image_kind),
+                       'public_network': self.public_network_id,
                        'scheduler_filters': list(SCHEDULER_FILTERS)}, f)
 
     def openrc(self):
@@ -1039,8 +1127,9 @@ class Cloud(object):
     def demo(self):
         """Two servers on the shared network; the second pings the first.
 
-        Then a Cinder volume is attached to the first, seen in its
-        container as a block device, and detached.
+        This machine pings the second through its access port.  Then a
+        Cinder volume is attached to the first, seen in its container as a
+        block device, and detached.
 
         Both are booted through Nova's API as a user would; the ping runs
         inside the second container (``vzctl exec2`` of the simulated
@@ -1067,26 +1156,32 @@ class Cloud(object):
             for server, address in zip(servers, addresses):
                 log('%s ACTIVE at %s' % (server.name, address))
             host, ctid = self.container_of(servers[1].id)
-            vzctl = host.tool('vzctl')
-            deadline = time.monotonic() + 30
-            while True:
-                proc = subprocess.run(
-                    [vzctl, 'exec2', ctid, 'ping -c 1 -W 1 %s'
-                     % addresses[0]], capture_output=True, text=True,
-                    check=False, env=self.env())
-                if proc.returncode == 0 or time.monotonic() > deadline:
-                    break
-            print(proc.stdout, end='')
-            if proc.returncode:
-                raise SystemExit('cloud: demo-2 cannot ping demo-1: %s%s'
-                                 % (proc.stdout, proc.stderr))
+            self.ping('demo-2', [host.tool('vzctl'), 'exec2', ctid,
+                                 'ping -c 1 -W 1 %s' % addresses[0]])
             log('demo-2 pings demo-1 (%.0f s)' % (time.monotonic() - t0))
+            self.ping('this machine', ['ping', '-c', '1', '-W', '1',
+                                       addresses[1]])
+            log('this machine pings demo-2 through %s (%s)'
+                % (ACCESS_DEVICE, ACCESS_ADDRESS))
             self.demo_volume(conn, servers[0])
         finally:
             for server in servers:
                 conn.compute.delete_server(server, ignore_missing=True)
             for server in servers:
                 conn.compute.wait_for_delete(server, wait=120)
+
+    def ping(self, who, argv, timeout=30):
+        """Run a one-packet ping until it gets an answer, or fail."""
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = subprocess.run(argv, capture_output=True, text=True,
+                                  check=False, env=self.env())
+            if proc.returncode == 0 or time.monotonic() > deadline:
+                break
+        print(proc.stdout, end='')
+        if proc.returncode:
+            raise SystemExit('cloud: %s gets no answer: %s: %s%s' % (
+                who, ' '.join(argv), proc.stdout, proc.stderr))
 
     def demo_volume(self, conn, server):
         """A Cinder volume attached to a server reaches its container."""

@@ -79,7 +79,9 @@ class TestTempestFlags(testtools.TestCase):
                      'test_server_actions.ServerActionsV293TestJSON.'
                      'test_rebuild_volume_backed_server[id-6652dab9]',
                      'test_server_actions.ServerActionsTestOtherA.'
-                     'test_resize_volume_backed_server_confirm[id-e6c2]'):
+                     'test_resize_volume_backed_server_confirm[id-e6c2]',
+                     'test_device_tagging.TaggedAttachmentsTest.'
+                     'test_tagged_attachment[id-3e41c782]'):
             self.assertRegex(base + test, excluded)
         for test in ('test_create_server.ServersTestJSON.'
                      'test_list_servers[id-9a438d88,smoke]',
@@ -180,3 +182,27 @@ class TestTempestConfig(testtools.TestCase):
         self.assertEqual('1', conf['compute']['min_compute_nodes'])
         self.assertNotIn('scheduler_enabled_filters',
                          conf['compute-feature-enabled'])
+
+    def test_validation_when_this_machine_reaches_every_server(self):
+        conf = self._config(compute_hosts=['openvz-host'],
+                            reachable_hosts=['openvz-host'],
+                            ssh_user='debian')
+        validation = conf['validation']
+        self.assertEqual('True', validation['run_validation'])
+        self.assertEqual(('fixed', 'private', 'debian', 'keypair'), (
+            validation['connect_method'], validation['network_for_ssh'],
+            validation['image_ssh_user'], validation['auth_method']))
+
+    def test_no_validation_without_ssh_or_with_an_unreachable_host(self):
+        for ids in ({'compute_hosts': ['openvz-host'],
+                     'reachable_hosts': ['openvz-host'], 'ssh_user': None},
+                    {'compute_hosts': ['openvz-host', 'openvz-host2'],
+                     'reachable_hosts': ['openvz-host'],
+                     'ssh_user': 'debian'}):
+            conf = self._config(**ids)
+            self.assertEqual('False', conf['validation']['run_validation'])
+
+    def test_the_cloud_s_public_network_is_tempest_s(self):
+        conf = self._config(public_network='f00d')
+        self.assertEqual('f00d', conf['network']['public_network_id'])
+        self.assertEqual('public', conf['network']['floating_network_name'])
