@@ -74,6 +74,31 @@ class HostConfig(fixtures.Fixture):
             return real_get(name, group, namespace)
 
         self.useFixture(fixtures.MockPatchObject(self.conf, '_get', _get))
+        self.useFixture(fixtures.MockPatchObject(
+            threading.Thread, 'start', self._inheriting_start()))
+
+    def _inheriting_start(self):
+        """``Thread.start`` giving the driver's own threads their host.
+
+        A thread the driver starts (named ``openvz-*``, e.g. the lifecycle
+        event poller) runs with the values of the host whose call started
+        it, as it would in that host's own nova-compute.  Nova's pool
+        threads serve every service, so they keep the process's values.
+        """
+        real_start = threading.Thread.start
+        fixture = self
+
+        def start(thread):
+            host = fixture.current()
+            if host is not None and thread.name.startswith('openvz-'):
+                run = thread.run
+
+                def run_as_host():
+                    with fixture.active(host):
+                        run()
+                thread.run = run_as_host
+            return real_start(thread)
+        return start
 
     @contextlib.contextmanager
     def active(self, host):

@@ -114,6 +114,31 @@ class TestTwoHosts(MigrationTestBase):
         self.assertIsNone(self.container_on('host1', second))
 
 
+class TestLifecycleEventsOnEachHost(MigrationTestBase):
+
+    def _setup_compute_service(self):
+        # Only the poller can tell Nova of a stop made outside it.
+        self.flags(sync_power_state_interval=-1)
+        self.flags(lifecycle_event_interval=0.5, group='openvz')
+        return super()._setup_compute_service()
+
+    def test_each_host_tells_nova_of_its_own_containers(self):
+        for host in ('host1', 'host2'):
+            server = self.boot_on(host, host)
+            poller = self.computes[host].driver.lifecycle_events
+            # Two polls after the boot, the poller knows it as running.
+            polls = poller.polls + 2
+            self._wait_for_assert(lambda: (
+                self.assertGreaterEqual(poller.polls, polls),
+                self.assertIsNotNone(poller.seen(server['id']))),
+                max_retries=60)
+            ctid = self.container_on(host, server)['ctid']
+            code, _, err = self.vzhosts[host].run('vzctl', 'stop', ctid,
+                                                  '--fast')
+            self.assertEqual(0, code, err)
+            self._wait_for_state_change(server, 'SHUTOFF', max_retries=60)
+
+
 class TestColdMigration(MigrationTestBase):
 
     def test_migrate_and_confirm_moves_the_server_with_its_files(self):
