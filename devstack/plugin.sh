@@ -290,9 +290,6 @@ function openvz_configure_tempest {
         esac
         iniset "$TEMPEST_CONFIG" compute-feature-enabled "$flag" "$value"
     done
-    for flag in $OPENVZ_TEMPEST_DISABLED; do
-        iniset "$TEMPEST_CONFIG" compute-feature-enabled "$flag" False
-    done
     # The busybox template has no SSH server: no SSH validation.
     iniset "$TEMPEST_CONFIG" validation run_validation False
     local image

@@ -18,7 +18,7 @@ the compute feature flags set by the devstack plugin's rule: each
 ``<operation>:<flag>`` of ``OPENVZ_TEMPEST_FEATURES`` in
 ``devstack/settings`` is True when ``doc/source/user/support-matrix.ini``
 marks ``operation.<operation>`` complete or partial for ``driver.openvz``
-and False when missing; ``OPENVZ_TEMPEST_DISABLED`` flags are False.  Then
+and False when missing.  Then
 runs the selection and prints one line: passed, skipped, failed.
 
   python tools/cloud/tempest.py smoke   the compute smoke tests (CI)
@@ -110,8 +110,6 @@ def feature_flags(matrix_path=MATRIX):
         else:
             raise SystemExit('%s: operation.%s has no driver.openvz status'
                              % (matrix_path, operation))
-    for flag in devstack_setting('OPENVZ_TEMPEST_DISABLED'):
-        flags[flag] = False
     return flags
 
 

@@ -60,7 +60,7 @@ class TestTempestFlags(testtools.TestCase):
                              entry)
         for flag in ('vnc_console', 'stable_rescue'):
             self.assertFalse(flags[flag], flag)
-        for flag in ('pause', 'suspend', 'rescue', 'shelve'):
+        for flag in ('pause', 'suspend', 'rescue', 'shelve', 'personality'):
             self.assertTrue(flags[flag], flag)
 
     def test_tests_left_out_are_those_of_missing_operations(self):

@@ -44,6 +44,8 @@ CACHE_ENV = 'NOVA_OPENVZ_TEMPLATE_CACHE'
 TEMPLATE = 'debian-12-nova-cloudinit'
 HOSTNAME = 'cloudy-ct'
 WRITTEN = '/root/written-by-cloud-init'
+# A personality file, as Nova lays it out on a config drive.
+INJECTED = ('/etc/injected-by-nova.txt', 'injected at boot\n')
 PUBLIC_KEY = ('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5LW5vdC1mb3It'
               'bG9naW4tMTIzNDU2Nzg5MA mykey')
 USER_DATA = '''#cloud-config
@@ -61,8 +63,13 @@ def config_drive(directory, uuid):
     and ``latest`` (what the datasource reads first).
     """
     meta = {'uuid': uuid, 'hostname': HOSTNAME, 'name': 'cloudy',
-            'launch_index': 0, 'availability_zone': 'nova', 'files': [],
+            'launch_index': 0, 'availability_zone': 'nova',
+            'files': [{'path': INJECTED[0], 'content_path': '/content/0000'}],
             'meta': {}, 'public_keys': {'mykey': PUBLIC_KEY}}
+    os.makedirs(os.path.join(directory, 'openstack', 'content'))
+    with open(os.path.join(directory, 'openstack', 'content', '0000'),
+              'w') as f:
+        f.write(INJECTED[1])
     for version in ('2012-08-10', 'latest'):
         path = os.path.join(directory, 'openstack', version)
         os.makedirs(path)
@@ -125,6 +132,9 @@ class TestCloudInitInDebianContainer(test_realkernel.RealKernelTestCase):
         self.assertEqual(HOSTNAME, self.inside(ctid, 'cat /etc/hostname'))
         self.assertEqual('hello from user data',
                          self.inside(ctid, 'cat %s' % WRITTEN))
+        # Injected files (personality): the matrix's file-injection row.
+        self.assertEqual(INJECTED[1].strip(),
+                         self.inside(ctid, 'cat %s' % INJECTED[0]))
         self.assertIn('b8d5fba4-3a4c-4b7e-9b51-7f0d7c3c2a10', self.inside(
             ctid, 'cat /var/lib/cloud/data/instance-id'))
         # The key reached cloud-init's default user, the server made its
