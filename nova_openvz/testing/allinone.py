@@ -219,6 +219,19 @@ class OpenVZCloudTestCase(integrated_helpers._IntegratedTestBase):
 
     # Helpers for checks on the host -----------------------------------
 
+    # Waits: real containers on a shared test machine (two test workers,
+    # perhaps a cloud beside them) take longer than Nova's five seconds to
+    # boot, snapshot, move or stop.
+
+    #: Polls (half a second each) before a wait gives up.
+    WAIT_RETRIES = 240
+
+    def _wait_for_server_parameter(self, server, expected_params,
+                                   max_retries=10, **kwargs):
+        return super()._wait_for_server_parameter(
+            server, expected_params,
+            max_retries=max(max_retries, self.WAIT_RETRIES), **kwargs)
+
     def boot(self, name='ct', flavor_id='1', expected_state='ACTIVE'):
         return self._create_server(
             name=name, image_uuid=TEMPLATE_IMAGE_ID, flavor_id=flavor_id,

@@ -221,18 +221,6 @@ class TwoHostCloudTestCase(allinone.OpenVZCloudTestCase):
         self.computes[compute.host] = new
         return new
 
-    # Waits: real containers on a shared test machine take longer than
-    # Nova's five seconds to boot, move or stop.
-
-    #: Polls (half a second each) before a wait gives up.
-    WAIT_RETRIES = 240
-
-    def _wait_for_server_parameter(self, server, expected_params,
-                                   max_retries=10, **kwargs):
-        return super()._wait_for_server_parameter(
-            server, expected_params,
-            max_retries=max(max_retries, self.WAIT_RETRIES), **kwargs)
-
     def _wait_for_migration_status(self, server, expected_statuses):
         statuses = [status.lower() for status in expected_statuses]
         for _attempt in range(self.WAIT_RETRIES):
