@@ -127,8 +127,10 @@ class OpenVZDriver(driver.ComputeDriver):
         if problems:
             raise exception.HostNotReady(reason='; '.join(problems))
         images.clear_staging()
+        containers = self.listing.all(fresh=True)
         LOG.info('OpenVZ host ready: vzctl %s, %d containers of Nova',
-                 self.hypervisor_version, len(self.listing.all(fresh=True)))
+                 self.hypervisor_version, len(containers))
+        snapshots.thaw_leftovers(self.listing, containers)
         if CONF.openvz.lifecycle_event_interval > 0 and \
                 self.lifecycle_events is None:
             self.lifecycle_events = events.LifecyclePoller(
@@ -773,11 +775,11 @@ class OpenVZDriver(driver.ComputeDriver):
     def snapshot(self, context, instance, image_id, update_task_state):
         """Snapshot a running or stopped server without stopping it."""
         try:
-            container = self.listing.handle(instance.uuid, fresh=True)
+            record, container = self._container(instance, fresh=True)
         except nova_exception.InstanceNotFound:
             raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
-        snapshots.snapshot(context, instance, container, image_id,
-                           update_task_state)
+        snapshots.snapshot(context, instance, container, record.description,
+                           image_id, update_task_state)
 
     # Volumes ---------------------------------------------------------------
 

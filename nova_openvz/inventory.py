@@ -52,6 +52,11 @@ _CTID_FILE_RE = re.compile(r'^([0-9]+)(\.conf.*|\.lck)?$')
 #: running (reference 1.9); this word, read in the same listing, is how the
 #: driver tells it apart, after any restart (see :mod:`nova_openvz.pausing`).
 PAUSED_WORD = 'nova-paused=yes'
+#: The DESCRIPTION word of a container the driver froze for a snapshot,
+#: written before the freeze and removed after the thaw: a nova-compute
+#: that died in between left it frozen, and its successor thaws it
+#: (:func:`nova_openvz.snapshots.thaw_leftovers`).
+SNAPSHOT_FREEZE_WORD = 'nova-frozen=snapshot'
 _UNSAFE_RE = re.compile(r'[^A-Za-z0-9._-]')
 
 
@@ -70,6 +75,8 @@ class ContainerRecord(object):
         # word until the driver next starts it.
         self.paused_mark = PAUSED_WORD in self.description.split()
         self.paused = self.paused_mark and self.status == 'running'
+        self.snapshot_freeze_mark = \
+            SNAPSHOT_FREEZE_WORD in self.description.split()
         #: The instance a rescue container rescues (it has no NAME).
         self.rescue_of = None if self.instance_uuid else rescued_uuid(record)
 
@@ -93,10 +100,15 @@ def describe(instance_uuid, instance_name=None):
     return ' '.join(words)
 
 
+def with_word(description, word, present):
+    """``description`` with (``present``) or without the mark ``word``."""
+    words = [w for w in description.split() if w != word]
+    return ' '.join(words + [word] if present else words)
+
+
 def mark_paused(description, paused):
     """``description`` with (``paused``) or without the pause word."""
-    words = [w for w in description.split() if w != PAUSED_WORD]
-    return ' '.join(words + [PAUSED_WORD] if paused else words)
+    return with_word(description, PAUSED_WORD, paused)
 
 
 def describe_rescue(instance_uuid):

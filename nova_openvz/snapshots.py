@@ -23,7 +23,11 @@ tarball is what ``vzctl create`` unpacks, so the image boots again like any
 OS template (``disk_format=raw``, ``container_format=bare``).
 
 Every step that made something undoes it, in reverse order, whether the
-snapshot succeeds or fails.
+snapshot succeeds or fails.  A freeze is the one step a dying nova-compute
+cannot leave behind unseen: vzlist lists a frozen container as running, so
+the container's DESCRIPTION says it (:data:`inventory.SNAPSHOT_FREEZE_WORD`)
+from before the freeze until after the thaw, and the next nova-compute
+thaws what it finds so marked (:func:`thaw_leftovers`).
 """
 
 import contextlib
@@ -32,15 +36,19 @@ import uuid
 
 from nova.compute import task_states
 from nova.image import glance
+from nova import objects
 from oslo_log import log as logging
 from oslo_utils import excutils
 from oslo_utils import fileutils
 
 from nova_openvz import conf as openvz_conf
 from nova_openvz import console
+from nova_openvz import exception
 from nova_openvz import hosttools
+from nova_openvz import inventory
 from nova_openvz.privsep import images as priv_images
 from nova_openvz import rollback
+from nova_openvz import settings
 
 LOG = logging.getLogger(__name__)
 CONF = openvz_conf.CONF
@@ -60,21 +68,69 @@ def _thaw_or_restart(instance, container):
         container.thaw()
     except Exception:
         with excutils.save_and_reraise_exception():
-            LOG.error('CT %d could not be thawed: restarting it',
-                      container.ctid, instance=instance)
-            container.restart(fast=True)
-            console.attach_quietly(instance, container)
+            _restart(instance, container)
+
+
+def _restart(instance, container):
+    LOG.error('CT %d could not be thawed: restarting it', container.ctid,
+              instance=instance)
+    container.restart(fast=True)
+    console.attach_quietly(instance, container)
+
+
+def _mark_frozen(container, description, frozen):
+    container.configure(settings.Description(inventory.with_word(
+        description, inventory.SNAPSHOT_FREEZE_WORD, frozen)))
 
 
 @contextlib.contextmanager
-def _frozen(instance, container, freeze):
-    """Freeze the container's processes for the block, if ``freeze``."""
-    if not freeze:
+def _frozen(instance, container, description):
+    """Freeze the container's processes for the block.
+
+    :param description: the container's DESCRIPTION, or None to leave its
+        processes as they are (a stopped or paused container).
+    """
+    if description is None:
         yield
         return
-    container.freeze()
-    with rollback.undone_by(_thaw_or_restart, instance, container):
-        yield
+    _mark_frozen(container, description, True)
+    with rollback.undone_by(_mark_frozen, container, description, False):
+        container.freeze()
+        with rollback.undone_by(_thaw_or_restart, instance, container):
+            yield
+
+
+def thaw_leftovers(listing, records):
+    """Thaw the containers a dead nova-compute left frozen for a snapshot.
+
+    Only those whose DESCRIPTION holds the freeze word: every other
+    container costs nothing here.  Whether the freeze happened is not
+    known (it may have died just before it), and vzctl does not say what
+    a thaw of a container that is not frozen does, so a thaw that fails
+    restarts the container, as after a failed thaw in a snapshot.
+
+    :param records: ``{instance_uuid: ContainerRecord}`` of the listing.
+    """
+    for instance_uuid, record in records.items():
+        if not record.snapshot_freeze_mark:
+            continue
+        instance = objects.Instance(uuid=instance_uuid)
+        container = listing.new_handle(record.ctid, instance_uuid,
+                                       record.status, record.paused)
+        try:
+            if record.status == 'running' and not record.paused:
+                LOG.warning('CT %d was left frozen by a snapshot cut short: '
+                            'thawing it', record.ctid, instance=instance)
+                try:
+                    container.thaw()
+                except exception.HostToolError as e:
+                    LOG.warning('%s', e.format_message(), instance=instance)
+                    _restart(instance, container)
+            _mark_frozen(container, record.description, False)
+        except Exception:
+            # The next start tries again; the other containers go on.
+            LOG.exception('CT %d: could not undo the freeze of a snapshot '
+                          'cut short', record.ctid, instance=instance)
 
 
 def _delete_unless_mounted(container, guid):
@@ -90,10 +146,10 @@ def _delete_unless_mounted(container, guid):
     container.delete_snapshot(guid)
 
 
-def _pack_ploop(instance, container, freeze, filename):
+def _pack_ploop(instance, container, freeze_description, filename):
     guid = str(uuid.uuid4())
     with contextlib.ExitStack() as undo:
-        with _frozen(instance, container, freeze):
+        with _frozen(instance, container, freeze_description):
             container.snapshot(guid)
             # Entered while still frozen, so a failing thaw deletes it too.
             undo.enter_context(
@@ -109,8 +165,8 @@ def _pack_ploop(instance, container, freeze, filename):
                                what='snapshot of CT %d' % container.ctid)
 
 
-def _pack_simfs(instance, container, freeze, filename):
-    with _frozen(instance, container, freeze):
+def _pack_simfs(instance, container, freeze_description, filename):
+    with _frozen(instance, container, freeze_description):
         container.pack_private_area(filename)
 
 
@@ -119,10 +175,12 @@ def _remove(path):
         os.unlink(path)
 
 
-def snapshot(context, instance, container, image_id, update_task_state):
+def snapshot(context, instance, container, description, image_id,
+             update_task_state):
     """Snapshot the instance's container into the Glance image ``image_id``.
 
     :param container: its :class:`~nova_openvz.container.Container`.
+    :param description: its DESCRIPTION as the listing saw it.
     """
     update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
     fileutils.ensure_tree(CONF.openvz.image_staging_dir)
@@ -131,11 +189,12 @@ def snapshot(context, instance, container, image_id, update_task_state):
     _remove(path)   # a leftover of a crashed attempt would block O_EXCL
     with rollback.undone_by(_remove, path):
         # A paused container is frozen already, and must stay so.
-        freeze = container.running and not container.paused
+        freeze_description = description if container.running and \
+            not container.paused else None
         if container.layout == 'ploop':
-            _pack_ploop(instance, container, freeze, filename)
+            _pack_ploop(instance, container, freeze_description, filename)
         else:
-            _pack_simfs(instance, container, freeze, filename)
+            _pack_simfs(instance, container, freeze_description, filename)
         LOG.info('Packed CT %d into %d bytes for image %s', container.ctid,
                  os.path.getsize(path), image_id, instance=instance)
         update_task_state(task_state=task_states.IMAGE_UPLOADING,

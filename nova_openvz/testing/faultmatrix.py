@@ -166,10 +166,14 @@ OPERATIONS = (
                   ('vzlist #1', QUERY),
                   ('vzlist #2', QUERY),
                   ('vzlist #3', KEPT),
+                  # The freeze word, written before the freeze.
+                  ('vzctl set #1', KEPT),
                   ('vzctl chkpnt #1', KEPT),
                   ('vzctl snapshot #1', KEPT),
                   # The thaw: the container is restarted.
                   ('vzctl chkpnt #2', KEPT),
+                  # The word's removal, after the thaw.
+                  ('vzctl set #2', KEPT),
                   ('vzctl snapshot-mount #1', KEPT),
                   ('vzctl snapshot-umount #1', KEPT),
                   ('vzctl snapshot-delete #1', SNAPSHOT_LEFT),

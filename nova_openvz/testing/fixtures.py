@@ -31,6 +31,14 @@ from nova_openvz import conf as openvz_conf
 from nova_openvz import privsep
 
 
+#: Asks the host's kernel backend whether a container is frozen.
+_FROZEN = ('import sys\n'
+           'from vzsim import hostfs\n'
+           'from vzsim.kernel import backends\n'
+           'host = hostfs.Host(sys.argv[1])\n'
+           'print(backends.for_host(host).is_frozen(int(sys.argv[2])))\n')
+
+
 class SimulatedHostFixture(fixtures.Fixture):
 
     def __init__(self, conf=None, kernel='modelled', configure=True):
@@ -121,6 +129,17 @@ class SimulatedHostFixture(fixtures.Fixture):
                 return value.strip()
         raise RuntimeError('simulate info did not name the kernel backend: '
                            '%s' % proc.stdout)
+
+    def frozen(self, ctid):
+        """Whether the container's processes are frozen in the kernel.
+
+        vzlist cannot tell: it lists a frozen container as running.  Asked
+        in its own process, for the reason :meth:`backend` gives.
+        """
+        proc = subprocess.run(
+            [sys.executable, '-c', _FROZEN, self.root, str(ctid)],
+            check=True, capture_output=True, text=True)
+        return proc.stdout.strip() == 'True'
 
     def sim_path(self, name):
         return os.path.join(self.root, 'sim', name)

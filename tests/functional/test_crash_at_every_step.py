@@ -45,6 +45,7 @@ import time
 import fixtures
 from oslo_concurrency import lockutils
 
+from nova_openvz import inventory
 from nova_openvz.testing import allinone
 from nova_openvz.testing import faultmatrix
 from nova_openvz.testing import faults
@@ -151,6 +152,12 @@ class TestCrashAtEveryStep(test_fault_matrix.FaultMatrixTestCase):
             self.assertEqual(
                 test_fault_matrix.CONTAINER_STATUS[server['status']],
                 sorted(c['status'] for c in self.vzlist()), where)
+            # Running as Nova shows it: no process left frozen (a snapshot
+            # freezes it), which vzlist would still list as running.
+            for record in self.vzlist():
+                self.assertFalse(self.vzhost.frozen(record['ctid']), where)
+                self.assertNotIn(inventory.SNAPSHOT_FREEZE_WORD,
+                                 record.get('description') or '', where)
         self.delete_cleanly(server, key)
 
     def test_crash_at_every_step_of_a_stop(self):

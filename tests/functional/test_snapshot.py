@@ -37,13 +37,13 @@ class TestSnapshot(allinone.KeepsImageData, allinone.OpenVZCloudTestCase):
         self.task_states = []
         real_snapshot = snapshots.snapshot
 
-        def recording(context, instance, container, image_id,
+        def recording(context, instance, container, description, image_id,
                       update_task_state):
             def record(**kwargs):
                 self.task_states.append(kwargs)
                 return update_task_state(**kwargs)
-            return real_snapshot(context, instance, container, image_id,
-                                 record)
+            return real_snapshot(context, instance, container, description,
+                                 image_id, record)
         self.stub_out('nova_openvz.snapshots.snapshot', recording)
 
     def _require_real(self):

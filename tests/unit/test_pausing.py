@@ -38,6 +38,14 @@ class TestMark(testtools.TestCase):
         self.assertEqual(description,
                          inventory.mark_paused(description, False))
 
+    def test_the_snapshot_freeze_word_leaves_the_pause_word_alone(self):
+        paused = inventory.mark_paused(inventory.describe('i-1'), True)
+        frozen = inventory.with_word(
+            paused, inventory.SNAPSHOT_FREEZE_WORD, True)
+        self.assertIn(inventory.PAUSED_WORD, frozen.split())
+        self.assertEqual(paused, inventory.with_word(
+            frozen, inventory.SNAPSHOT_FREEZE_WORD, False))
+
 
 class TestPause(testtools.TestCase):
 
