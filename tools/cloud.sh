@@ -3,7 +3,7 @@
 # OpenVZ hosts: Keystone, Placement, Glance, Neutron (ML2/Open vSwitch),
 # Nova and nova-compute with this driver, on MariaDB and RabbitMQ.
 #
-#   tools/cloud.sh up [--image busybox|debian] [--computes 2|1]
+#   tools/cloud.sh up [--image busybox|debian] [--computes 2|1] [--routers]
 #                                 start; leave it running (two hosts)
 #   tools/cloud.sh down           stop and clean up
 #   tools/cloud.sh status | env

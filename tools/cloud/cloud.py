@@ -84,6 +84,12 @@ SCHEDULER_FILTERS = ('ComputeFilter', 'ComputeCapabilitiesFilter',
 #: holds it (see Cloud.add_access_port).
 ACCESS_ADDRESS = '10.20.0.2'
 ACCESS_DEVICE = 'openvz-access'
+#: With ``up --routers``: the bridge of the external network ``public``
+#: and the address this machine holds on it, the public subnet's gateway
+#: (the routers' default route, as devstack sets up).
+EXTERNAL_BRIDGE = 'br-ex'
+PUBLIC_CIDR = '203.0.113.0/24'
+PUBLIC_GATEWAY = '203.0.113.1'
 #: The user that logs in to servers of each image kind, with the key
 #: the server was booted with.
 SSH_USERS = {'debian': 'debian'}
@@ -141,6 +147,7 @@ class Cloud(object):
         self.pids = os.path.join(self.work, 'pids')
         self.ovs = os.path.join(self.work, 'ovs')
         self.hosts = [ComputeHost(self, i) for i in range(MAX_COMPUTES)]
+        self.routers = False
         self.mysql_sock = os.path.join(self.work, 'mysql.sock')
         self.t0 = time.monotonic()
         self.timings = []
@@ -297,7 +304,7 @@ class Cloud(object):
 
     # -- up ---------------------------------------------------------------
 
-    def up(self, image_kind, computes=1):
+    def up(self, image_kind, computes=1, routers=False):
         if os.path.exists(self.pids) and any(
                 self.alive(n[:-4]) for n in os.listdir(self.pids)):
             raise SystemExit('cloud: already running in %s ("down" first)'
@@ -318,6 +325,7 @@ class Cloud(object):
             os.makedirs(d, exist_ok=True)
         log('working directory %s, logs in %s' % (self.work, self.logs))
         self.computes = self.hosts[:computes]
+        self.routers = routers
         self.step('open vswitch (userspace)', self.start_ovs)
         self.step('rabbitmq (starting)', self.start_rabbit)
         self.step('mariadb', self.start_mariadb)
@@ -330,8 +338,9 @@ class Cloud(object):
         self.step('database schemas (done)', self.wait_syncs, syncs)
         self.step('placement', self.start_placement)
         self.step('glance', self.start_glance)
-        self.step('neutron server, rpc, ovs agent%s' % (
-            's' if computes > 1 else ''), self.start_neutron)
+        self.step('neutron server, rpc, ovs agent%s%s' % (
+            's' if computes > 1 else '', ', l3 agent' if routers else ''),
+            self.start_neutron)
         self.step('nova api, conductor, scheduler', self.start_nova)
         self.step('cinder api, scheduler, volume (loop files)',
                   self.start_cinder)
@@ -367,9 +376,12 @@ class Cloud(object):
         self.start('ovs-vswitchd', [
             'ovs-vswitchd', 'unix:' + sock,
             '--unixctl=' + os.path.join(self.ovs, 'ovs-vswitchd.ctl')])
-        for host in self.computes:
-            self.vsctl('--may-exist', 'add-br', host.int_bridge, '--', 'set',
-                       'Bridge', host.int_bridge, 'datapath_type=netdev')
+        bridges = [host.int_bridge for host in self.computes]
+        if self.routers:
+            bridges.append(EXTERNAL_BRIDGE)
+        for bridge in bridges:
+            self.vsctl('--may-exist', 'add-br', bridge, '--', 'set',
+                       'Bridge', bridge, 'datapath_type=netdev')
 
     def vsctl(self, *args):
         return subprocess.run(
@@ -547,8 +559,22 @@ class Cloud(object):
                         'int_peer_patch_port': 'patch-tun' + host.suffix,
                         'tun_peer_patch_port': 'patch-int' + host.suffix,
                         'local_ip': host.address,
-                        'of_listen_port': host.openflow_port},
+                        'of_listen_port': host.openflow_port,
+                        # The first host is the network node (up --routers).
+                        'bridge_mappings': (
+                            'public:' + EXTERNAL_BRIDGE
+                            if self.routers and not host.index else '')},
             })
+        # The L3 agent, on the first host.  The userspace datapath cannot
+        # move an internal port into a router's namespace: a veth pair
+        # instead (ovs_use_veth), as for the servers' ports.
+        self.l3_conf = self.write_conf(os.path.join(ndir, 'l3_agent.ini'), {
+            'DEFAULT': {'host': self.hosts[0].name,
+                        'interface_driver': 'openvswitch',
+                        'ovs_use_veth': 'True',
+                        'enable_metadata_proxy': 'False'},
+            'ovs': {'integration_bridge': self.hosts[0].int_bridge},
+        })
         # The agent runs as root: its privileged helpers start without sudo
         # (which would not find the virtualenv's privsep-helper).
         helper = '%s --config-file %s --config-file %s' % (
@@ -833,6 +859,29 @@ class Cloud(object):
         self.wait_for('the Open vSwitch agents', agents_up, timeout=180,
                       proc_names=['neutron-rpc-server'] +
                       [host.agent for host in self.computes])
+        if self.routers:
+            self.start_l3_agent(conn, confs)
+
+    def start_l3_agent(self, conn, confs):
+        """Routers and floating IPs, reached through ``br-ex``.
+
+        This machine holds the public subnet's gateway address on the
+        external bridge, as devstack does: it reaches a floating IP
+        through the router that holds it, and the routers reach it.
+        """
+        self.run('l3', ['ip', 'addr', 'replace', '%s/%s' % (
+            PUBLIC_GATEWAY, PUBLIC_CIDR.split('/')[1]),
+            'dev', EXTERNAL_BRIDGE])
+        self.run('l3', ['ip', 'link', 'set', EXTERNAL_BRIDGE, 'up'])
+        self.start('neutron-l3-agent',
+                   [os.path.join(BIN, 'neutron-l3-agent')] + confs +
+                   ['--config-file', self.l3_conf])
+
+        def l3_agent_up():
+            return any(a.is_alive for a in conn.network.agents()
+                       if a.agent_type == 'L3 agent')
+        self.wait_for('the L3 agent', l3_agent_up, timeout=180,
+                      proc_names=['neutron-l3-agent'])
 
     def start_nova(self):
         conf = ['--config-file', self.nova_conf]
@@ -1024,10 +1073,10 @@ class Cloud(object):
         """An external network and a router from ``private`` to it.
 
         Floating IPs can then be allocated and associated with servers on
-        ``private`` through Neutron's and Nova's APIs.  No L3 agent runs
-        (it needs iptables and a namespace per router), so a floating
-        address carries no traffic; this machine reaches servers through
-        its access port instead.
+        ``private`` through Neutron's and Nova's APIs.  They carry traffic
+        only with ``up --routers`` (the L3 agent, which needs iptables and
+        a namespace per router); otherwise this machine reaches servers
+        through its access port.
         """
         public = conn.network.find_network('public') or \
             conn.network.create_network(
@@ -1037,7 +1086,7 @@ class Cloud(object):
         if not list(conn.network.subnets(network_id=public.id)):
             conn.network.create_subnet(
                 network_id=public.id, name='public-subnet', ip_version=4,
-                cidr='203.0.113.0/24', gateway_ip='203.0.113.1',
+                cidr=PUBLIC_CIDR, gateway_ip=PUBLIC_GATEWAY,
                 enable_dhcp=False)
         if not conn.network.find_router('router'):
             router = conn.network.create_router(
@@ -1102,6 +1151,9 @@ class Cloud(object):
                        'reachable_hosts': [self.computes[0].name],
                        'ssh_user': SSH_USERS.get(self.image_kind),
                        'public_network': self.public_network_id,
+                       # Floating IPs carry traffic: Tempest may give each
+                       # test project its own network and router.
+                       'routers': self.routers,
                        'scheduler_filters': list(SCHEDULER_FILTERS)}, f)
 
     def openrc(self):
@@ -1321,6 +1373,16 @@ class Cloud(object):
                                capture_output=True, check=False,
                                env=self.env())
 
+    def remove_router_namespaces(self):
+        """The L3 agent's namespaces, and with them its veth pairs."""
+        listed = subprocess.run(['ip', 'netns', 'list'], capture_output=True,
+                                text=True, check=False).stdout
+        for line in listed.splitlines():
+            name = line.split()[0] if line.split() else ''
+            if name.startswith('qrouter-'):
+                subprocess.run(['ip', 'netns', 'delete', name],
+                               capture_output=True, check=False)
+
     def unmount_all(self):
         for _ in range(3):
             with open('/proc/self/mountinfo') as f:
@@ -1362,13 +1424,14 @@ class Cloud(object):
                  ['nova-api', 'nova-serialproxy', 'nova-scheduler',
                   'nova-conductor', 'cinder-api', 'cinder-scheduler',
                   'cinder-volume'],
-                 [host.agent for host in self.hosts],
+                 [host.agent for host in self.hosts] + ['neutron-l3-agent'],
                  ['neutron-rpc-server', 'neutron-api', 'glance',
                   'placement', 'keystone'],
                  ['rabbitmq'], ['epmd'], ['mariadb'])
         for names in order:
             self.stop(*names)
         self.remove_containers()
+        self.remove_router_namespaces()
         for pid, cmdline in self.leftover_processes():
             if 'ovsdb-server' in cmdline or 'ovs-vswitchd' in cmdline:
                 continue
@@ -1439,6 +1502,11 @@ def main(argv=None):
                                                MAX_COMPUTES)),
                     help='compute hosts (default 2; Tempest\'s migration '
                          'tests need two)')
+    up.add_argument('--routers', action='store_true',
+                    default=os.environ.get('NOVA_OPENVZ_CLOUD_ROUTERS') == '1',
+                    help='run Neutron\'s L3 agent on the first host: '
+                         'routers and floating IPs that carry traffic, and '
+                         'Tempest on project networks of its own')
     sub.add_parser('down', help='stop everything and clean up')
     sub.add_parser('status', help='which services run')
     sub.add_parser('env', help='print OS_* lines for the openstack client')
@@ -1451,7 +1519,7 @@ def main(argv=None):
     cloud = Cloud(args.work)
     if args.action == 'up':
         try:
-            cloud.up(args.image, args.computes)
+            cloud.up(args.image, args.computes, args.routers)
         except BaseException:
             log('start failed; logs in %s; tearing down' % cloud.logs)
             if os.environ.get('NOVA_OPENVZ_CLOUD_KEEP') != '1':

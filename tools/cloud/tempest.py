@@ -116,9 +116,11 @@ def feature_flags(matrix_path=MATRIX):
 def validation(ids):
     """[validation]: Tempest logs in to servers when it can reach them all.
 
-    It connects to a server's fixed address on ``private`` with the key the
-    server was booted with, through this machine's access port; that port
-    is on the first host's bridge only (the cloud page says why).
+    It connects with the key the server was booted with: to a floating
+    address through the L3 agent's routers when the cloud runs them (up
+    --routers), otherwise to a fixed address on ``private`` through this
+    machine's access port.  Both are on the first host only (the cloud
+    page says why).
     """
     unreachable = (set(ids.get('compute_hosts', ())) -
                    set(ids.get('reachable_hosts', ())))
@@ -129,7 +131,8 @@ def validation(ids):
             'this machine does not reach the servers of %s (up --computes 1)'
             % ', '.join(sorted(unreachable))), flush=True)
         return {'run_validation': 'False'}
-    return {'run_validation': 'True', 'connect_method': 'fixed',
+    return {'run_validation': 'True',
+            'connect_method': 'floating' if ids.get('routers') else 'fixed',
             'auth_method': 'keypair', 'network_for_ssh': 'private',
             'ip_version_for_ssh': '4', 'image_ssh_user': ids['ssh_user'],
             'image_alt_ssh_user': ids['ssh_user'],
@@ -153,7 +156,9 @@ def write_config(work, path):
                  'admin_project_name': auth['project_name'],
                  'admin_domain_name': 'Default',
                  'use_dynamic_credentials': 'True',
-                 'create_isolated_networks': 'False'},
+                 # A network and router per test project needs routers
+                 # that route (up --routers).
+                 'create_isolated_networks': str(bool(ids.get('routers')))},
         'identity': {'uri_v3': auth['auth_url'], 'auth_version': 'v3',
                      'region': 'RegionOne'},
         'identity-feature-enabled': {'api_v2': 'False'},
@@ -174,8 +179,8 @@ def write_config(work, path):
             hostname_fqdn_sanitization='True'),
         'network': {'project_networks_reachable': 'False',
                     'shared_physical_network': 'False',
-                    # Floating IPs through the API (no L3 agent: the
-                    # cloud page says what they carry).
+                    # Floating IPs carry traffic with up --routers only
+                    # (the cloud page says why).
                     'public_network_id': ids.get('public_network', ''),
                     'floating_network_name': 'public'},
         'service_available': {'nova': 'True', 'neutron': 'True',

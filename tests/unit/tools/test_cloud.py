@@ -193,6 +193,24 @@ class TestTempestConfig(testtools.TestCase):
             validation['connect_method'], validation['network_for_ssh'],
             validation['image_ssh_user'], validation['auth_method']))
 
+    def test_routers_give_each_project_a_network_reached_by_floating_ip(self):
+        # Tempest's fixed-IP interface tests run only on a network the
+        # test project owns; with routers that route, Tempest makes one
+        # per project and logs in through a floating IP.
+        conf = self._config(compute_hosts=['openvz-host'],
+                            reachable_hosts=['openvz-host'],
+                            ssh_user='debian', routers=True)
+        self.assertEqual(('True', 'True', 'floating'), (
+            conf['auth']['create_isolated_networks'],
+            conf['validation']['run_validation'],
+            conf['validation']['connect_method']))
+        conf = self._config(compute_hosts=['openvz-host'],
+                            reachable_hosts=['openvz-host'],
+                            ssh_user='debian')
+        self.assertEqual(('False', 'fixed'), (
+            conf['auth']['create_isolated_networks'],
+            conf['validation']['connect_method']))
+
     def test_no_validation_without_ssh_or_with_an_unreachable_host(self):
         for ids in ({'compute_hosts': ['openvz-host'],
                      'reachable_hosts': ['openvz-host'], 'ssh_user': None},
