@@ -38,6 +38,7 @@ file, named by absolute paths (``[nova_openvz_privsep]`` and
 
 import argparse
 import configparser
+import ipaddress
 import json
 import os
 import shutil
@@ -86,10 +87,11 @@ ACCESS_ADDRESS = '10.20.0.2'
 ACCESS_DEVICE = 'openvz-access'
 #: With ``up --routers``: the bridge of the external network ``public``
 #: and the address this machine holds on it, the public subnet's gateway
-#: (the routers' default route, as devstack sets up).
+#: (the routers' default route).  Devstack's range: documentation ranges
+#: such as 203.0.113.0/24 may hold a sandbox's own package mirror.
 EXTERNAL_BRIDGE = 'br-ex'
-PUBLIC_CIDR = '203.0.113.0/24'
-PUBLIC_GATEWAY = '203.0.113.1'
+PUBLIC_CIDR = '172.24.4.0/24'
+PUBLIC_GATEWAY = '172.24.4.1'
 #: The user that logs in to servers of each image kind, with the key
 #: the server was booted with.
 SSH_USERS = {'debian': 'debian'}
@@ -862,6 +864,27 @@ class Cloud(object):
         if self.routers:
             self.start_l3_agent(conn, confs)
 
+    @staticmethod
+    def check_public_range_is_free():
+        """Refuse to shadow a network this machine already reaches.
+
+        Holding the public gateway adds a route to ``PUBLIC_CIDR``; one
+        that overlaps a route of this machine's (its mirror, its DNS
+        server) would cut it off.
+        """
+        public = ipaddress.ip_network(PUBLIC_CIDR)
+        routes = json.loads(subprocess.run(
+            ['ip', '-j', 'route', 'show'], capture_output=True, text=True,
+            check=True).stdout or '[]')
+        for route in routes:
+            dst = route.get('dst', 'default')
+            if dst != 'default' and route.get('dev') != EXTERNAL_BRIDGE and \
+                    ipaddress.ip_network(dst, strict=False).overlaps(public):
+                raise SystemExit(
+                    'cloud: this machine routes %s (dev %s), which overlaps '
+                    'the public network %s: --routers would cut it off'
+                    % (dst, route.get('dev'), PUBLIC_CIDR))
+
     def start_l3_agent(self, conn, confs):
         """Routers and floating IPs, reached through ``br-ex``.
 
@@ -869,6 +892,7 @@ class Cloud(object):
         external bridge, as devstack does: it reaches a floating IP
         through the router that holds it, and the routers reach it.
         """
+        self.check_public_range_is_free()
         self.run('l3', ['ip', 'addr', 'replace', '%s/%s' % (
             PUBLIC_GATEWAY, PUBLIC_CIDR.split('/')[1]),
             'dev', EXTERNAL_BRIDGE])

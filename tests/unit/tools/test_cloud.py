@@ -18,6 +18,7 @@ the nova-openvz-cloud Zuul job).
 
 import configparser
 import importlib.util
+import ipaddress
 import json
 import os
 import subprocess
@@ -145,6 +146,36 @@ class TestComputeHosts(testtools.TestCase):
         self.assertEqual(('openvz-host', 'br-int', 'nova-compute'),
                          (first.name, first.int_bridge, first.compute))
         self.assertGreater(second.first_ctid - first.first_ctid, 10000)
+
+
+class TestPublicRange(testtools.TestCase):
+
+    def _routed(self):
+        routes = json.loads(subprocess.run(
+            ['ip', '-j', 'route', 'show'], capture_output=True, text=True,
+            check=True).stdout)
+        return [ipaddress.ip_network(r['dst'], strict=False)
+                for r in routes if r.get('dst') != 'default']
+
+    def test_routers_refuse_a_public_range_this_machine_routes(self):
+        # A sandbox's package mirror may sit in a documentation range:
+        # holding the public gateway there would cut the machine off.
+        routed = self._routed()
+        if not routed:
+            self.skipTest('this machine has no route but the default')
+        cloud = _load('cloud')
+        cloud.PUBLIC_CIDR = str(routed[0])
+        self.assertRaises(SystemExit, cloud.Cloud.check_public_range_is_free)
+
+    def test_routers_take_a_range_nothing_here_routes(self):
+        routed = self._routed()
+        free = next(c for c in ('172.24.4.0/24', '198.18.0.0/24',
+                                '100.64.0.0/24', '10.254.254.0/24')
+                    if not any(r.overlaps(ipaddress.ip_network(c))
+                               for r in routed))
+        cloud = _load('cloud')
+        cloud.PUBLIC_CIDR = free
+        cloud.Cloud.check_public_range_is_free()
 
 
 class TestTempestConfig(testtools.TestCase):
