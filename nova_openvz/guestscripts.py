@@ -222,12 +222,33 @@ def remove_interface_script(ifname):
     return _DETECT + _FORGET + 'forget %s\n' % ifname
 
 
+#: Seconds a password change waits for cloud-init's first boot: well
+#: within Nova's RPC timeout (60 s), since the API waits for the answer.
+CLOUD_INIT_WAIT = 40
+
+# A password set right after boot races cloud-init, which then creates the
+# default user or locks its password (chpasswd fails, or the password is
+# locked after it was set): wait while cloud-init says it is not done.
+_CLOUD_INIT_WAIT = (
+    "if command -v cloud-init >/dev/null 2>&1; then\n"
+    "    n=0\n"
+    "    while [ \"$n\" -lt %d ]; do\n"
+    "        case \"$(cloud-init status 2>/dev/null || true)\" in\n"
+    "            *running*|*'not started'*) sleep 1; n=$((n + 1)) ;;\n"
+    "            *) break ;;\n"
+    "        esac\n"
+    "    done\n"
+    "fi\n" % CLOUD_INIT_WAIT)
+
+
 def password_script(user, password):
     """Shell script that sets ``user``'s password with the guest's tools.
 
     The password travels on the script's standard input only (read from a
     here-document into a variable, and given to chpasswd or passwd by the
-    shell's builtin printf), never on a command line.
+    shell's builtin printf), never on a command line.  In a guest with
+    cloud-init it first waits (at most ``CLOUD_INIT_WAIT`` seconds) for
+    cloud-init's boot stages to end.
     """
     if not password:
         raise ValueError('an empty password would let anyone log in')
@@ -237,14 +258,16 @@ def password_script(user, password):
     eof = _EOF
     while eof in password:
         eof = '%s_%s' % (_EOF, secrets.token_hex(4))
-    return ("set -e\n"
-            "IFS= read -r pw <<'%(eof)s'\n%(password)s\n%(eof)s\n"
+    read_password = ("set -e\n"
+                     "IFS= read -r pw <<'%(eof)s'\n%(password)s\n%(eof)s\n"
+                     % {'eof': eof, 'password': password})
+    return (read_password + _CLOUD_INIT_WAIT +
             "if command -v chpasswd >/dev/null 2>&1; then\n"
             "    printf '%%s:%%s\\n' '%(user)s' \"$pw\" | chpasswd\n"
             "else\n"
             "    printf '%%s\\n%%s\\n' \"$pw\" \"$pw\" | "
             "passwd '%(user)s' >/dev/null\n"
-            "fi\n" % {'eof': eof, 'user': user, 'password': password})
+            "fi\n" % {'user': user})
 
 
 def make_node_script(name, major, minor):

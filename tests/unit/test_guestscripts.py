@@ -354,6 +354,30 @@ class TestPasswordScript(_Sandbox):
             self.assertEqual('\n', f.read())
         self.assertNotIn('s3cret', script.split('\n', 1)[0])
 
+    def test_waits_for_cloud_init_to_finish_with_the_user(self):
+        # Tempest changes the password a second after the server is
+        # ACTIVE: cloud-init may still be making or locking the user.
+        calls = os.path.join(self.root, 'calls')
+        self.fake('cloud-init', 'echo x >> %s\n'
+                  'if [ $(cat %s | wc -l) -lt 3 ]; then\n'
+                  '    echo "status: running"\n'
+                  'else\n'
+                  '    echo "status: done"\n'
+                  'fi\n' % (calls, calls))
+        for tool in ('wc', 'sleep'):
+            os.symlink(shutil.which(tool), os.path.join(self.bin, tool))
+        self.fake('chpasswd', 'wc -l < %s > %s\n' % (calls, self.out))
+        self.run_script(guestscripts.password_script('debian', 'pw'))
+        # Asked three times; chpasswd only once cloud-init was done.
+        self.assertEqual('3', self.result().strip())
+
+    def test_cloud_init_that_never_ends_delays_but_does_not_block(self):
+        self.fake('cloud-init', 'echo "status: running"\n')
+        self.fake('sleep', ':\n')
+        self.fake('chpasswd', 'cat > %s\n' % self.out)
+        self.run_script(guestscripts.password_script('debian', 'pw'))
+        self.assertEqual('debian:pw\n', self.result())
+
     def test_a_failing_chpasswd_fails_the_script(self):
         self.fake('chpasswd', 'exit 3\n')
         proc = subprocess.run(
