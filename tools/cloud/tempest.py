@@ -60,6 +60,16 @@ EXCLUDED = {
         'container\'s getty on tty1 has',
 }
 
+#: Left out when Tempest logs in through floating IPs (up --routers), for
+#: a reason in Tempest: each still runs with fixed-IP validation.
+EXCLUDED_WITH_FLOATING_IPS = {
+    r'\.ServerActionsTestJSON\.test_change_server_password\b':
+        'boots its own server with the class\'s validation resources, '
+        'which moves the class\'s floating IP to it, then deletes it: the '
+        'class\'s next test that logs in has no address left (Tempest '
+        '47; it passes with fixed-IP validation, without --routers)',
+}
+
 
 #: Tests of operations the support matrix marks missing that no Tempest
 #: flag turns off: left out of every selection, by the matrix row that says
@@ -72,11 +82,16 @@ MISSING = {
 }
 
 
-def left_out(matrix_path=MATRIX):
-    """{regex: reason} of the tests no selection runs."""
+def left_out(matrix_path=MATRIX, floating_ips=False):
+    """{regex: reason} of the tests no selection runs.
+
+    :param floating_ips: Tempest logs in through floating IPs.
+    """
     matrix = configparser.ConfigParser()
     matrix.read(matrix_path)
     tests = dict(EXCLUDED)
+    if floating_ips:
+        tests.update(EXCLUDED_WITH_FLOATING_IPS)
     for operation, regex in MISSING.items():
         section = 'operation.' + operation
         tests[regex] = 'the support matrix marks %s missing: %s' % (
@@ -221,7 +236,9 @@ def main(argv):
     config = os.path.join(workspace, 'etc', 'tempest.conf')
     write_config(work, config)
     print('tempest: %s written; running %s' % (config, regex), flush=True)
-    excluded = left_out()
+    with open(os.path.join(work, 'tempest-ids.json')) as f:
+        routers = bool(json.load(f).get('routers'))
+    excluded = left_out(floating_ips=routers)
     for test, reason in excluded.items():
         print('tempest: left out %s: %s' % (test, reason), flush=True)
     proc = subprocess.Popen(
