@@ -570,13 +570,15 @@ class Cloud(object):
         # The L3 agent, on the first host.  The userspace datapath cannot
         # move an internal port into a router's namespace: a veth pair
         # instead (ovs_use_veth), as for the servers' ports.
-        self.l3_conf = self.write_conf(os.path.join(ndir, 'l3_agent.ini'), {
-            'DEFAULT': {'host': self.hosts[0].name,
-                        'interface_driver': 'openvswitch',
-                        'ovs_use_veth': 'True',
-                        'enable_metadata_proxy': 'False'},
-            'ovs': {'integration_bridge': self.hosts[0].int_bridge},
-        })
+        if self.routers:
+            self.l3_conf = self.write_conf(
+                os.path.join(ndir, 'l3_agent.ini'), {
+                    'DEFAULT': {'host': self.hosts[0].name,
+                                'interface_driver': 'openvswitch',
+                                'ovs_use_veth': 'True',
+                                'enable_metadata_proxy': 'False'},
+                    'ovs': {'integration_bridge': self.hosts[0].int_bridge},
+                })
         # The agent runs as root: its privileged helpers start without sudo
         # (which would not find the virtualenv's privsep-helper).
         helper = '%s --config-file %s --config-file %s' % (
