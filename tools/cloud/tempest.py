@@ -156,6 +156,7 @@ def validation(ids):
 
 
 def write_config(work, path):
+    """Write ``tempest.conf`` for the cloud in ``work``; its ids, read."""
     with open(os.path.join(work, 'clouds.yaml')) as f:
         auth = json.load(f)['clouds']['nova-openvz']['auth']
     with open(os.path.join(work, 'tempest-ids.json')) as f:
@@ -216,6 +217,7 @@ def write_config(work, path):
             conf.set(section, key, value)
     with open(path, 'w') as f:
         conf.write(f)
+    return ids
 
 
 def main(argv):
@@ -234,11 +236,9 @@ def main(argv):
                         os.path.join(work, 'tempest-workspaces.yaml'),
                         workspace], check=True, capture_output=True)
     config = os.path.join(workspace, 'etc', 'tempest.conf')
-    write_config(work, config)
+    ids = write_config(work, config)
     print('tempest: %s written; running %s' % (config, regex), flush=True)
-    with open(os.path.join(work, 'tempest-ids.json')) as f:
-        routers = bool(json.load(f).get('routers'))
-    excluded = left_out(floating_ips=routers)
+    excluded = left_out(floating_ips=bool(ids.get('routers')))
     for test, reason in excluded.items():
         print('tempest: left out %s: %s' % (test, reason), flush=True)
     proc = subprocess.Popen(
